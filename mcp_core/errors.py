@@ -1,0 +1,125 @@
+"""The project's exceptions outside Slack, one small tree.
+
+Foreign exceptions (SQLAlchemy, the mcp SDK, httpx2, OSError, pydantic) are translated
+where they enter this layer (``raise ... from exc``), so callers only ever catch these.
+``str(error)`` is always safe to show a user or the LLM: it names the connection and says
+what to do, and never contains a secret or a stack trace::
+
+    McpCoreError
+    ├── ConfigError                 settings that cannot work (bad URL, bad key list)
+    ├── StoreError                  the database failed
+    │   ├── DuplicateConnectionError    name already used by this user
+    │   └── ConnectionNotFoundError     no such connection for this user
+    ├── PolicyError                 a URL or command the security policy refuses
+    ├── McpServerError              a user's MCP server failed (names the connection)
+    │   ├── ServerUnavailableError      could not connect: refused, missing command, handshake
+    │   ├── ServerTimeoutError          connect or tool call ran past its timeout
+    │   ├── ServerCrashedError          the session died (process exited, stream closed)
+    │   └── ServerProtocolError         the server answered with something off-spec
+    └── ToolError                   the tool call itself is wrong
+        ├── UnknownToolError            no such tool in the user's catalog
+        └── ToolArgumentsError          arguments do not match the tool's inputSchema
+
+A tool that runs and reports failure (``isError``) is not an exception: it comes back as a
+``ToolResult`` with ``is_error=True``, because the model should read it and adapt.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "ConnectionNotFoundError",
+    "DuplicateConnectionError",
+    "McpCoreError",
+    "McpServerError",
+    "PolicyError",
+    "ServerCrashedError",
+    "ServerProtocolError",
+    "ServerTimeoutError",
+    "ServerUnavailableError",
+    "StoreError",
+    "ToolArgumentsError",
+    "ToolError",
+    "UnknownToolError",
+]
+
+
+class McpCoreError(Exception):
+    """Base of every error raised by mcp_core; its text is fit for users."""
+
+
+class ConfigError(McpCoreError):
+    """The configuration cannot work as given."""
+
+
+class StoreError(McpCoreError):
+    """The database could not complete an operation."""
+
+
+class DuplicateConnectionError(StoreError):
+    """A connection with this name already exists for this user."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"You already have a connection named “{name}”. Pick another name or disconnect the old one first."
+        )
+        self.name = name
+
+
+class ConnectionNotFoundError(StoreError):
+    """No connection with this id or name belongs to this user."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"You have no connection named “{name}”.")
+        self.name = name
+
+
+class PolicyError(McpCoreError):
+    """The security policy refuses a URL, host or command."""
+
+
+class McpServerError(McpCoreError):
+    """A user's MCP server failed; ``connection`` names it."""
+
+    def __init__(self, connection: str, message: str) -> None:
+        super().__init__(f"{connection}: {message}")
+        self.connection = connection
+        self.reason = message
+
+
+class ServerUnavailableError(McpServerError):
+    """The server could not be reached or refused the handshake."""
+
+
+class ServerTimeoutError(McpServerError):
+    """The server did not answer within the timeout."""
+
+
+class ServerCrashedError(McpServerError):
+    """The live session died; the next use opens a new one."""
+
+
+class ServerProtocolError(McpServerError):
+    """The server sent something the MCP spec does not allow."""
+
+
+class ToolError(McpCoreError):
+    """The requested tool call cannot be made as asked."""
+
+
+class UnknownToolError(ToolError):
+    """The tool is not in this user's catalog."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(f"There is no tool named “{tool}” among your connections.")
+        self.tool = tool
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments do not satisfy the tool's inputSchema; nothing was sent."""
+
+    def __init__(self, tool: str, problems: list[str]) -> None:
+        joined = "; ".join(problems)
+        super().__init__(f"Arguments for {tool} do not match its schema: {joined}")
+        self.tool = tool
+        self.problems = problems

@@ -1,0 +1,180 @@
+"""Typed objects handed between layers: connections, tools, results, usage rows.
+
+Each step of a flow passes the next one of these rather than a dict of dicts. Secrets are
+never part of a stored model; they are joined in only when a session is opened
+(``SessionSpec``), and ``SessionSpec.__repr__`` hides them.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = [
+    "CONNECTION_NAME_RE",
+    "CatalogEntry",
+    "Connection",
+    "ConnectionStatus",
+    "NewConnection",
+    "SessionSpec",
+    "ToolInfo",
+    "ToolResult",
+    "Transport",
+    "UsageRecord",
+    "normalize_connection_name",
+]
+
+Transport = Literal["stdio", "sse", "streamable_http"]
+
+# Connection names become the prefix of tool names the LLM sees, so they must be short and
+# made of characters OpenAI function names allow; lower case makes matching case-insensitive.
+CONNECTION_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+
+
+def normalize_connection_name(name: str) -> str:
+    """Return the canonical (lower-case, trimmed) form of a connection name.
+
+    Raises:
+        ValueError: the name is empty, too long or uses characters other than a-z, 0-9, _ and -.
+    """
+    canonical = name.strip().lower()
+    if not CONNECTION_NAME_RE.fullmatch(canonical):
+        raise ValueError(
+            "Connection names are 1–32 characters: letters, digits, “-” and “_”, starting with a letter or digit."
+        )
+    return canonical
+
+
+class ConnectionStatus(StrEnum):
+    NEW = "new"
+    HEALTHY = "healthy"
+    ERROR = "error"
+    NEEDS_AUTH = "needs_auth"
+
+
+class ToolInfo(BaseModel):
+    """One tool as a server listed it, trimmed to what the bot uses."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    title: str | None = None
+    description: str = ""
+    input_schema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+    read_only: bool | None = None
+    destructive: bool | None = None
+    idempotent: bool | None = None
+    open_world: bool | None = None
+
+
+class NewConnection(BaseModel):
+    """What a user asks for when connecting a server; non-secret parts only.
+
+    ``config`` holds non-secret settings: ``headers`` and ``env`` (dicts of str), ``query``
+    (dict of URL query parameters), ``connect_timeout_s`` and ``call_timeout_s`` overrides,
+    ``protocol_mode`` ("auto" or "legacy"), ``cwd``. Secret values live in the credential store
+    under keys such as ``header:Authorization`` or ``env:GITHUB_TOKEN`` and are joined in only
+    when a session opens.
+    """
+
+    name: str
+    transport: Transport
+    url: str | None = None
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    config: dict[str, Any] = Field(default_factory=dict)
+    card_id: str | None = None
+    credential_ref: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _canonical_name(cls, value: str) -> str:
+        return normalize_connection_name(value)
+
+    def model_post_init(self, _context: Any) -> None:
+        if self.transport == "stdio" and not self.command:
+            raise ValueError("A stdio connection needs a command.")
+        if self.transport != "stdio" and not self.url:
+            raise ValueError("A remote connection needs a URL.")
+
+
+class Connection(NewConnection):
+    """A stored connection, always owned by exactly one (team, user)."""
+
+    id: uuid.UUID
+    team_id: str
+    user_id: str
+    status: ConnectionStatus = ConnectionStatus.NEW
+    status_detail: str | None = None
+    tools: list[ToolInfo] = Field(default_factory=list)
+    last_verified_at: datetime | None = None
+    last_used_at: datetime | None = None
+    usage_count: int = 0
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionSpec(BaseModel):
+    """Everything needed to open one live session, secrets included. Never logged or stored."""
+
+    model_config = ConfigDict(frozen=True)
+
+    connection_id: uuid.UUID
+    name: str
+    transport: Transport
+    url: str | None = None
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    connect_timeout_s: float = 15.0
+    call_timeout_s: float = 60.0
+    protocol_mode: Literal["auto", "legacy"] = "auto"
+    secret_values: tuple[str, ...] = ()
+    """Every secret joined into env, headers or the URL, so error texts can be scrubbed of them."""
+
+    def __repr__(self) -> str:
+        return f"SessionSpec(name={self.name!r}, transport={self.transport!r}, id={self.connection_id})"
+
+    __str__ = __repr__
+
+
+class CatalogEntry(BaseModel):
+    """A tool as the LLM sees it: a unique function name mapped back to (connection, tool)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    connection_id: uuid.UUID
+    connection_name: str
+    tool: ToolInfo
+
+
+class ToolResult(BaseModel):
+    """A tool's answer flattened to text for Slack and the LLM, capped in size."""
+
+    text: str
+    is_error: bool = False
+    truncated: bool = False
+    structured: Any = None
+    latency_ms: float = 0.0
+
+
+class UsageRecord(BaseModel):
+    """One tool call for analytics. Never holds arguments, results or secrets."""
+
+    team_id: str
+    user_id: str
+    connection_id: uuid.UUID | None
+    tool_name: str
+    latency_ms: float
+    success: bool
+    error_class: str | None = None
+    error_message: str | None = None
+    created_at: datetime

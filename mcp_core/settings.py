@@ -1,0 +1,97 @@
+"""Every knob, read from the environment or ``.env`` (pydantic-settings).
+
+Names are the environment variable names, upper-cased. Secrets are ``SecretStr`` so they
+print as ``**********`` everywhere, including ``slack-mcp-bot check``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["CONNECT_TIMEOUT_S", "Settings"]
+
+CONNECT_TIMEOUT_S = 15.0
+CALL_TIMEOUT_S = 60.0
+IDLE_TIMEOUT_S = 15 * 60.0
+MAX_LIVE_SESSIONS = 50
+MAX_OUTPUT_CHARS = 100_000
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _split_commas(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """The bot's configuration. Build with ``Settings()``; tests pass values directly."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Slack
+    slack_bot_token: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_api_url: str | None = Field(default=None, description="Web API base URL override")
+
+    # Storage
+    data_dir: Path = Path("./data")
+    database_url: SecretStr | None = Field(
+        default=None, description="postgresql://… for PostgreSQL/Supabase; default SQLite in DATA_DIR"
+    )
+
+    # Credentials
+    credential_backend: Literal["local", "gcp", "aws", "supabase"] | None = None
+    credential_keys: SecretStr | None = None
+
+    # LLM
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    openai_model: str = "gpt-4o-mini"
+
+    # People and policy
+    admin_user_ids: CommaList = Field(default_factory=list)
+    run_cards_dir: Path | None = None
+    mcp_allowed_hosts: CommaList = Field(default_factory=list)
+
+    # MCP connection pool
+    mcp_connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
+    mcp_call_timeout_s: float = Field(default=CALL_TIMEOUT_S, gt=0)
+    mcp_idle_timeout_s: float = Field(default=IDLE_TIMEOUT_S, gt=0)
+    mcp_max_sessions: int = Field(default=MAX_LIVE_SESSIONS, ge=1)
+    mcp_max_output_chars: int = Field(default=MAX_OUTPUT_CHARS, ge=1000)
+
+    log_level: str = "INFO"
+
+    _split = field_validator("admin_user_ids", "mcp_allowed_hosts", mode="before")(_split_commas)
+
+    @field_validator("mcp_allowed_hosts")
+    @classmethod
+    def _valid_hosts(cls, hosts: list[str]) -> list[str]:
+        for host in hosts:
+            if "/" in host:
+                try:
+                    ipaddress.ip_network(host, strict=False)
+                except ValueError as exc:
+                    raise ValueError(f"MCP_ALLOWED_HOSTS: {host!r} is not a valid CIDR") from exc
+        return [h.lower() for h in hosts]
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The async SQLAlchemy URL: asyncpg for PostgreSQL, aiosqlite file in DATA_DIR otherwise."""
+        if self.database_url is None:
+            return f"sqlite+aiosqlite:///{(self.data_dir / 'slack-mcp-bot.db').resolve()}"
+        url = self.database_url.get_secret_value()
+        for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return "postgresql+asyncpg://" + url[len(prefix) :]
+        if url.startswith("sqlite"):
+            return url.replace("sqlite://", "sqlite+aiosqlite://", 1) if "+aiosqlite" not in url else url
+        raise ValueError("DATABASE_URL must start with postgresql:// or sqlite://")
