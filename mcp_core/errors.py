@@ -13,6 +13,7 @@ what to do, and never contains a secret or a stack trace::
     ├── PolicyError                 a URL or command the security policy refuses
     ├── McpServerError              a user's MCP server failed (names the connection)
     │   ├── ServerUnavailableError      could not connect: refused, missing command, handshake
+    │   │   └── ServerAuthError             the server refused our credentials (401/403)
     │   ├── ServerTimeoutError          connect or tool call ran past its timeout
     │   ├── ServerCrashedError          the session died (process exited, stream closed)
     │   └── ServerProtocolError         the server answered with something off-spec
@@ -33,6 +34,7 @@ __all__ = [
     "McpCoreError",
     "McpServerError",
     "PolicyError",
+    "ServerAuthError",
     "ServerCrashedError",
     "ServerProtocolError",
     "ServerTimeoutError",
@@ -61,7 +63,8 @@ class DuplicateConnectionError(StoreError):
 
     def __init__(self, name: str) -> None:
         super().__init__(
-            f"You already have a connection named “{name}”. Pick another name or disconnect the old one first."
+            f"You already have a connection named “{name}”. "
+            "Pick another name or disconnect the old one first."
         )
         self.name = name
 
@@ -89,6 +92,10 @@ class McpServerError(McpCoreError):
 
 class ServerUnavailableError(McpServerError):
     """The server could not be reached or refused the handshake."""
+
+
+class ServerAuthError(ServerUnavailableError):
+    """The server answered 401/403: the credentials are missing, wrong or expired."""
 
 
 class ServerTimeoutError(McpServerError):

@@ -45,7 +45,8 @@ def normalize_connection_name(name: str) -> str:
     canonical = name.strip().lower()
     if not CONNECTION_NAME_RE.fullmatch(canonical):
         raise ValueError(
-            "Connection names are 1–32 characters: letters, digits, “-” and “_”, starting with a letter or digit."
+            "Connection names are 1–32 characters: letters, digits, “-” and “_”, "
+            "starting with a letter or digit."
         )
     return canonical
 

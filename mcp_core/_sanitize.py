@@ -1,0 +1,111 @@
+"""A read-stream wrapper that drops malformed tools from ``tools/list`` answers.
+
+mcp 2.x validates every inbound result strictly: one tool whose ``inputSchema`` lacks
+``"type": "object"`` makes ``list_tools()`` raise, and every later ``call_tool()`` re-lists
+and raises too, even for good tools. Filtering the raw JSON-RPC response before the session
+sees it keeps the server's good tools usable; each dropped tool is reported once.
+
+The wrapper also notices end-of-stream, which is how the pool learns that a stdio server
+died while idle (the SDK's dispatcher only marks itself closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import mcp_types as types
+from mcp.shared.message import SessionMessage
+from mcp_types.methods import validate_server_result
+from pydantic import ValidationError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["SanitizingReadStream"]
+
+_FALLBACK_VERSION = "2025-11-25"
+
+
+class SanitizingReadStream:
+    """Wraps a transport's read stream (``ReadStream[SessionMessage | Exception]``)."""
+
+    def __init__(
+        self,
+        inner: Any,
+        *,
+        protocol_version: Callable[[], str | None],
+        on_dropped_tool: Callable[[str, str], None],
+        on_eof: Callable[[], None],
+    ) -> None:
+        self._inner = inner
+        self._version = protocol_version
+        self._on_dropped_tool = on_dropped_tool
+        self._on_eof = on_eof
+        self.last_context = None
+
+    async def receive(self) -> SessionMessage | Exception:
+        try:
+            item = await self._inner.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self._on_eof()
+            raise
+        self.last_context = getattr(self._inner, "last_context", None)
+        if isinstance(item, SessionMessage):
+            message = item.message
+            if isinstance(message, types.JSONRPCResponse) and _looks_like_tool_listing(message.result):
+                message.result["tools"] = self._keep_valid(message.result)
+        return item
+
+    def _keep_valid(self, result: dict[str, Any]) -> list[Any]:
+        version = self._version() or _FALLBACK_VERSION
+        kept = []
+        for tool in result["tools"]:
+            problem = _tool_problem(tool, result, version)
+            if problem is None:
+                kept.append(tool)
+            else:
+                name = tool.get("name") if isinstance(tool, dict) else None
+                self._on_dropped_tool(str(name or "<unnamed>"), problem)
+        return kept
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    def __aiter__(self) -> SanitizingReadStream:
+        return self
+
+    async def __anext__(self) -> SessionMessage | Exception:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def __aenter__(self) -> SanitizingReadStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+
+def _looks_like_tool_listing(result: object) -> bool:
+    return isinstance(result, dict) and isinstance(result.get("tools"), list) and "content" not in result
+
+
+def _tool_problem(tool: object, result: dict[str, Any], version: str) -> str | None:
+    """Return why the session would reject this one tool, or None if it is valid."""
+    if not isinstance(tool, dict):
+        return "not an object"
+    try:
+        types.Tool.model_validate(tool, by_name=False)
+        validate_server_result("tools/list", version, {**result, "tools": [tool]})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(
+            str(p) for p in first["loc"] if not isinstance(p, int) and p not in ("tools", "Tool")
+        )
+        return f"{where or 'tool'}: {first['msg']}"[:200]
+    except (KeyError, ValueError):
+        return None  # a version this SDK has no surface for: the model check above is all we can do
+    return None

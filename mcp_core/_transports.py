@@ -1,0 +1,121 @@
+"""Turn a ``SessionSpec`` into an entered mcp transport: stdio, legacy SSE or streamable HTTP.
+
+Headers (bearer tokens, API keys) go on every HTTP transport. One SSL context is shared by
+every HTTP client because building a fresh truststore context costs 30–60 ms per client.
+A stdio child's stderr is piped into our log instead of the bot's terminal, line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import os
+import ssl
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import httpx2
+import truststore
+from mcp import StdioServerParameters
+from mcp.client._transport import TransportStreams
+from mcp.client.sse import sse_client
+from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
+
+from mcp_core.models import SessionSpec
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["open_transport", "shared_ssl_context"]
+
+SSE_READ_TIMEOUT_S = 300.0
+STDERR_LINE_MAX_CHARS = 2000
+STDERR_DRAIN_S = 0.5
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """The OS trust store, built once per process."""
+    return truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+
+
+def _http_client(
+    spec: SessionSpec, headers: dict[str, str] | None = None, auth: Any = None
+) -> httpx2.AsyncClient:
+    timeout = httpx2.Timeout(spec.connect_timeout_s, read=max(SSE_READ_TIMEOUT_S, spec.call_timeout_s + 5))
+    return httpx2.AsyncClient(
+        headers={**spec.headers, **(headers or {})}, timeout=timeout, auth=auth, verify=shared_ssl_context()
+    )
+
+
+async def open_transport(
+    spec: SessionSpec, stack: AsyncExitStack, scrub: Callable[[str], str]
+) -> TransportStreams:
+    """Enter the transport for ``spec`` on ``stack`` and return its (read, write) streams.
+
+    Raises:
+        OSError: the stdio command cannot be started.
+        httpx2.HTTPError: the HTTP endpoint cannot be reached (often inside an ExceptionGroup).
+    """
+    if spec.transport == "stdio":
+        errlog = await stack.enter_async_context(_stderr_to_log(spec.name, scrub))
+        params = StdioServerParameters(
+            command=spec.command or "", args=list(spec.args), env=dict(spec.env), cwd=spec.cwd
+        )
+        return await stack.enter_async_context(stdio_client(params, errlog=errlog))
+    if spec.transport == "sse":
+
+        def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None):
+            return _http_client(spec, headers, auth)
+
+        return await stack.enter_async_context(
+            sse_client(
+                spec.url or "",
+                headers=dict(spec.headers),
+                timeout=spec.connect_timeout_s,
+                sse_read_timeout=SSE_READ_TIMEOUT_S,
+                httpx_client_factory=factory,
+            )
+        )
+    http = await stack.enter_async_context(_http_client(spec))
+    return await stack.enter_async_context(streamable_http_client(spec.url or "", http_client=http))
+
+
+@asynccontextmanager
+async def _stderr_to_log(name: str, scrub: Callable[[str], str]) -> AsyncIterator[Any]:
+    """Yield a writable file whose lines end up in the log under the connection's name.
+
+    The child inherits the pipe's write end; we read the other end with asyncio. Our copy of
+    the write end is closed on exit, after which the reader drains briefly and is cancelled (a
+    grandchild may keep the pipe open forever).
+    """
+    read_fd, write_fd = os.pipe()
+    writer = os.fdopen(write_fd, "w")
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 20)
+    transport, _ = await loop.connect_read_pipe(
+        lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb")
+    )
+    child_log = logging.getLogger(f"mcp_core.server.{name}")
+
+    async def pump() -> None:
+        with contextlib.suppress(ValueError, asyncio.LimitOverrunError, ConnectionError):
+            while line := await reader.readline():
+                text = line.decode("utf-8", "replace").rstrip()
+                if text:
+                    child_log.info("%s", scrub(text[:STDERR_LINE_MAX_CHARS]))
+
+    task = asyncio.create_task(pump(), name=f"stderr:{name}")
+    try:
+        yield writer
+    finally:
+        writer.close()
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(asyncio.shield(task), STDERR_DRAIN_S)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        transport.close()

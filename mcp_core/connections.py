@@ -1,0 +1,482 @@
+"""The pool of live MCP sessions: one owner for every connection the bot holds open.
+
+Why it looks like this:
+
+* Each live session is owned by its own asyncio task that enters the transport and the
+  ``mcp.Client`` and exits them in the same task, as anyio's cancel scopes require. Callers
+  borrow ``client`` from other tasks; one session multiplexes concurrent requests.
+* A per-connection lock makes N concurrent first uses open exactly one session.
+* Sessions idle longer than ``idle_timeout_s`` are closed by a reaper, and at most
+  ``max_sessions`` stay live (least recently used first out, never one with a call in flight),
+  so stdio children cannot pile up.
+* Every wait is bounded: connect by ``spec.connect_timeout_s``, calls by
+  ``spec.call_timeout_s`` (plus a short grace for a wedged transport).
+* A session found dead *before* a request is sent is reopened transparently; a call that may
+  have reached the server is never retried.
+* The SDK's failure shapes (``ExceptionGroup`` on connect, ``MCPError``, ``OSError``,
+  ``httpx2`` errors, pydantic ``ValidationError``) become ``mcp_core.errors`` with texts that
+  name the connection and never carry a secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import math
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+from mcp import Client, MCPError
+from mcp.client.subscriptions import ListenNotSupportedError
+from pydantic import ValidationError
+
+from mcp_core import errors
+from mcp_core._sanitize import SanitizingReadStream
+from mcp_core._transports import open_transport
+from mcp_core.models import SessionSpec
+from mcp_core.security import scrub
+from mcp_core.settings import IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConnectionPool", "SpecFactory", "ToolListing"]
+
+SpecFactory = Callable[[], Awaitable[SessionSpec]]
+ToolsChangedHook = Callable[[uuid.UUID], Awaitable[None]]
+
+CALL_GRACE_S = 5.0
+"""Extra time past a call's timeout before we stop trusting the session at all."""
+MAX_TOOL_PAGES = 100
+CLOSE_ALL_TIMEOUT_S = 15.0
+CLIENT_INFO = types.Implementation(name="slack-mcp-bot", version="0.1.0")
+MODERN_VERSIONS = frozenset({"2026-07-28"})
+
+
+@dataclass
+class ToolListing:
+    """Every page of a server's tools/list, minus the tools that were malformed."""
+
+    tools: list[types.Tool]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """(tool name, why it was dropped) for each malformed tool."""
+
+
+class _Live:
+    """One open session and the bookkeeping the pool needs about it."""
+
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+        self.client: Client | None = None
+        self.done = asyncio.Event()
+        self.in_flight = 0
+        self.last_used = time.monotonic()
+        self.task: asyncio.Task[None] | None = None
+        self.skipped: list[tuple[str, str]] = []
+        self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
+
+    @property
+    def usable(self) -> bool:
+        return self.client is not None and not self.done.is_set()
+
+    def protocol_version(self) -> str | None:
+        client = self.client
+        return client.session.protocol_version if client is not None else None
+
+
+class ConnectionPool:
+    """Owns every live MCP session of the process, keyed by connection id.
+
+    ``on_tools_changed`` is awaited (in its own task) when a server says its tool list changed.
+    """
+
+    def __init__(
+        self,
+        *,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        max_sessions: int = MAX_LIVE_SESSIONS,
+        on_tools_changed: ToolsChangedHook | None = None,
+    ) -> None:
+        self._idle_timeout_s = idle_timeout_s
+        self._max_sessions = max_sessions
+        self.on_tools_changed = on_tools_changed
+        self._live: OrderedDict[uuid.UUID, _Live] = OrderedDict()
+        self._locks: dict[uuid.UUID, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reaper: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- public API ----------------------------------------------------------------------
+
+    @property
+    def live_count(self) -> int:
+        return len(self._live)
+
+    def is_live(self, connection_id: uuid.UUID) -> bool:
+        live = self._live.get(connection_id)
+        return live is not None and live.usable
+
+    async def call_tool(
+        self,
+        connection_id: uuid.UUID,
+        open_spec: SpecFactory,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout_s: float | None = None,
+    ) -> types.CallToolResult:
+        """Call ``tool`` on the connection's session, opening it first if needed.
+
+        A JSON-RPC error from the server comes back as an ``is_error`` result: to the model it
+        is the same as a tool that reported failure.
+
+        Raises:
+            McpServerError: the session could not be opened, timed out, died or answered off-spec.
+        """
+        async with self._borrow(connection_id, open_spec) as live:
+            timeout = timeout_s or live.spec.call_timeout_s
+            assert live.client is not None
+            try:
+                with anyio.fail_after(timeout + CALL_GRACE_S):
+                    return await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+            except MCPError as exc:
+                if exc.code == types.REQUEST_TIMEOUT:
+                    raise errors.ServerTimeoutError(
+                        live.spec.name,
+                        f"{tool} did not answer within {timeout:g} s. It may still be running on the "
+                        "server, so it was not retried.",
+                    ) from exc
+                if exc.code == types.CONNECTION_CLOSED:
+                    self._retire(connection_id, live)
+                    raise errors.ServerCrashedError(
+                        live.spec.name,
+                        f"the server stopped while running {tool}. It was not retried because it may "
+                        "have run; the next request starts a new session.",
+                    ) from exc
+                text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
+                return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+            except Exception as exc:
+                self._retire(connection_id, live)
+                raise _call_error(live, tool, timeout, exc) from exc
+
+    async def list_tools(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> ToolListing:
+        """Every page of ``tools/list``; malformed tools are dropped and reported, not fatal.
+
+        Raises:
+            McpServerError: as for ``call_tool``.
+        """
+        async with self._borrow(connection_id, open_spec) as live:
+            assert live.client is not None
+            live.skipped = []
+            tools: list[types.Tool] = []
+            cursor: str | None = None
+            timeout = live.spec.call_timeout_s
+            try:
+                with anyio.fail_after(timeout + CALL_GRACE_S):
+                    for _ in range(MAX_TOOL_PAGES):
+                        page = await live.client.list_tools(cursor=cursor, cache_mode="refresh")
+                        tools.extend(page.tools)
+                        if not (cursor := page.next_cursor):
+                            break
+            except MCPError as exc:
+                if exc.code == types.REQUEST_TIMEOUT:
+                    raise errors.ServerTimeoutError(
+                        live.spec.name, f"listing tools took longer than {timeout:g} s."
+                    ) from exc
+                self._retire(connection_id, live)
+                raise _call_error(live, "tools/list", timeout, exc) from exc
+            except Exception as exc:
+                self._retire(connection_id, live)
+                raise _call_error(live, "tools/list", timeout, exc) from exc
+            return ToolListing(tools=tools, skipped=list(live.skipped))
+
+    async def discard(self, connection_id: uuid.UUID) -> None:
+        """Close the connection's session (if any) and wait until its process is gone."""
+        live = self._live.get(connection_id)
+        self._locks.pop(connection_id, None)
+        if live is None:
+            return
+        self._retire(connection_id, live)
+        if live.task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(live.task), CLOSE_ALL_TIMEOUT_S)
+
+    async def aclose(self) -> None:
+        """Close every session and reap every child process. Safe to call twice."""
+        self._closed = True
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for key, live in list(self._live.items()):
+            self._retire(key, live)
+        pending = [t for t in self._tasks if not t.done()]
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=CLOSE_ALL_TIMEOUT_S)
+            for task in still:
+                logger.warning("MCP session task %s did not stop in time; cancelling it", task.get_name())
+                task.cancel()
+        if self._reaper is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+
+    # -- sessions ------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _borrow(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> AsyncIterator[_Live]:
+        live = await self._session(connection_id, open_spec)
+        live.in_flight += 1
+        try:
+            yield live
+        finally:
+            live.in_flight -= 1
+            live.last_used = time.monotonic()
+
+    async def _session(self, key: uuid.UUID, open_spec: SpecFactory) -> _Live:
+        if self._closed:
+            raise errors.McpCoreError("The bot is shutting down; try again in a moment.")
+        live = self._live.get(key)
+        if live is not None and live.usable:
+            self._live.move_to_end(key)
+            return live
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            live = self._live.get(key)
+            if live is not None and live.usable:
+                return live
+            if live is not None:
+                self._retire(key, live)
+            spec = await open_spec()
+            self._make_room()
+            live = await self._open(spec)
+            self._live[key] = live
+            self._ensure_reaper()
+            return live
+
+    async def _open(self, spec: SessionSpec) -> _Live:
+        live = _Live(spec)
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        live.task = asyncio.create_task(self._own(live, ready), name=f"mcp:{spec.name}")
+        self._tasks.add(live.task)
+        live.task.add_done_callback(self._tasks.discard)
+        try:
+            await asyncio.shield(ready)
+        except asyncio.CancelledError:
+            live.done.set()  # the caller gave up; the owner closes the session once connected
+            raise
+        return live
+
+    async def _own(self, live: _Live, ready: asyncio.Future[None]) -> None:
+        """Run one session from connect to close, all inside this task."""
+        spec = live.spec
+        connect = anyio.CancelScope(deadline=anyio.current_time() + spec.connect_timeout_s)
+        try:
+            with connect:
+                async with AsyncExitStack() as stack:
+                    read, write = await open_transport(spec, stack, live.scrub)
+                    stream = SanitizingReadStream(
+                        read,
+                        protocol_version=live.protocol_version,
+                        on_dropped_tool=functools.partial(_dropped_tool, live),
+                        on_eof=live.done.set,
+                    )
+                    client = Client(
+                        _given_streams(stream, write),
+                        read_timeout_seconds=spec.call_timeout_s,
+                        mode=spec.protocol_mode,
+                        message_handler=functools.partial(self._on_message, live),
+                        client_info=CLIENT_INFO,
+                    )
+                    await stack.enter_async_context(client)
+                    connect.deadline = math.inf
+                    live.client = client
+                    ready.set_result(None)
+                    logger.info(
+                        "connected %s over %s (protocol %s)",
+                        spec.name,
+                        spec.transport,
+                        client.protocol_version,
+                    )
+                    await self._serve(live, client)
+            if connect.cancelled_caught and not ready.done():
+                raise TimeoutError
+        except BaseException as exc:
+            if not ready.done():
+                timed_out = connect.cancel_called and not isinstance(exc, errors.McpCoreError)
+                ready.set_exception(_connect_error(live, TimeoutError() if timed_out else exc))
+            elif not isinstance(exc, asyncio.CancelledError):
+                logger.warning("session %s ended with %s", spec.name, type(exc).__name__)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            live.done.set()
+            live.client = None
+            if self._live.get(spec.connection_id) is live:
+                del self._live[spec.connection_id]
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # mark retrieved: a caller that gave up must not cause a warning
+
+    async def _serve(self, live: _Live, client: Client) -> None:
+        """Keep the session open until it is retired, listening for tool-list changes."""
+        async with anyio.create_task_group() as tg:
+            caps = client.server_capabilities.tools
+            if client.protocol_version in MODERN_VERSIONS and caps is not None and caps.list_changed:
+                tg.start_soon(self._listen, live, client)
+            await live.done.wait()
+            tg.cancel_scope.cancel()
+
+    async def _listen(self, live: _Live, client: Client) -> None:
+        """2026-07-28 servers announce tool changes only through ``subscriptions/listen``."""
+        try:
+            async with client.listen(tools_list_changed=True) as subscription:
+                async for _event in subscription:
+                    self._tools_changed(live)
+        except (ListenNotSupportedError, MCPError, TimeoutError, Exception) as exc:
+            logger.info("%s: not listening for tool changes (%s)", live.spec.name, type(exc).__name__)
+
+    async def _on_message(self, live: _Live, message: Any) -> None:
+        if isinstance(message, types.ToolListChangedNotification):
+            self._tools_changed(live)
+        elif isinstance(message, Exception):
+            logger.warning("%s sent something unreadable: %s", live.spec.name, live.scrub(str(message))[:300])
+
+    def _tools_changed(self, live: _Live) -> None:
+        if self.on_tools_changed is None:
+            return
+        task = asyncio.create_task(self.on_tools_changed(live.spec.connection_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _retire(self, key: uuid.UUID, live: _Live) -> None:
+        if self._live.get(key) is live:
+            del self._live[key]
+        live.done.set()
+
+    def _make_room(self) -> None:
+        while len(self._live) >= self._max_sessions:
+            victim = next(((k, v) for k, v in self._live.items() if v.in_flight == 0), None)
+            if victim is None:
+                logger.warning("all %d live MCP sessions are busy; opening one more", len(self._live))
+                return
+            logger.info(
+                "closing least recently used session %s (cap %d)", victim[1].spec.name, self._max_sessions
+            )
+            self._retire(*victim)
+
+    def _ensure_reaper(self) -> None:
+        if self._reaper is None or self._reaper.done():
+            self._reaper = asyncio.create_task(self._reap(), name="mcp:idle-reaper")
+
+    async def _reap(self) -> None:
+        period = max(0.05, min(self._idle_timeout_s / 4, 30.0))
+        while self._live:
+            await asyncio.sleep(period)
+            now = time.monotonic()
+            for key, live in list(self._live.items()):
+                if live.in_flight == 0 and now - live.last_used > self._idle_timeout_s:
+                    logger.info("closing %s after %.0f s idle", live.spec.name, now - live.last_used)
+                    self._retire(key, live)
+
+
+@asynccontextmanager
+async def _given_streams(read: Any, write: Any) -> AsyncIterator[Any]:
+    """A Transport over streams we already opened, so the Client sees our sanitizing reader."""
+    yield read, write
+
+
+def _dropped_tool(live: _Live, tool: str, problem: str) -> None:
+    live.skipped.append((tool, problem))
+    logger.warning("%s: skipped malformed tool %r (%s)", live.spec.name, tool, problem)
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
+    return [exc]
+
+
+def _connect_error(live: _Live, exc: BaseException) -> errors.McpCoreError:
+    """Translate whatever the transport or handshake raised into one clear error."""
+    spec = live.spec
+    name = spec.name
+    leaves = [
+        e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError | anyio.get_cancelled_exc_class())
+    ]
+    leaf = leaves[0] if leaves else exc
+    if isinstance(leaf, errors.McpCoreError):
+        return leaf
+    if isinstance(leaf, (TimeoutError, asyncio.CancelledError, anyio.get_cancelled_exc_class())):
+        return errors.ServerTimeoutError(
+            name, f"did not finish connecting within {spec.connect_timeout_s:g} s."
+        )
+    if isinstance(leaf, FileNotFoundError):
+        return errors.ServerUnavailableError(
+            name, f"could not start “{spec.command}”: command not found. Check the command or ask an admin."
+        )
+    if isinstance(leaf, PermissionError):
+        return errors.ServerUnavailableError(name, f"could not start “{spec.command}”: permission denied.")
+    if isinstance(leaf, httpx2.HTTPStatusError):
+        status = leaf.response.status_code
+        if status in (401, 403):
+            return errors.ServerAuthError(
+                name, f"the server refused the credentials (HTTP {status}). Reconnect with a valid token."
+            )
+        return errors.ServerUnavailableError(name, f"the server answered HTTP {status}.")
+    if isinstance(leaf, httpx2.TimeoutException):
+        return errors.ServerTimeoutError(name, "the server did not answer in time.")
+    if isinstance(leaf, httpx2.HTTPError | OSError):
+        return errors.ServerUnavailableError(
+            name, "could not reach the server (connection refused or no route)."
+        )
+    if isinstance(leaf, MCPError):
+        return _mcp_connect_error(live, leaf)
+    if isinstance(leaf, ValidationError):
+        return errors.ServerProtocolError(name, "the server's handshake is not valid MCP.")
+    logger.warning("unexpected connect failure for %s: %s", name, type(leaf).__name__)
+    return errors.ServerUnavailableError(name, f"could not connect ({type(leaf).__name__}).")
+
+
+def _mcp_connect_error(live: _Live, exc: MCPError) -> errors.McpServerError:
+    name = live.spec.name
+    message = live.scrub(exc.message)
+    if exc.code == types.REQUEST_TIMEOUT:
+        return errors.ServerTimeoutError(name, "the server did not answer the MCP handshake in time.")
+    if exc.code == types.CONNECTION_CLOSED:
+        return errors.ServerUnavailableError(
+            name, "the server exited during startup; its error output is in the bot's log."
+        )
+    lowered = message.lower()
+    if "401" in lowered or "403" in lowered or "unauthorized" in lowered or "forbidden" in lowered:
+        return errors.ServerAuthError(
+            name, "the server refused the credentials. Reconnect with a valid token."
+        )
+    if "not found" in lowered:
+        return errors.ServerUnavailableError(name, "there is no MCP endpoint at this URL (HTTP 404).")
+    return errors.ServerUnavailableError(name, f"the server refused the MCP handshake: {message[:300]}")
+
+
+def _call_error(live: _Live, tool: str, timeout: float, exc: BaseException) -> errors.McpServerError:
+    name = live.spec.name
+    leaf = _leaves(exc)[0]
+    if isinstance(leaf, TimeoutError):
+        return errors.ServerTimeoutError(
+            name,
+            f"{tool} did not answer within {timeout:g} s; the session was reset and the call not retried.",
+        )
+    if isinstance(leaf, ValidationError | RuntimeError):
+        return errors.ServerProtocolError(name, f"{tool} returned a result that is not valid MCP.")
+    if isinstance(leaf, MCPError):
+        return errors.ServerProtocolError(name, f"{tool} failed: {live.scrub(leaf.message)[:300]}")
+    if isinstance(leaf, httpx2.HTTPError | OSError):
+        return errors.ServerCrashedError(
+            name,
+            f"lost the connection while running {tool}; it was not retried. The next request reconnects.",
+        )
+    logger.warning("unexpected failure calling %s on %s: %s", tool, name, type(leaf).__name__)
+    return errors.ServerCrashedError(name, f"{tool} failed unexpectedly ({type(leaf).__name__}).")

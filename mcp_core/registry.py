@@ -1,0 +1,426 @@
+"""The tool registry: connect, discover, catalog and call a user's MCP tools.
+
+Everything here is scoped by (team_id, user_id) taken from the verified request; a user's
+catalog is built only from their own connections, so a tool name can never reach another
+user's server.
+
+* Discovery lists every page of tools/list, drops malformed tools with a recorded warning,
+  caches the result in the store, and runs concurrently across connections.
+* The catalog gives each tool a unique name valid for OpenAI function calling
+  (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool). It is cached in memory for a
+  short time so a call does not cost a database round trip.
+* ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
+  on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import jsonschema
+import mcp_types as types
+from jsonschema.exceptions import SchemaError
+from jsonschema.protocols import Validator
+
+from mcp_core import errors
+from mcp_core._results import flatten_result
+from mcp_core.connections import ConnectionPool, SpecFactory
+from mcp_core.models import (
+    CatalogEntry,
+    Connection,
+    ConnectionStatus,
+    NewConnection,
+    SessionSpec,
+    ToolInfo,
+    ToolResult,
+    UsageRecord,
+)
+from mcp_core.security import check_remote_url
+from mcp_core.settings import Settings
+from mcp_core.store import Store
+from mcp_core.usage import UsageRecorder
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ConnectOutcome", "Discovery", "HealthReport", "SecretSource", "ToolRegistry", "function_name"]
+
+CATALOG_TTL_S = 30.0
+"""How long a user's catalog is trusted without re-reading the store (other processes may
+change connections; this process invalidates at once)."""
+MAX_FUNCTION_NAME = 64
+_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
+USAGE_MESSAGE_MAX_CHARS = 300
+
+
+class SecretSource(Protocol):
+    """Where a connection's secrets come from (the credential manager).
+
+    Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
+    """
+
+    async def get(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> Mapping[str, str]: ...
+
+
+@dataclass
+class Discovery:
+    tools: list[ToolInfo]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ConnectOutcome:
+    """A stored connection and, if it could not be opened, why (it is kept, marked error)."""
+
+    connection: Connection
+    error: errors.McpCoreError | None = None
+
+
+@dataclass
+class HealthReport:
+    connection: str
+    ok: bool
+    latency_ms: float
+    tool_count: int
+    error: str | None = None
+
+
+@dataclass
+class _Catalog:
+    expires_at: float
+    entries: dict[str, CatalogEntry]
+
+
+def function_name(connection: str, tool: str, taken: set[str]) -> str:
+    """A unique, OpenAI-valid function name for ``tool`` of ``connection``."""
+    base = _INVALID_NAME_CHARS.sub("_", f"{connection}__{tool}")
+    digest = hashlib.sha1(f"{connection}\0{tool}".encode()).hexdigest()
+    name = base if len(base) <= MAX_FUNCTION_NAME else f"{base[: MAX_FUNCTION_NAME - 9]}_{digest[:8]}"
+    salt = 8
+    while name in taken:
+        salt += 2
+        name = f"{base[: MAX_FUNCTION_NAME - salt - 1]}_{digest[:salt]}"
+    return name
+
+
+def _tool_info(tool: types.Tool) -> ToolInfo:
+    hints = tool.annotations
+    return ToolInfo(
+        name=tool.name,
+        title=tool.title or (hints.title if hints else None),
+        description=tool.description or "",
+        input_schema=tool.input_schema,
+        read_only=hints.read_only_hint if hints else None,
+        destructive=hints.destructive_hint if hints else None,
+        idempotent=hints.idempotent_hint if hints else None,
+        open_world=hints.open_world_hint if hints else None,
+    )
+
+
+def _with_query(url: str, extra: Mapping[str, str]) -> str:
+    if not extra:
+        return url
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True)) | dict(extra)
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+class ToolRegistry:
+    """Connects, discovers and calls the tools of each user's own MCP servers."""
+
+    def __init__(
+        self,
+        store: Store,
+        pool: ConnectionPool,
+        usage: UsageRecorder,
+        settings: Settings,
+        secrets: SecretSource | None = None,
+    ) -> None:
+        self._store = store
+        self._pool = pool
+        self._usage = usage
+        self._settings = settings
+        self._secrets = secrets
+        self._catalogs: dict[tuple[str, str], _Catalog] = {}
+        self._validators: dict[tuple[uuid.UUID, str], Validator] = {}
+        self._owners: dict[uuid.UUID, tuple[str, str]] = {}
+
+    # -- connections ---------------------------------------------------------------------
+
+    async def add_connection(self, team_id: str, user_id: str, new: NewConnection) -> ConnectOutcome:
+        """Store a connection, open it and discover its tools.
+
+        A connection that cannot be opened is kept with status error (or needs_auth) so the
+        user can retry or edit it; the outcome carries the reason.
+
+        Raises:
+            PolicyError: the URL is not allowed (nothing is stored).
+            DuplicateConnectionError: the user already has a connection with this name.
+        """
+        if new.transport != "stdio":
+            await check_remote_url(new.url or "", self._settings.mcp_allowed_hosts)
+        connection = await self._store.create_connection(team_id, user_id, new)
+        self._invalidate(team_id, user_id)
+        try:
+            await self.discover(team_id, user_id, connection.id)
+        except errors.McpCoreError as exc:
+            return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
+        return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
+
+    async def remove_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
+        """Close the live session, then delete the row. Returns False if it was not theirs."""
+        await self._store.get_connection(team_id, user_id, connection_id)  # ownership first
+        await self._pool.discard(connection_id)
+        removed = await self._store.delete_connection(team_id, user_id, connection_id)
+        self._forget(connection_id)
+        self._invalidate(team_id, user_id)
+        return removed
+
+    async def discover(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> Discovery:
+        """List every page of the connection's tools and cache them in the store.
+
+        Raises:
+            McpServerError: the server could not be reached; the connection is marked error.
+        """
+        try:
+            listing = await self._pool.list_tools(
+                connection_id, self._opener(team_id, user_id, connection_id)
+            )
+        except errors.McpCoreError as exc:
+            status = (
+                ConnectionStatus.NEEDS_AUTH
+                if isinstance(exc, errors.ServerAuthError)
+                else ConnectionStatus.ERROR
+            )
+            await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
+            self._invalidate(team_id, user_id)
+            raise
+        tools, skipped = self._usable_tools(listing.tools)
+        skipped = listing.skipped + skipped
+        await self._store.save_tools(team_id, user_id, connection_id, tools, datetime.now(UTC))
+        self._forget(connection_id)
+        self._invalidate(team_id, user_id)
+        return Discovery(tools, skipped)
+
+    async def discover_all(self, team_id: str, user_id: str) -> dict[str, Discovery | errors.McpCoreError]:
+        """Discover every connection of the user concurrently; one failure never stops the rest."""
+        connections = await self._store.list_connections(team_id, user_id)
+        results = await asyncio.gather(
+            *(self.discover(team_id, user_id, c.id) for c in connections), return_exceptions=True
+        )
+        out: dict[str, Discovery | errors.McpCoreError] = {}
+        for connection, result in zip(connections, results, strict=True):
+            if isinstance(result, BaseException) and not isinstance(result, errors.McpCoreError):
+                raise result
+            out[connection.name] = result
+        return out
+
+    async def test(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> HealthReport:
+        """Health check: (re)list the tools and time it."""
+        connection = await self._store.get_connection(team_id, user_id, connection_id)
+        started = time.perf_counter()
+        try:
+            discovery = await self.discover(team_id, user_id, connection_id)
+        except errors.McpCoreError as exc:
+            return HealthReport(connection.name, False, (time.perf_counter() - started) * 1000, 0, str(exc))
+        return HealthReport(
+            connection.name, True, (time.perf_counter() - started) * 1000, len(discovery.tools)
+        )
+
+    async def on_tools_changed(self, connection_id: uuid.UUID) -> None:
+        """Pool hook: a server announced a new tool list."""
+        owner = self._owners.get(connection_id)
+        if owner is None:
+            return
+        try:
+            await self.discover(*owner, connection_id)
+        except errors.McpCoreError as exc:
+            logger.warning("refreshing tools after list_changed failed: %s", exc)
+
+    # -- catalog and calls ---------------------------------------------------------------
+
+    async def catalog(self, team_id: str, user_id: str) -> list[CatalogEntry]:
+        """The user's tools under unique OpenAI-valid names, healthy-or-not connections alike."""
+        return list((await self._catalog(team_id, user_id)).entries.values())
+
+    async def call(
+        self, team_id: str, user_id: str, tool: str, arguments: dict[str, Any] | None
+    ) -> ToolResult:
+        """Call a catalog tool for this user.
+
+        Raises:
+            UnknownToolError: not in this user's catalog.
+            ToolArgumentsError: arguments do not match the inputSchema (nothing sent).
+            McpServerError: the server failed; see ``mcp_core.errors``.
+        """
+        catalog = await self._catalog(team_id, user_id)
+        entry = catalog.entries.get(tool)
+        if entry is None:
+            raise errors.UnknownToolError(tool)
+        arguments = arguments or {}
+        self._validate(entry, arguments)
+        started = time.perf_counter()
+        try:
+            result = await self._pool.call_tool(
+                entry.connection_id,
+                self._opener(team_id, user_id, entry.connection_id),
+                entry.tool.name,
+                arguments,
+            )
+        except errors.McpCoreError as exc:
+            self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+            raise
+        text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
+        latency_ms = (time.perf_counter() - started) * 1000
+        failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
+        self._record(
+            team_id,
+            user_id,
+            entry,
+            started,
+            not result.is_error,
+            "ToolReportedError" if failure else None,
+            failure,
+        )
+        structured = None if truncated else result.structured_content
+        return ToolResult(
+            text=text,
+            is_error=result.is_error,
+            truncated=truncated,
+            structured=structured,
+            latency_ms=latency_ms,
+        )
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _record(
+        self,
+        team_id: str,
+        user_id: str,
+        entry: CatalogEntry,
+        started: float,
+        success: bool,
+        error_class: str | None,
+        message: str | None,
+    ) -> None:
+        self._usage.record(
+            UsageRecord(
+                team_id=team_id,
+                user_id=user_id,
+                connection_id=entry.connection_id,
+                tool_name=entry.tool.name,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                success=success,
+                error_class=error_class,
+                error_message=message[:USAGE_MESSAGE_MAX_CHARS] if message else None,
+                created_at=datetime.now(UTC),
+            )
+        )
+
+    async def _catalog(self, team_id: str, user_id: str) -> _Catalog:
+        key = (team_id, user_id)
+        cached = self._catalogs.get(key)
+        if cached is not None and cached.expires_at > time.monotonic():
+            return cached
+        connections = await self._store.list_connections(team_id, user_id)
+        entries: dict[str, CatalogEntry] = {}
+        for connection in connections:
+            for tool in sorted(connection.tools, key=lambda t: t.name):
+                name = function_name(connection.name, tool.name, set(entries))
+                entries[name] = CatalogEntry(
+                    name=name, connection_id=connection.id, connection_name=connection.name, tool=tool
+                )
+        catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
+        self._catalogs[key] = catalog
+        return catalog
+
+    def _invalidate(self, team_id: str, user_id: str) -> None:
+        self._catalogs.pop((team_id, user_id), None)
+
+    def _forget(self, connection_id: uuid.UUID) -> None:
+        for key in [k for k in self._validators if k[0] == connection_id]:
+            del self._validators[key]
+
+    def _usable_tools(self, tools: Sequence[types.Tool]) -> tuple[list[ToolInfo], list[tuple[str, str]]]:
+        """Keep tools whose inputSchema is itself a valid JSON Schema; first of duplicate names wins."""
+        kept: dict[str, ToolInfo] = {}
+        skipped: list[tuple[str, str]] = []
+        for tool in tools:
+            if tool.name in kept:
+                skipped.append((tool.name, "duplicate tool name"))
+                continue
+            try:
+                jsonschema.validators.validator_for(tool.input_schema).check_schema(tool.input_schema)
+            except SchemaError as exc:
+                skipped.append((tool.name, f"invalid inputSchema: {exc.message[:150]}"))
+                continue
+            kept[tool.name] = _tool_info(tool)
+        for name, why in skipped:
+            logger.warning("skipped tool %r: %s", name, why)
+        return list(kept.values()), skipped
+
+    def _validate(self, entry: CatalogEntry, arguments: dict[str, Any]) -> None:
+        key = (entry.connection_id, entry.tool.name)
+        validator = self._validators.get(key)
+        if validator is None:
+            schema = entry.tool.input_schema
+            validator = jsonschema.validators.validator_for(schema)(schema)
+            self._validators[key] = validator
+        problems = [
+            f"{'/'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message[:200]}"
+            for e in list(validator.iter_errors(arguments))[:5]
+        ]
+        if problems:
+            raise errors.ToolArgumentsError(entry.name, problems)
+
+    def _opener(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> SpecFactory:
+        async def open_spec() -> SessionSpec:
+            connection = await self._store.get_connection(team_id, user_id, connection_id)
+            self._owners[connection_id] = (team_id, user_id)
+            secrets: Mapping[str, str] = {}
+            if self._secrets is not None and connection.credential_ref:
+                secrets = await self._secrets.get(team_id, user_id, connection_id)
+            spec = self._spec(connection, secrets)
+            if spec.transport != "stdio":
+                await check_remote_url(spec.url or "", self._settings.mcp_allowed_hosts)
+            return spec
+
+        return open_spec
+
+    def _spec(self, connection: Connection, secrets: Mapping[str, str]) -> SessionSpec:
+        config = connection.config
+        places: dict[str, dict[str, str]] = {
+            "header": dict(config.get("headers") or {}),
+            "env": dict(config.get("env") or {}),
+            "query": dict(config.get("query") or {}),
+        }
+        for key, value in secrets.items():
+            kind, _, name = key.partition(":")
+            if kind not in places or not name:
+                raise errors.ConfigError(f"{connection.name}: a stored secret has an unknown destination.")
+            places[kind][name] = value
+        settings = self._settings
+        return SessionSpec(
+            connection_id=connection.id,
+            name=connection.name,
+            transport=connection.transport,
+            url=_with_query(connection.url, places["query"]) if connection.url else None,
+            command=connection.command,
+            args=tuple(connection.args),
+            cwd=config.get("cwd"),
+            env=places["env"],
+            headers=places["header"],
+            connect_timeout_s=float(config.get("connect_timeout_s") or settings.mcp_connect_timeout_s),
+            call_timeout_s=float(config.get("call_timeout_s") or settings.mcp_call_timeout_s),
+            protocol_mode=config.get("protocol_mode") or "auto",
+            secret_values=tuple(secrets.values()),
+        )

@@ -1,0 +1,408 @@
+"""The store: every database read and write the app makes, on a borrowed engine.
+
+Each public method is one transaction. Every query on user data is scoped by the
+``(team_id, user_id)`` the caller took from the verified Slack request, so a user can neither
+read nor change another user's rows even with a guessed id. SQLAlchemy and driver errors are
+translated here into :class:`~mcp_core.errors.StoreError` with texts fit for users.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import asyncpg
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError, StoreError
+from mcp_core.models import (
+    Connection,
+    ConnectionStatus,
+    NewConnection,
+    ToolInfo,
+    UsageRecord,
+    normalize_connection_name,
+)
+from mcp_core.store._engine import check_engine, writer
+from mcp_core.store._tables import connections, run_cards, slack_events
+from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
+
+__all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
+
+# The connection fields a user may edit after creating it.
+UPDATABLE_FIELDS = frozenset({"name", "url", "args", "config", "credential_ref"})
+
+_UNAVAILABLE = "The database is not answering right now. Try again in a minute."
+_REFUSED = "The database refused this change because it breaks a rule of the schema."
+
+
+class _RunCardRow(BaseModel):
+    """The stored part of a run card; the full card lives in ``definition``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    name: str
+    emoji: str | None = None
+    description: str = ""
+    source: Literal["builtin", "admin"]
+    admin_only: bool = False
+    definition: dict[str, Any]
+    enabled: bool = True
+
+
+class Store:
+    """Typed access to connections, tool usage, run cards and Slack event dedupe.
+
+    Takes an engine built by :func:`mcp_core.store.create_engine` and migrated with
+    :func:`mcp_core.store.migrate`; it never disposes of it (the creator does).
+
+    Raises:
+        ConfigError: the engine is not PostgreSQL or SQLite from ``create_engine``.
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        check_engine(engine)
+        self._engine = engine
+        self._writer = writer(engine)
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self._engine
+
+    # -- connections -------------------------------------------------------------------------
+
+    async def create_connection(self, team_id: str, user_id: str, new: NewConnection) -> Connection:
+        """Store a new connection with status ``new`` and no tools.
+
+        Raises:
+            DuplicateConnectionError: this user already has a connection with that name.
+            StoreError: the database failed; nothing was written.
+        """
+        now = _utcnow()
+        values = {
+            **new.model_dump(),
+            "id": uuid.uuid4(),
+            "team_id": team_id,
+            "user_id": user_id,
+            "status": ConnectionStatus.NEW.value,
+            "tools": [],
+            "usage_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+        query = sa.insert(connections).values(values).returning(*connections.c)
+        async with self._transaction(write=True) as conn:
+            try:
+                row = (await conn.execute(query)).one()
+            except sa.exc.IntegrityError as exc:
+                if _is_unique_violation(exc):
+                    raise DuplicateConnectionError(new.name) from exc
+                raise
+        return _connection(row)
+
+    async def get_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> Connection:
+        """Return the user's connection with this id.
+
+        Raises:
+            ConnectionNotFoundError: no such connection for this user.
+            StoreError: the database failed.
+        """
+        query = sa.select(connections).where(*_owned(team_id, user_id, connection_id))
+        async with self._transaction() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        if row is None:
+            raise ConnectionNotFoundError(str(connection_id))
+        return _connection(row)
+
+    async def find_connection(self, team_id: str, user_id: str, name: str) -> Connection | None:
+        """Return the user's connection named ``name`` (any case), or None.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        try:
+            canonical = normalize_connection_name(name)
+        except ValueError:
+            return None  # no stored name can be invalid
+        query = sa.select(connections).where(
+            connections.c.team_id == team_id,
+            connections.c.user_id == user_id,
+            connections.c.name == canonical,
+        )
+        async with self._transaction() as conn:
+            row = (await conn.execute(query)).one_or_none()
+        return None if row is None else _connection(row)
+
+    async def list_connections(self, team_id: str, user_id: str) -> list[Connection]:
+        """Return all of the user's connections, ordered by name.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = (
+            sa.select(connections)
+            .where(connections.c.team_id == team_id, connections.c.user_id == user_id)
+            .order_by(connections.c.name)
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [_connection(row) for row in rows]
+
+    async def save_tools(
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        tools: list[ToolInfo],
+        verified_at: datetime,
+    ) -> None:
+        """Replace the connection's tool list after a successful discovery; marks it healthy.
+
+        Raises:
+            ConnectionNotFoundError: no such connection for this user.
+            StoreError: the database failed.
+        """
+        await self._update_owned(
+            team_id,
+            user_id,
+            connection_id,
+            tools=[tool.model_dump(mode="json") for tool in tools],
+            last_verified_at=verified_at,
+            status=ConnectionStatus.HEALTHY.value,
+            status_detail=None,
+        )
+
+    async def set_status(
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        status: ConnectionStatus,
+        detail: str | None = None,
+    ) -> None:
+        """Record the connection's health, with a user-safe detail (e.g. the last error).
+
+        Raises:
+            ConnectionNotFoundError: no such connection for this user.
+            StoreError: the database failed.
+        """
+        await self._update_owned(
+            team_id, user_id, connection_id, status=ConnectionStatus(status).value, status_detail=detail
+        )
+
+    async def update_connection(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, **changes: Any
+    ) -> Connection:
+        """Change some of ``name``, ``url``, ``args``, ``config``, ``credential_ref``.
+
+        The result is validated as a whole (a remote connection keeps a URL, names stay
+        canonical) before anything is written.
+
+        Raises:
+            ValueError: an unknown field, or the changed connection would be invalid.
+            ConnectionNotFoundError: no such connection for this user.
+            DuplicateConnectionError: the new name is taken by another of the user's connections.
+            StoreError: the database failed.
+        """
+        unknown = changes.keys() - UPDATABLE_FIELDS
+        if unknown:
+            raise ValueError(f"These connection fields cannot be changed: {', '.join(sorted(unknown))}")
+        owned = _owned(team_id, user_id, connection_id)
+        async with self._transaction(write=True) as conn:
+            current = (
+                await conn.execute(sa.select(connections).where(*owned).with_for_update())
+            ).one_or_none()
+            if current is None:
+                raise ConnectionNotFoundError(str(connection_id))
+            merged = NewConnection.model_validate({**_connection(current).model_dump(), **changes})
+            values = {field: getattr(merged, field) for field in changes}
+            query = (
+                sa.update(connections)
+                .where(*owned)
+                .values(**values, updated_at=_utcnow())
+                .returning(*connections.c)
+            )
+            try:
+                row = (await conn.execute(query)).one()
+            except sa.exc.IntegrityError as exc:
+                if _is_unique_violation(exc):
+                    raise DuplicateConnectionError(merged.name) from exc
+                raise
+        return _connection(row)
+
+    async def delete_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
+        """Delete the user's connection; its usage rows stay, unlinked. False if there was none.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = sa.delete(connections).where(*_owned(team_id, user_id, connection_id))
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(query)
+        return result.rowcount > 0
+
+    # -- tool usage ----------------------------------------------------------------------------
+
+    async def record_usage(self, rows: Sequence[UsageRecord]) -> None:
+        """Write a batch of tool calls and bump each touched connection's counters, atomically.
+
+        Called by a background batcher, so it costs two batched statements whatever the size.
+        A row whose connection is gone (or belongs to someone else) is kept with no link.
+
+        Raises:
+            StoreError: the database failed; nothing from the batch was written.
+        """
+        if not rows:
+            return
+        counters, inserts = batch_params(rows)
+        async with self._transaction(write=True) as conn:
+            # Counters first: on PostgreSQL their row locks hold off a concurrent delete, so
+            # the link INSERT_ROWS looks up cannot vanish before commit.
+            if counters:
+                await conn.execute(BUMP_COUNTERS, counters)
+            await conn.execute(INSERT_ROWS, inserts)
+
+    async def usage_summary(
+        self, team_id: str, user_id: str, since: datetime | None = None
+    ) -> list[ToolUsageSummary]:
+        """Summarise the user's tool calls per connection and tool, optionally from ``since``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = summary_query(team_id, user_id, since)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [ToolUsageSummary.model_validate(dict(row._mapping)) for row in rows]
+
+    # -- Slack events --------------------------------------------------------------------------
+
+    async def claim_event(self, event_id: str, team_id: str | None) -> bool:
+        """Claim a Slack event for this process; False if any process claimed it before.
+
+        Raises:
+            StoreError: the database failed (the caller should not assume either answer).
+        """
+        query = (
+            self._insert(slack_events)
+            .values(event_id=event_id, team_id=team_id, received_at=_utcnow())
+            .on_conflict_do_nothing(index_elements=[slack_events.c.event_id])
+            .returning(slack_events.c.event_id)
+        )
+        async with self._transaction(write=True) as conn:
+            return (await conn.execute(query)).first() is not None
+
+    async def purge_events(self, older_than: datetime) -> int:
+        """Forget claims received before ``older_than`` (Slack stops retrying after minutes).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = sa.delete(slack_events).where(slack_events.c.received_at < older_than)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(query)
+        return result.rowcount
+
+    # -- run cards -----------------------------------------------------------------------------
+
+    async def sync_run_cards(self, cards: list[dict[str, Any]]) -> None:
+        """Insert or update run cards by id. Cards not listed are left as they are.
+
+        Raises:
+            pydantic.ValidationError: a card lacks id, name, source or definition.
+            StoreError: the database failed; no card was written.
+        """
+        if not cards:
+            return
+        now = _utcnow()
+        params = [
+            {**_RunCardRow.model_validate(card).model_dump(), "created_at": now, "updated_at": now}
+            for card in cards
+        ]
+        insert = self._insert(run_cards)
+        changed = {name: insert.excluded[name] for name in _RunCardRow.model_fields if name != "id"}
+        query = insert.on_conflict_do_update(
+            index_elements=[run_cards.c.id], set_={**changed, "updated_at": insert.excluded.updated_at}
+        )
+        async with self._transaction(write=True) as conn:
+            await conn.execute(query, params)
+
+    async def list_run_cards(self) -> list[dict[str, Any]]:
+        """Return every stored run card (enabled or not) as the dicts ``sync_run_cards`` takes.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        columns = [run_cards.c[name] for name in _RunCardRow.model_fields]
+        async with self._transaction() as conn:
+            rows = (await conn.execute(sa.select(*columns).order_by(run_cards.c.id))).all()
+        return [dict(row._mapping) for row in rows]
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def healthcheck(self) -> None:
+        """Check the database answers.
+
+        Raises:
+            StoreError: it does not.
+        """
+        async with self._transaction() as conn:
+            await conn.execute(sa.select(sa.literal(1)))
+
+    async def _update_owned(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, **values: Any
+    ) -> None:
+        query = (
+            sa.update(connections)
+            .where(*_owned(team_id, user_id, connection_id))
+            .values(**values, updated_at=_utcnow())
+        )
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(query)
+        if result.rowcount == 0:
+            raise ConnectionNotFoundError(str(connection_id))
+
+    @asynccontextmanager
+    async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One transaction, committed on success; foreign errors become ``StoreError``."""
+        try:
+            async with (self._writer if write else self._engine).begin() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except sa.exc.IntegrityError as exc:
+            raise StoreError(_REFUSED) from exc
+        except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
+            raise StoreError(_UNAVAILABLE) from exc
+
+
+def _owned(team_id: str, user_id: str, connection_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        connections.c.id == connection_id,
+        connections.c.team_id == team_id,
+        connections.c.user_id == user_id,
+    )
+
+
+def _connection(row: sa.Row[Any]) -> Connection:
+    return Connection.model_validate(dict(row._mapping))
+
+
+def _is_unique_violation(exc: sa.exc.IntegrityError) -> bool:
+    orig = exc.orig
+    return (
+        getattr(orig, "sqlstate", None) == "23505"  # PostgreSQL unique_violation
+        or getattr(orig, "sqlite_errorname", None) == "SQLITE_CONSTRAINT_UNIQUE"
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)

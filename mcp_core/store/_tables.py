@@ -1,0 +1,124 @@
+"""SQLAlchemy Core tables mirroring the SQL migrations in ``sql/``.
+
+The migrations are the schema's source of truth; these definitions only let the store build
+queries with types. ``tests/store/test_schema_parity.py`` checks that both agree, so the
+metadata is never used to create tables.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "UtcDateTime",
+    "connections",
+    "metadata",
+    "run_cards",
+    "schema_migrations",
+    "slack_events",
+    "tool_usage",
+]
+
+
+class UtcDateTime(sa.TypeDecorator[datetime]):
+    """A timestamp that always comes back timezone-aware in UTC.
+
+    PostgreSQL stores ``timestamptz``; SQLite has no time zones, so values are stored as naive
+    UTC text, which also keeps them sorting in time order. A naive datetime handed in is taken
+    to be UTC already.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Json = sa.JSON().with_variant(JSONB(), "postgresql")
+
+metadata = sa.MetaData()
+
+connections = sa.Table(
+    "mcp_connections",
+    metadata,
+    sa.Column("id", sa.Uuid, primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("card_id", sa.Text),
+    sa.Column("transport", sa.Text, nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("command", sa.Text),
+    sa.Column("args", Json, nullable=False),
+    sa.Column("config", Json, nullable=False),
+    sa.Column("credential_ref", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("status_detail", sa.Text),
+    sa.Column("tools", Json, nullable=False),
+    sa.Column("last_verified_at", UtcDateTime),
+    sa.Column("last_used_at", UtcDateTime),
+    sa.Column("usage_count", sa.BigInteger, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.UniqueConstraint("team_id", "user_id", "name", name="mcp_connections_owner_name_key"),
+)
+
+tool_usage = sa.Table(
+    "mcp_tool_usage",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("connection_id", sa.Uuid, sa.ForeignKey(connections.c.id, ondelete="SET NULL")),
+    sa.Column("tool_name", sa.Text, nullable=False),
+    sa.Column("latency_ms", sa.Double, nullable=False),
+    sa.Column("success", sa.Boolean, nullable=False),
+    sa.Column("error_class", sa.Text),
+    sa.Column("error_message", sa.Text),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+run_cards = sa.Table(
+    "mcp_run_cards",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("emoji", sa.Text),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("admin_only", sa.Boolean, nullable=False),
+    sa.Column("definition", Json, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+slack_events = sa.Table(
+    "mcp_slack_events",
+    metadata,
+    sa.Column("event_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text),
+    sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+# Created by migrate.py itself (it must exist before any numbered migration runs).
+schema_migrations = sa.Table(
+    "mcp_schema_migrations",
+    metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("applied_at", UtcDateTime, nullable=False),
+)

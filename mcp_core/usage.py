@@ -1,0 +1,80 @@
+"""Background batching of tool-usage rows, so recording never slows a tool call.
+
+``record()`` only appends to an in-memory queue; a task writes batches every
+``flush_interval_s`` (or sooner when ``max_batch`` rows wait) in one transaction, and
+``aclose()`` flushes whatever is left. A failed write is logged and dropped: analytics must
+never take a tool call down with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Protocol
+
+from mcp_core.models import UsageRecord
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["UsageRecorder"]
+
+FLUSH_INTERVAL_S = 0.5
+MAX_BATCH = 500
+MAX_QUEUED = 50_000
+"""Beyond this many unwritten rows (database down for a long time) new rows are dropped."""
+
+
+class UsageSink(Protocol):
+    async def record_usage(self, rows: list[UsageRecord]) -> None: ...
+
+
+class UsageRecorder:
+    def __init__(
+        self, sink: UsageSink, *, flush_interval_s: float = FLUSH_INTERVAL_S, max_batch: int = MAX_BATCH
+    ) -> None:
+        self._sink = sink
+        self._interval = flush_interval_s
+        self._max_batch = max_batch
+        self._rows: list[UsageRecord] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.dropped = 0
+
+    def record(self, row: UsageRecord) -> None:
+        """Queue one row; never blocks and never raises."""
+        if self._closed or len(self._rows) >= MAX_QUEUED:
+            self.dropped += 1
+            return
+        self._rows.append(row)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="usage-recorder")
+        if len(self._rows) >= self._max_batch:
+            self._wake.set()
+
+    async def flush(self) -> None:
+        """Write every queued row now."""
+        while self._rows:
+            batch, self._rows = self._rows[: self._max_batch], self._rows[self._max_batch :]
+            try:
+                await self._sink.record_usage(batch)
+            except Exception:  # boundary: analytics must not break tool calls
+                logger.exception("could not record %d usage rows; dropping them", len(batch))
+                self.dropped += len(batch)
+
+    async def aclose(self) -> None:
+        """Stop accepting rows and write every queued one (the task is woken, not cancelled,
+        so a batch being written is never lost half-way)."""
+        self._closed = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        await self.flush()
+
+    async def _run(self) -> None:
+        while self._rows:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()

@@ -1,0 +1,236 @@
+"""A small, misbehaving-on-demand MCP server for the test suite, built on `mcp.server.MCPServer`.
+
+Run as a script (tests start it as a subprocess):
+
+    python tests/servers/toy.py [--transport stdio|http|sse] [--port N] [--bearer TOKEN]
+                                [--require-header NAME=VALUE ...] [--malformed] [--pagesize N]
+
+Tools: echo (read-only), slow, crash, huge, env, add (output schema), fail, pid, grow.
+
+stdio keeps stdout for JSON-RPC only; every log line goes to stderr, starting with
+"toy server starting" so tests can prove where a child's stderr ends up.
+
+HTTP transports bind 127.0.0.1 themselves (port 0 = any free port) and print exactly one line
+`LISTENING http://127.0.0.1:<port>` to stdout before serving. Streamable HTTP lives at `/mcp`,
+legacy HTTP+SSE at `/sse`. `GET /stats` answers `{"tcp_connections": N, "requests": M}`: the
+distinct client (host, port) pairs and the requests seen, not counting `/stats` itself and
+served without the auth checks.
+
+`--malformed` adds a tool whose inputSchema is `{"type": "string"}` to every tools/list result.
+The SDK validates outbound results, so the tool is appended to the already-serialized wire dict
+by a server middleware that runs after that validation. `--pagesize N` pages tools/list the same
+way, with the decimal offset of the next page as the cursor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
+from functools import partial
+from typing import Any
+
+import anyio
+import uvicorn
+from mcp.server import MCPServer
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CRASH_EXIT_CODE = 3
+GRACEFUL_SHUTDOWN_TIMEOUT_S = 2
+MALFORMED_TOOL: dict[str, Any] = {
+    "name": "bad_schema",
+    "description": "A tool whose inputSchema is not an object schema (off-spec on purpose).",
+    "inputSchema": {"type": "string"},
+}
+
+
+def build_server(*, malformed: bool = False, pagesize: int | None = None) -> MCPServer:
+    """Build the toy MCPServer; `malformed` and `pagesize` shape every tools/list result."""
+    middleware = []
+    if malformed or pagesize:
+        middleware.append(partial(_reshape_tool_listing, malformed=malformed, pagesize=pagesize))
+    mcp = MCPServer("toy", version="1.0", log_level="WARNING", middleware=middleware)
+    lowlevel = mcp._lowlevel_server
+    # Advertise tools.listChanged on handshake-era sessions, since `grow` sends that notification.
+    lowlevel.create_initialization_options = partial(  # type: ignore[method-assign]
+        type(lowlevel).create_initialization_options, lowlevel, NotificationOptions(tools_changed=True)
+    )
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)
+    def echo(text: str) -> str:
+        """Return the text unchanged."""
+        return text
+
+    @mcp.tool(structured_output=False)
+    async def slow(seconds: float) -> str:
+        """Sleep for the given number of seconds, then answer "done"."""
+        await anyio.sleep(seconds)
+        return "done"
+
+    @mcp.tool(structured_output=False)
+    def crash() -> str:
+        """Kill this server process in the middle of the call."""
+        sys.stderr.flush()
+        os._exit(CRASH_EXIT_CODE)
+
+    @mcp.tool(structured_output=False)
+    def huge(size: int) -> str:
+        """Return `size` characters."""
+        return "x" * size
+
+    @mcp.tool(structured_output=False)
+    def env(name: str) -> str:
+        """Return the value of an environment variable of this process, or "<unset>"."""
+        return os.environ.get(name, "<unset>")
+
+    @mcp.tool()
+    def add(a: int, b: int) -> int:
+        """Add two integers (structured output: {"result": a + b})."""
+        return a + b
+
+    @mcp.tool(structured_output=False)
+    def fail() -> str:
+        """Always raise, so the client gets an is_error result."""
+        raise ToolError("toy tool failed on purpose")
+
+    @mcp.tool(structured_output=False)
+    def pid() -> int:
+        """Return this server's process id."""
+        return os.getpid()
+
+    grown: list[str] = []
+
+    @mcp.tool(structured_output=False)
+    async def grow(ctx: Context) -> str:
+        """Register a new tool `grown_<n>` and announce that the tool list changed."""
+        name = f"grown_{len(grown) + 1}"
+        grown.append(name)
+
+        def grown_tool() -> str:
+            return name
+
+        mcp.add_tool(grown_tool, name=name, description=f"Added by grow(): {name}.", structured_output=False)
+        if ctx.request_context.protocol_version == "2026-07-28":
+            await ctx.notify_tools_changed()  # subscriptions/listen streams
+        else:
+            await ctx.request_context.session.send_tool_list_changed()
+        return name
+
+    return mcp
+
+
+async def _reshape_tool_listing(
+    ctx: ServerRequestContext[Any, Any], call_next: CallNext, *, malformed: bool, pagesize: int | None
+) -> HandlerResult:
+    """Server middleware: append the off-spec tool and/or page the wire-form tools/list result."""
+    result = await call_next(ctx)
+    if ctx.method != "tools/list" or not isinstance(result, dict):
+        return result
+    tools = [*result.get("tools", []), *([MALFORMED_TOOL] if malformed else [])]
+    result = {key: value for key, value in result.items() if key != "nextCursor"}
+    if pagesize:
+        start = int((ctx.params or {}).get("cursor") or 0)
+        end = start + pagesize
+        if end < len(tools):
+            result["nextCursor"] = str(end)
+        tools = tools[start:end]
+    result["tools"] = tools
+    return result
+
+
+class Gate:
+    """ASGI wrapper: counts TCP clients and requests, serves /stats, enforces required headers."""
+
+    def __init__(self, app: ASGIApp, required_headers: dict[str, str]) -> None:
+        self.app = app
+        self.required = {name.lower().encode(): value.encode() for name, value in required_headers.items()}
+        self.clients: set[tuple[str, int]] = set()
+        self.requests = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] == "/stats":
+            body = {"tcp_connections": len(self.clients), "requests": self.requests}
+            await _respond(send, 200, json.dumps(body).encode(), b"application/json")
+            return
+        if scope.get("client"):
+            self.clients.add(tuple(scope["client"]))
+        self.requests += 1
+        headers = dict(scope["headers"])
+        if any(headers.get(name) != value for name, value in self.required.items()):
+            await _respond(send, 401, b"unauthorized", b"text/plain", [(b"www-authenticate", b"Bearer")])
+            return
+        await self.app(scope, receive, send)
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, content_type: bytes, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode()), *(extra or [])]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def serve_http(mcp: MCPServer, transport: str, port: int, required_headers: dict[str, str]) -> None:
+    """Bind 127.0.0.1:port, announce the port on stdout, then serve until SIGTERM/SIGINT."""
+    app = mcp.streamable_http_app() if transport == "http" else mcp.sse_app()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    print(f"LISTENING http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
+    config = uvicorn.Config(
+        Gate(app, required_headers),
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_TIMEOUT_S,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--bearer", metavar="TOKEN", help="require Authorization: Bearer TOKEN (HTTP only)")
+    parser.add_argument("--require-header", type=_header, action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--malformed", action="store_true", help="add an off-spec tool to tools/list")
+    parser.add_argument("--pagesize", type=int, default=None, help="page tools/list N tools at a time")
+    args = parser.parse_args(argv)
+
+    print("toy server starting", file=sys.stderr, flush=True)
+    mcp = build_server(malformed=args.malformed, pagesize=args.pagesize)
+    if args.transport == "stdio":
+        mcp.run("stdio")
+        return
+    required = dict(args.require_header)
+    if args.bearer:
+        required["Authorization"] = f"Bearer {args.bearer}"
+    serve_http(mcp, args.transport, args.port, required)
+
+
+if __name__ == "__main__":
+    main()

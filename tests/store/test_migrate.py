@@ -1,0 +1,172 @@
+"""Migrations: a blank database, re-runs, upgrades, failures and racing starters."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+import pytest
+import sqlalchemy as sa
+
+from mcp_core.errors import StoreError
+from mcp_core.models import NewConnection
+from mcp_core.store import Store, create_engine, migrate
+from mcp_core.store._tables import metadata, schema_migrations
+from mcp_core.store.migrate import default_sql_dir, discover, pending_migrations, split_sqlite_script
+
+from .conftest import TEAM, USER
+
+pytestmark = pytest.mark.anyio
+
+# Written into a copy of sql/ to play the part of a future migration.
+PROBE_MIGRATION = {
+    "postgresql": "ALTER TABLE mcp_run_cards ADD COLUMN probe text; CREATE TABLE mcp_probe (id integer);",
+    "sqlite": "ALTER TABLE mcp_run_cards ADD COLUMN probe TEXT; CREATE TABLE mcp_probe (id INTEGER);",
+}
+# A migration that fails after a statement that would have succeeded.
+BROKEN_MIGRATION = "CREATE TABLE mcp_probe (id integer); INSERT INTO mcp_no_such_table VALUES (1);"
+
+
+@pytest.fixture
+async def blank_engine(blank_database_url):
+    engine = create_engine(blank_database_url)
+    yield engine
+    await engine.dispose()
+
+
+def copy_sql(tmp_path: Path, *, up_to: int) -> Path:
+    """A copy of sql/ holding only the migrations numbered up to ``up_to``."""
+    target = tmp_path / "sql"
+    (target / "sqlite").mkdir(parents=True)
+    for dialect, folder in (("postgresql", target), ("sqlite", target / "sqlite")):
+        for migration in discover(default_sql_dir(), dialect):
+            if migration.version <= up_to:
+                shutil.copy(migration.path, folder)
+    return target
+
+
+def add_migration(sql_dir: Path, name: str, scripts: dict[str, str]) -> None:
+    for dialect, folder in (("postgresql", sql_dir), ("sqlite", sql_dir / "sqlite")):
+        (folder / name).write_text(scripts[dialect], encoding="utf-8")
+
+
+async def table_names(engine) -> set[str]:
+    async with engine.connect() as conn:
+        return set(await conn.run_sync(lambda c: sa.inspect(c).get_table_names()))
+
+
+async def recorded_versions(engine) -> list[int]:
+    async with engine.connect() as conn:
+        query = sa.select(schema_migrations.c.version).order_by(schema_migrations.c.version)
+        return list((await conn.execute(query)).scalars())
+
+
+def all_versions(dialect: str) -> list[int]:
+    return [m.version for m in discover(default_sql_dir(), dialect)]
+
+
+async def test_blank_database_gets_every_migration(blank_engine):
+    applied = await migrate(blank_engine)
+
+    assert applied == all_versions(blank_engine.dialect.name)
+    assert await recorded_versions(blank_engine) == applied
+    assert set(metadata.tables) <= await table_names(blank_engine)
+
+
+async def test_pending_migrations_are_reported_without_changing_anything(blank_engine):
+    expected = all_versions(blank_engine.dialect.name)
+
+    assert await pending_migrations(blank_engine) == expected
+    assert await table_names(blank_engine) == set()
+    await migrate(blank_engine)
+    assert await pending_migrations(blank_engine) == []
+
+
+async def test_migrate_is_idempotent(blank_engine):
+    first = await migrate(blank_engine)
+
+    assert await migrate(blank_engine) == []
+    assert await recorded_versions(blank_engine) == first
+
+
+async def test_upgrade_from_partial_history(blank_engine, tmp_path):
+    sql_dir = copy_sql(tmp_path, up_to=1)
+    assert await migrate(blank_engine, sql_dir=sql_dir) == [1]
+    store = Store(blank_engine)
+    existing = await store.create_connection(
+        TEAM, USER, NewConnection(name="github", transport="sse", url="https://x.example.com/sse")
+    )
+    next_version = max(all_versions(blank_engine.dialect.name)) + 1
+    add_migration(sql_dir, f"{next_version:04d}_probe.sql", PROBE_MIGRATION)
+
+    # The real migrations after 0001 (none yet) and the probe are applied, in order, once.
+    assert await migrate(blank_engine, sql_dir=copy_sql(tmp_path / "full", up_to=next_version)) == list(
+        range(2, next_version)
+    )
+    assert await migrate(blank_engine, sql_dir=sql_dir) == [next_version]
+
+    assert await migrate(blank_engine, sql_dir=sql_dir) == []
+    assert "mcp_probe" in await table_names(blank_engine)
+    assert await store.get_connection(TEAM, USER, existing.id) == existing
+
+
+async def test_a_failed_migration_leaves_no_trace_and_is_retried(blank_engine, tmp_path):
+    sql_dir = copy_sql(tmp_path, up_to=1)
+    await migrate(blank_engine, sql_dir=sql_dir)
+    add_migration(sql_dir, "0002_broken.sql", dict.fromkeys(("postgresql", "sqlite"), BROKEN_MIGRATION))
+
+    with pytest.raises(StoreError, match=r"0002_broken\.sql"):
+        await migrate(blank_engine, sql_dir=sql_dir)
+
+    assert "mcp_probe" not in await table_names(blank_engine)
+    assert await recorded_versions(blank_engine) == [1]
+    add_migration(sql_dir, "0002_broken.sql", PROBE_MIGRATION)
+    assert await migrate(blank_engine, sql_dir=sql_dir) == [2]
+
+
+async def test_concurrent_starters_apply_each_migration_once(blank_database_url):
+    engines = [create_engine(blank_database_url) for _ in range(3)]
+    results: list[list[int]] = []
+
+    async def start(engine) -> None:
+        results.append(await migrate(engine))
+
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for engine in engines:
+                    tg.start_soon(start, engine)
+    finally:
+        for engine in engines:
+            await engine.dispose()
+
+    assert sorted(v for applied in results for v in applied) == all_versions(engines[0].dialect.name)
+
+
+def test_every_migration_has_a_sqlite_twin_and_numbers_have_no_gaps():
+    postgres = [(m.version, m.name) for m in discover(default_sql_dir(), "postgresql")]
+    sqlite = [(m.version, m.name) for m in discover(default_sql_dir(), "sqlite")]
+
+    assert postgres == sqlite
+    assert [version for version, _ in postgres] == list(range(1, len(postgres) + 1))
+
+
+def test_sqlite_scripts_split_only_at_statement_ends():
+    script = """
+        -- header; not a statement end
+        CREATE TABLE t (x TEXT DEFAULT 'a;b');
+        CREATE TRIGGER t_ai AFTER INSERT ON t BEGIN
+            UPDATE t SET x = 'c;d';
+        END;
+        -- trailing comment
+    """
+
+    statements = split_sqlite_script(script)
+
+    assert len(statements) == 2
+    assert statements[0].endswith("DEFAULT 'a;b');")
+    assert statements[1].startswith("CREATE TRIGGER")
+    assert statements[1].endswith("END;")
+    with pytest.raises(StoreError):
+        split_sqlite_script("CREATE TABLE t (x TEXT);\nSELECT 1")
