@@ -12,6 +12,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -32,6 +33,22 @@ logger = logging.getLogger(__name__)
 __all__ = ["open_transport", "shared_ssl_context"]
 
 SSE_READ_TIMEOUT_S = 300.0
+_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)\?[^\s#\"']*")
+
+
+class _RedactUrlQueries(logging.Filter):
+    """httpx2 logs every request URL at INFO and mcp logs endpoints at DEBUG; a URL's query may
+    carry an API key (run cards map secrets into query parameters), so it never reaches a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "?" in message:
+            record.msg, record.args = _URL_QUERY.sub(r"\1?[redacted]", message), None
+        return True
+
+
+for _name in ("httpx2", "mcp.client.streamable_http", "mcp.client.sse"):
+    logging.getLogger(_name).addFilter(_RedactUrlQueries())
 STDERR_LINE_MAX_CHARS = 2000
 STDERR_DRAIN_S = 0.5
 
@@ -43,16 +60,25 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 def _http_client(
-    spec: SessionSpec, headers: dict[str, str] | None = None, auth: Any = None
+    spec: SessionSpec, headers: dict[str, str] | None = None, auth: Any = None, on_refused: Any = None
 ) -> httpx2.AsyncClient:
     timeout = httpx2.Timeout(spec.connect_timeout_s, read=max(SSE_READ_TIMEOUT_S, spec.call_timeout_s + 5))
+
+    async def record(response: httpx2.Response) -> None:
+        if response.status_code in (401, 403) and on_refused is not None:
+            on_refused(response.status_code)
+
     return httpx2.AsyncClient(
-        headers={**spec.headers, **(headers or {})}, timeout=timeout, auth=auth, verify=shared_ssl_context()
+        headers={**spec.headers, **(headers or {})},
+        timeout=timeout,
+        auth=auth,
+        verify=shared_ssl_context(),
+        event_hooks={"response": [record]},
     )
 
 
 async def open_transport(
-    spec: SessionSpec, stack: AsyncExitStack, scrub: Callable[[str], str]
+    spec: SessionSpec, stack: AsyncExitStack, scrub: Callable[[str], str], on_refused: Any = None
 ) -> TransportStreams:
     """Enter the transport for ``spec`` on ``stack`` and return its (read, write) streams.
 
@@ -80,7 +106,7 @@ async def open_transport(
                 httpx_client_factory=factory,
             )
         )
-    http = await stack.enter_async_context(_http_client(spec))
+    http = await stack.enter_async_context(_http_client(spec, on_refused=on_refused))
     return await stack.enter_async_context(streamable_http_client(spec.url or "", http_client=http))
 
 
@@ -102,11 +128,18 @@ async def _stderr_to_log(name: str, scrub: Callable[[str], str]) -> AsyncIterato
     child_log = logging.getLogger(f"mcp_core.server.{name}")
 
     async def pump() -> None:
-        with contextlib.suppress(ValueError, asyncio.LimitOverrunError, ConnectionError):
-            while line := await reader.readline():
+        with contextlib.suppress(ConnectionError):
+            while True:
+                try:
+                    line = await reader.readline()
+                except ValueError:
+                    child_log.info("(dropped part of an over-long stderr line)")
+                    continue
+                if not line:
+                    break
                 text = line.decode("utf-8", "replace").rstrip()
                 if text:
-                    child_log.info("%s", scrub(text[:STDERR_LINE_MAX_CHARS]))
+                    child_log.info("%s", scrub(text)[:STDERR_LINE_MAX_CHARS])
 
     task = asyncio.create_task(pump(), name=f"stderr:{name}")
     try:

@@ -82,6 +82,7 @@ class _Live:
         self.last_used = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.skipped: list[tuple[str, str]] = []
+        self.refused_status: int | None = None
         self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
 
     @property
@@ -145,17 +146,18 @@ class ConnectionPool:
         async with self._borrow(connection_id, open_spec) as live:
             timeout = timeout_s or live.spec.call_timeout_s
             assert live.client is not None
+            started = time.monotonic()
             try:
                 with anyio.fail_after(timeout + CALL_GRACE_S):
                     return await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
             except MCPError as exc:
-                if exc.code == types.REQUEST_TIMEOUT:
+                if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                     raise errors.ServerTimeoutError(
                         live.spec.name,
                         f"{tool} did not answer within {timeout:g} s. It may still be running on the "
                         "server, so it was not retried.",
                     ) from exc
-                if exc.code == types.CONNECTION_CLOSED:
+                if exc.code == types.CONNECTION_CLOSED and live.done.is_set():
                     self._retire(connection_id, live)
                     raise errors.ServerCrashedError(
                         live.spec.name,
@@ -279,7 +281,9 @@ class ConnectionPool:
         try:
             with connect:
                 async with AsyncExitStack() as stack:
-                    read, write = await open_transport(spec, stack, live.scrub)
+                    read, write = await open_transport(
+                        spec, stack, live.scrub, on_refused=functools.partial(setattr, live, "refused_status")
+                    )
                     stream = SanitizingReadStream(
                         read,
                         protocol_version=live.protocol_version,
@@ -288,7 +292,7 @@ class ConnectionPool:
                     )
                     client = Client(
                         _given_streams(stream, write),
-                        read_timeout_seconds=spec.call_timeout_s,
+                        read_timeout_seconds=max(spec.call_timeout_s, spec.connect_timeout_s),
                         mode=spec.protocol_mode,
                         message_handler=functools.partial(self._on_message, live),
                         client_info=CLIENT_INFO,
@@ -433,6 +437,11 @@ def _connect_error(live: _Live, exc: BaseException) -> errors.McpCoreError:
     if isinstance(leaf, httpx2.HTTPError | OSError):
         return errors.ServerUnavailableError(
             name, "could not reach the server (connection refused or no route)."
+        )
+    if isinstance(leaf, MCPError) and live.refused_status in (401, 403):
+        return errors.ServerAuthError(
+            name,
+            f"the server refused the credentials (HTTP {live.refused_status}). Reconnect with a valid token.",
         )
     if isinstance(leaf, MCPError):
         return _mcp_connect_error(live, leaf)

@@ -16,21 +16,23 @@ user's server.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 import jsonschema
 import mcp_types as types
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
+from referencing.exceptions import Unresolvable
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
@@ -66,9 +68,11 @@ class SecretSource(Protocol):
     """Where a connection's secrets come from (the credential manager).
 
     Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
+    Secrets are stored first and the connection then created with their ``credential_ref``,
+    so a connection's very first session already has them.
     """
 
-    async def get(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> Mapping[str, str]: ...
+    async def get(self, team_id: str, user_id: str, credential_ref: str) -> Mapping[str, str]: ...
 
 
 @dataclass
@@ -103,13 +107,17 @@ class _Catalog:
 def function_name(connection: str, tool: str, taken: set[str]) -> str:
     """A unique, OpenAI-valid function name for ``tool`` of ``connection``."""
     base = _INVALID_NAME_CHARS.sub("_", f"{connection}__{tool}")
-    digest = hashlib.sha1(f"{connection}\0{tool}".encode()).hexdigest()
-    name = base if len(base) <= MAX_FUNCTION_NAME else f"{base[: MAX_FUNCTION_NAME - 9]}_{digest[:8]}"
-    salt = 8
+    digest = hashlib.sha1(f"{connection}\0{tool}".encode()).hexdigest()[:8]
+    name = base if len(base) <= MAX_FUNCTION_NAME else _with_suffix(base, digest)
+    counter = 1
     while name in taken:
-        salt += 2
-        name = f"{base[: MAX_FUNCTION_NAME - salt - 1]}_{digest[:salt]}"
+        name = _with_suffix(base, f"{digest}{counter}")
+        counter += 1
     return name
+
+
+def _with_suffix(base: str, suffix: str) -> str:
+    return f"{base[: MAX_FUNCTION_NAME - len(suffix) - 1]}_{suffix}"
 
 
 def _tool_info(tool: types.Tool) -> ToolInfo:
@@ -124,6 +132,17 @@ def _tool_info(tool: types.Tool) -> ToolInfo:
         idempotent=hints.idempotent_hint if hints else None,
         open_world=hints.open_world_hint if hints else None,
     )
+
+
+def _secret_forms(values: Iterable[str]) -> tuple[str, ...]:
+    """Every form in which a secret may show up in text: as given, without its auth scheme
+    ("Bearer <token>" → "<token>"), and URL-encoded (it may travel in a query string)."""
+    forms: set[str] = set()
+    for value in values:
+        for form in (value, value.partition(" ")[2].strip()):
+            if form:
+                forms |= {form, quote(form, safe=""), quote_plus(form)}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def _with_query(url: str, extra: Mapping[str, str]) -> str:
@@ -191,18 +210,13 @@ class ToolRegistry:
         Raises:
             McpServerError: the server could not be reached; the connection is marked error.
         """
+        await self._store.get_connection(team_id, user_id, connection_id)  # ownership before any traffic
         try:
             listing = await self._pool.list_tools(
                 connection_id, self._opener(team_id, user_id, connection_id)
             )
         except errors.McpCoreError as exc:
-            status = (
-                ConnectionStatus.NEEDS_AUTH
-                if isinstance(exc, errors.ServerAuthError)
-                else ConnectionStatus.ERROR
-            )
-            await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
-            self._invalidate(team_id, user_id)
+            await self._mark_failed(team_id, user_id, connection_id, exc)
             raise
         tools, skipped = self._usable_tools(listing.tools)
         skipped = listing.skipped + skipped
@@ -278,6 +292,8 @@ class ToolRegistry:
             )
         except errors.McpCoreError as exc:
             self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+            if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
+                await self._mark_failed(team_id, user_id, entry.connection_id, exc)
             raise
         text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
         latency_ms = (time.perf_counter() - started) * 1000
@@ -301,6 +317,16 @@ class ToolRegistry:
         )
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _mark_failed(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, exc: errors.McpCoreError
+    ) -> None:
+        """Show the failure in /mcp list: needs_auth for refused credentials, error otherwise."""
+        auth = isinstance(exc, errors.ServerAuthError)
+        status = ConnectionStatus.NEEDS_AUTH if auth else ConnectionStatus.ERROR
+        with contextlib.suppress(errors.ConnectionNotFoundError):  # removed meanwhile: nothing to mark
+            await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
+        self._invalidate(team_id, user_id)
 
     def _record(
         self,
@@ -375,12 +401,19 @@ class ToolRegistry:
             schema = entry.tool.input_schema
             validator = jsonschema.validators.validator_for(schema)(schema)
             self._validators[key] = validator
-        problems = [
-            f"{'/'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message[:200]}"
-            for e in list(validator.iter_errors(arguments))[:5]
-        ]
-        if problems:
-            raise errors.ToolArgumentsError(entry.name, problems)
+        try:
+            if validator.is_valid(arguments):  # the fast path; errors are listed only on failure
+                return
+            problems = [
+                f"{'/'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message[:200]}"
+                for e in list(validator.iter_errors(arguments))[:5]
+            ]
+        except Unresolvable as exc:
+            raise errors.ServerProtocolError(
+                entry.connection_name,
+                f"{entry.tool.name} has an inputSchema reference that cannot be resolved.",
+            ) from exc
+        raise errors.ToolArgumentsError(entry.name, problems)
 
     def _opener(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> SpecFactory:
         async def open_spec() -> SessionSpec:
@@ -388,7 +421,7 @@ class ToolRegistry:
             self._owners[connection_id] = (team_id, user_id)
             secrets: Mapping[str, str] = {}
             if self._secrets is not None and connection.credential_ref:
-                secrets = await self._secrets.get(team_id, user_id, connection_id)
+                secrets = await self._secrets.get(team_id, user_id, connection.credential_ref)
             spec = self._spec(connection, secrets)
             if spec.transport != "stdio":
                 await check_remote_url(spec.url or "", self._settings.mcp_allowed_hosts)
@@ -422,5 +455,5 @@ class ToolRegistry:
             connect_timeout_s=float(config.get("connect_timeout_s") or settings.mcp_connect_timeout_s),
             call_timeout_s=float(config.get("call_timeout_s") or settings.mcp_call_timeout_s),
             protocol_mode=config.get("protocol_mode") or "auto",
-            secret_values=tuple(secrets.values()),
+            secret_values=_secret_forms(secrets.values()),
         )

@@ -38,6 +38,7 @@ class UsageRecorder:
         self._max_batch = max_batch
         self._rows: list[UsageRecord] = []
         self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.dropped = 0
@@ -54,9 +55,17 @@ class UsageRecorder:
             self._wake.set()
 
     async def flush(self) -> None:
-        """Write every queued row now."""
-        while self._rows:
-            batch, self._rows = self._rows[: self._max_batch], self._rows[self._max_batch :]
+        """Write every queued row now; returns only when they are written (or dropped)."""
+        async with self._lock:
+            while self._rows:
+                await self._write_queued()
+
+    async def _write_queued(self) -> None:
+        """Write the rows queued right now, not those that arrive meanwhile: those wait for the
+        next tick, which is what keeps writes batched under a steady stream of calls."""
+        pending, self._rows = self._rows, []
+        for start in range(0, len(pending), self._max_batch):
+            batch = pending[start : start + self._max_batch]
             try:
                 await self._sink.record_usage(batch)
             except Exception:  # boundary: analytics must not break tool calls
@@ -74,7 +83,9 @@ class UsageRecorder:
 
     async def _run(self) -> None:
         while self._rows:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+            if not self._closed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
             self._wake.clear()
-            await self.flush()
+            async with self._lock:
+                await self._write_queued()

@@ -5,3 +5,7 @@ import pytest
 def anyio_backend() -> str:
     """Run `@pytest.mark.anyio` tests on asyncio only (the bot's event loop)."""
     return "asyncio"
+
+
+# Fixtures for tests that build all of mcp_core with build_services: services, secrets, HTTP servers.
+pytest_plugins = ["tests.support.registry"]

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import anyio
 import httpx2
+import jsonschema
 import pydantic
 import pytest
 from mcp import Client, MCPError, StdioServerParameters
@@ -216,6 +217,35 @@ async def test_required_header_is_enforced_but_stats_are_always_served() -> None
     assert (refused.status_code, wrong.status_code) == (401, 401)
     assert accepted.status_code not in (401, 404)  # reached the MCP endpoint (which rejects `{}`)
     assert stats.json() == {"tcp_connections": 1, "requests": 3}  # one pooled connection; /stats not counted
+
+
+async def test_required_query_parameter_is_enforced_after_url_decoding() -> None:
+    value = "k/1+2=="  # URL encoding changes each of / + =
+    async with (
+        start_http_server("--require-query", f"api_key={value}") as server,
+        httpx2.AsyncClient() as http,
+    ):
+        refused = await http.post(server.url, json={})
+        wrong = await http.post(server.url, json={}, params={"api_key": "nope"})
+        accepted = await http.post(server.url, json={}, params={"api_key": value, "other": "x"})
+        stats = await http.get(f"{server.base_url}/stats")
+
+    assert (refused.status_code, wrong.status_code) == (401, 401)
+    assert accepted.status_code not in (401, 404)
+    assert stats.status_code == 200
+
+
+async def test_bad_json_schema_tool_is_valid_mcp_but_not_valid_json_schema() -> None:
+    with anyio.fail_after(CONNECT_TIMEOUT_S):
+        async with Client(
+            toy_stdio_params("--bad-json-schema"), mode="legacy", read_timeout_seconds=READ_TIMEOUT_S
+        ) as client:
+            tools = {tool.name: tool for tool in (await client.list_tools()).tools}
+
+    assert set(tools) == TOY_TOOLS | {"bad_json_schema"}
+    schema = tools["bad_json_schema"].input_schema
+    with pytest.raises(jsonschema.SchemaError):
+        jsonschema.validators.validator_for(schema).check_schema(schema)
 
 
 async def test_stats_count_the_tcp_connections_and_requests_of_a_session() -> None:

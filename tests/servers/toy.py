@@ -3,7 +3,8 @@
 Run as a script (tests start it as a subprocess):
 
     python tests/servers/toy.py [--transport stdio|http|sse] [--port N] [--bearer TOKEN]
-                                [--require-header NAME=VALUE ...] [--malformed] [--pagesize N]
+                                [--require-header NAME=VALUE ...] [--require-query NAME=VALUE ...]
+                                [--malformed] [--bad-json-schema] [--pagesize N]
 
 Tools: echo (read-only), slow, crash, huge, env, add (output schema), fail, pid, grow.
 
@@ -16,9 +17,14 @@ legacy HTTP+SSE at `/sse`. `GET /stats` answers `{"tcp_connections": N, "request
 distinct client (host, port) pairs and the requests seen, not counting `/stats` itself and
 served without the auth checks.
 
+`--require-query NAME=VALUE` makes every request (but `/stats`) answer 401 unless its URL
+carries the query parameter NAME with VALUE, as `--require-header` does for headers.
+
 `--malformed` adds a tool whose inputSchema is `{"type": "string"}` to every tools/list result.
-The SDK validates outbound results, so the tool is appended to the already-serialized wire dict
-by a server middleware that runs after that validation. `--pagesize N` pages tools/list the same
+`--bad-json-schema` adds one whose inputSchema is an object schema that is not valid JSON Schema
+(`"minimum": "zero"`): MCP accepts it, a JSON Schema validator does not.
+The SDK validates outbound results, so these tools are appended to the already-serialized wire
+dict by a server middleware that runs after that validation. `--pagesize N` pages tools/list the same
 way, with the decimal offset of the next page as the cursor.
 """
 
@@ -32,6 +38,7 @@ import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from functools import partial
 from typing import Any
+from urllib.parse import parse_qsl
 
 import anyio
 import uvicorn
@@ -55,13 +62,21 @@ MALFORMED_TOOL: dict[str, Any] = {
     "description": "A tool whose inputSchema is not an object schema (off-spec on purpose).",
     "inputSchema": {"type": "string"},
 }
+BAD_JSON_SCHEMA_TOOL: dict[str, Any] = {
+    "name": "bad_json_schema",
+    "description": "A tool whose object inputSchema breaks JSON Schema itself (minimum must be a number).",
+    "inputSchema": {"type": "object", "properties": {"n": {"type": "integer", "minimum": "zero"}}},
+}
 
 
-def build_server(*, malformed: bool = False, pagesize: int | None = None) -> MCPServer:
-    """Build the toy MCPServer; `malformed` and `pagesize` shape every tools/list result."""
+def build_server(
+    *, malformed: bool = False, bad_json_schema: bool = False, pagesize: int | None = None
+) -> MCPServer:
+    """Build the toy MCPServer; `malformed`, `bad_json_schema` and `pagesize` shape every tools/list."""
+    extra = [*([MALFORMED_TOOL] if malformed else []), *([BAD_JSON_SCHEMA_TOOL] if bad_json_schema else [])]
     middleware = []
-    if malformed or pagesize:
-        middleware.append(partial(_reshape_tool_listing, malformed=malformed, pagesize=pagesize))
+    if extra or pagesize:
+        middleware.append(partial(_reshape_tool_listing, extra=extra, pagesize=pagesize))
     mcp = MCPServer("toy", version="1.0", log_level="WARNING", middleware=middleware)
     lowlevel = mcp._lowlevel_server
     # Advertise tools.listChanged on handshake-era sessions, since `grow` sends that notification.
@@ -133,13 +148,17 @@ def build_server(*, malformed: bool = False, pagesize: int | None = None) -> MCP
 
 
 async def _reshape_tool_listing(
-    ctx: ServerRequestContext[Any, Any], call_next: CallNext, *, malformed: bool, pagesize: int | None
+    ctx: ServerRequestContext[Any, Any],
+    call_next: CallNext,
+    *,
+    extra: list[dict[str, Any]],
+    pagesize: int | None,
 ) -> HandlerResult:
-    """Server middleware: append the off-spec tool and/or page the wire-form tools/list result."""
+    """Server middleware: append the `extra` wire-form tools and/or page the tools/list result."""
     result = await call_next(ctx)
     if ctx.method != "tools/list" or not isinstance(result, dict):
         return result
-    tools = [*result.get("tools", []), *([MALFORMED_TOOL] if malformed else [])]
+    tools = [*result.get("tools", []), *extra]
     result = {key: value for key, value in result.items() if key != "nextCursor"}
     if pagesize:
         start = int((ctx.params or {}).get("cursor") or 0)
@@ -152,11 +171,15 @@ async def _reshape_tool_listing(
 
 
 class Gate:
-    """ASGI wrapper: counts TCP clients and requests, serves /stats, enforces required headers."""
+    """ASGI wrapper: counts TCP clients and requests, serves /stats, enforces required headers
+    and query parameters."""
 
-    def __init__(self, app: ASGIApp, required_headers: dict[str, str]) -> None:
+    def __init__(
+        self, app: ASGIApp, required_headers: dict[str, str], required_query: dict[str, str] | None = None
+    ) -> None:
         self.app = app
         self.required = {name.lower().encode(): value.encode() for name, value in required_headers.items()}
+        self.required_query = dict(required_query or {})
         self.clients: set[tuple[str, int]] = set()
         self.requests = 0
 
@@ -172,7 +195,10 @@ class Gate:
             self.clients.add(tuple(scope["client"]))
         self.requests += 1
         headers = dict(scope["headers"])
-        if any(headers.get(name) != value for name, value in self.required.items()):
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
+        if any(headers.get(name) != value for name, value in self.required.items()) or any(
+            query.get(name) != value for name, value in self.required_query.items()
+        ):
             await _respond(send, 401, b"unauthorized", b"text/plain", [(b"www-authenticate", b"Bearer")])
             return
         await self.app(scope, receive, send)
@@ -186,16 +212,22 @@ async def _respond(
     await send({"type": "http.response.body", "body": body})
 
 
-def serve_http(mcp: MCPServer, transport: str, port: int, required_headers: dict[str, str]) -> None:
+def serve_http(
+    mcp: MCPServer,
+    transport: str,
+    port: int,
+    required_headers: dict[str, str],
+    required_query: dict[str, str] | None = None,
+) -> None:
     """Bind 127.0.0.1:port, announce the port on stdout, then serve until SIGTERM/SIGINT."""
     app = mcp.streamable_http_app() if transport == "http" else mcp.sse_app()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     sock.listen(128)
     print(f"LISTENING http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     config = uvicorn.Config(
-        Gate(app, required_headers),
+        Gate(app, required_headers, required_query),
         log_level="warning",
         access_log=False,
         lifespan="on",
@@ -204,7 +236,7 @@ def serve_http(mcp: MCPServer, transport: str, port: int, required_headers: dict
     uvicorn.Server(config).run(sockets=[sock])
 
 
-def _header(text: str) -> tuple[str, str]:
+def _pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
@@ -216,20 +248,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--bearer", metavar="TOKEN", help="require Authorization: Bearer TOKEN (HTTP only)")
-    parser.add_argument("--require-header", type=_header, action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--require-header", type=_pair, action="append", default=[], metavar="NAME=VALUE")
+    parser.add_argument("--require-query", type=_pair, action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--malformed", action="store_true", help="add an off-spec tool to tools/list")
+    parser.add_argument(
+        "--bad-json-schema", action="store_true", help="add a tool whose inputSchema is invalid JSON Schema"
+    )
     parser.add_argument("--pagesize", type=int, default=None, help="page tools/list N tools at a time")
     args = parser.parse_args(argv)
 
     print("toy server starting", file=sys.stderr, flush=True)
-    mcp = build_server(malformed=args.malformed, pagesize=args.pagesize)
+    mcp = build_server(malformed=args.malformed, bad_json_schema=args.bad_json_schema, pagesize=args.pagesize)
     if args.transport == "stdio":
         mcp.run("stdio")
         return
     required = dict(args.require_header)
     if args.bearer:
         required["Authorization"] = f"Bearer {args.bearer}"
-    serve_http(mcp, args.transport, args.port, required)
+    serve_http(mcp, args.transport, args.port, required, dict(args.require_query))
 
 
 if __name__ == "__main__":
