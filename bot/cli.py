@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 
 import click
@@ -55,7 +56,7 @@ def _missing(settings: Settings, fields: tuple[str, ...]) -> list[str]:
 @click.option("--log-level", default=None, help="Override LOG_LEVEL.")
 def main(log_level: str | None) -> None:
     """slack-mcp-bot: every Slack member's own MCP servers, used through an LLM agent."""
-    level = (log_level or "INFO").upper()
+    level = (log_level or os.environ.get("LOG_LEVEL") or "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
@@ -98,10 +99,13 @@ def _database_status(settings: Settings) -> str:
 @main.command("migrate")
 def migrate_command() -> None:
     """Apply pending database migrations (idempotent)."""
+    applied = _apply_migrations(_load_settings())
+    click.echo(f"Applied migrations: {applied}" if applied else "Schema already up to date.")
+
+
+def _apply_migrations(settings: Settings) -> list[int]:
     from mcp_core.store import create_engine
     from mcp_core.store.migrate import migrate
-
-    settings = _load_settings()
 
     async def apply() -> list[int]:
         engine = create_engine(settings)
@@ -110,8 +114,7 @@ def migrate_command() -> None:
         finally:
             await engine.dispose()
 
-    applied = asyncio.run(apply())
-    click.echo(f"Applied migrations: {applied}" if applied else "Schema already up to date.")
+    return asyncio.run(apply())
 
 
 @main.command()
@@ -120,6 +123,7 @@ def migrate_command() -> None:
 def run(http_mode: bool, port: int) -> None:
     """Start the bot (Socket Mode by default)."""
     settings = _load_settings()
+    _apply_migrations(settings)
     mode = "HTTP mode (slack-mcp-bot run --http)" if http_mode else "Socket Mode (slack-mcp-bot run)"
     missing = _missing(settings, MODES[mode])
     if missing:
