@@ -10,7 +10,10 @@ import sys
 import click
 from pydantic import SecretStr, ValidationError
 
+from bot.runner import run_bot
 from mcp_core.settings import Settings
+from mcp_core.store import create_engine
+from mcp_core.store.migrate import migrate, pending_migrations
 
 __all__ = ["main"]
 
@@ -75,9 +78,6 @@ def check() -> None:
 
 
 def _database_status(settings: Settings) -> str:
-    from mcp_core.store import create_engine
-    from mcp_core.store.migrate import pending_migrations
-
     async def probe() -> str:
         engine = create_engine(settings)
         try:
@@ -104,9 +104,6 @@ def migrate_command() -> None:
 
 
 def _apply_migrations(settings: Settings) -> list[int]:
-    from mcp_core.store import create_engine
-    from mcp_core.store.migrate import migrate
-
     async def apply() -> list[int]:
         engine = create_engine(settings)
         try:
@@ -129,7 +126,4 @@ def run(http_mode: bool, port: int) -> None:
     if missing:
         click.echo(f"Cannot start in {mode}: missing {', '.join(missing)}.\n\n{HOW_TO_GET_TOKENS}", err=True)
         sys.exit(2)
-    click.echo(
-        "The Slack listeners are not part of this build yet; see the README's status section.", err=True
-    )
-    sys.exit(1)
+    asyncio.run(run_bot(settings, http=http_mode, port=port))

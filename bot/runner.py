@@ -1,0 +1,85 @@
+"""Start the bot in Socket Mode or HTTP mode and shut it down cleanly on SIGINT/SIGTERM.
+
+HTTP mode serves Slack at ``POST /slack/events`` and a health check at ``GET /healthz``
+(200 when the database answers, 503 otherwise). Shutdown closes every MCP session (reaping
+stdio children) and flushes usage rows before the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app import create_app
+from mcp_core.services import Services, build_services
+from mcp_core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["http_app", "run_bot"]
+
+SLACK_API_TIMEOUT_S = 15
+HEALTH_TIMEOUT_S = 2.0
+
+
+def _client(settings: Settings) -> AsyncWebClient:
+    token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
+    kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
+    return AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
+
+
+def http_app(services: Services) -> web.Application:
+    """The aiohttp application of HTTP mode (also what tests serve on a real port)."""
+    settings = services.settings
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    app = create_app(services, client=_client(settings), signing_secret=secret)
+    web_app = app.web_app(path="/slack/events")
+
+    async def healthz(_: web.Request) -> web.Response:
+        try:
+            await asyncio.wait_for(services.store.healthcheck(), HEALTH_TIMEOUT_S)
+        except Exception:  # boundary: any failure means unhealthy
+            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
+        return web.json_response({"ok": True, "live_sessions": services.pool.live_count})
+
+    web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0.0.0") -> None:
+    """Run until SIGINT/SIGTERM."""
+    services = await build_services(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner: web.AppRunner | None = None
+    handler: AsyncSocketModeHandler | None = None
+    try:
+        if http:
+            runner = web.AppRunner(http_app(services))
+            await runner.setup()
+            await web.TCPSite(runner, host, port).start()
+            logger.info("serving Slack on http://%s:%d/slack/events", host, port)
+        else:
+            assert settings.slack_app_token is not None
+            secret = None
+            app = create_app(services, client=_client(settings), signing_secret=secret)
+            handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
+            await handler.connect_async()
+            logger.info("connected to Slack over Socket Mode")
+        await stop.wait()
+    finally:
+        logger.info("shutting down")
+        if handler is not None:
+            with contextlib.suppress(Exception):
+                await handler.close_async()
+        if runner is not None:
+            await runner.cleanup()
+        await services.aclose()

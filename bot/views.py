@@ -1,0 +1,234 @@
+"""Block Kit surfaces as pure functions: data in, ``slack_sdk.models`` objects out.
+
+Built with the SDK's models so Slack's limits are checked when they are serialized; the
+limits the SDK does not enforce (50 blocks per message, field lengths) are kept here by
+construction: texts are clipped and long lists are cut with a note.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from slack_sdk.models.blocks import (
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    DividerBlock,
+    HeaderBlock,
+    InputBlock,
+    MarkdownTextObject,
+    PlainTextInputElement,
+    PlainTextObject,
+    SectionBlock,
+)
+from slack_sdk.models.views import View
+
+from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+
+__all__ = [
+    "MESSAGE_BLOCK_LIMIT",
+    "clip",
+    "connect_form",
+    "connection_blocks",
+    "home_view",
+    "result_blocks",
+    "tool_page_blocks",
+]
+
+MESSAGE_BLOCK_LIMIT = 50
+VIEW_BLOCK_LIMIT = 100
+SECTION_TEXT_LIMIT = 3000
+TOOLS_PER_PAGE = 15
+DESCRIPTION_CHARS = 200
+CONNECT_CALLBACK = "mcp_connect_submit"
+
+STATUS_BADGE = {
+    ConnectionStatus.HEALTHY: "🟢 healthy",
+    ConnectionStatus.ERROR: "🔴 error",
+    ConnectionStatus.NEEDS_AUTH: "🟠 needs auth",
+    ConnectionStatus.NEW: "⚪ new",
+}
+
+
+def clip(text: str, limit: int) -> str:
+    """Cut ``text`` to ``limit`` characters, marking the cut with an ellipsis."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never used"
+    seconds = (datetime.now(UTC) - moment).total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"used {int(seconds // size)} {unit} ago"
+    return "used just now"
+
+
+def connection_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_BLOCK_LIMIT) -> list[Block]:
+    """One section + one row of buttons per connection, cut to fit ``limit`` blocks."""
+    if not connections:
+        return [
+            SectionBlock(text=MarkdownTextObject(text="You have no MCP connections yet. Try `/mcp connect`."))
+        ]
+    blocks: list[Block] = []
+    room = (limit - 1) // 2
+    for connection in connections[:room]:
+        value = str(connection.id)
+        line = (
+            f"*{_escape(connection.name)}* · {STATUS_BADGE[connection.status]}"
+            f" · {len(connection.tools)} tools"
+            f" · {_ago(connection.last_used_at)} · {connection.usage_count} calls"
+        )
+        if connection.status_detail and connection.status != ConnectionStatus.HEALTHY:
+            line += f"\n> {_escape(clip(connection.status_detail, 500))}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(line, SECTION_TEXT_LIMIT))))
+        blocks.append(
+            ActionsBlock(
+                block_id=f"conn:{value}",
+                elements=[
+                    ButtonElement(text="Test", action_id="mcp_test", value=value),
+                    ButtonElement(
+                        text="Tools", action_id="mcp_tools", value=json.dumps({"c": value, "p": 0})
+                    ),
+                    ButtonElement(
+                        text="Disconnect",
+                        action_id="mcp_disconnect",
+                        value=value,
+                        style="danger",
+                        confirm=ConfirmObject(
+                            title="Disconnect?",
+                            text=clip(
+                                f"Remove {connection.name}, its stored credentials and its session?", 300
+                            ),
+                            confirm="Disconnect",
+                            deny="Keep it",
+                        ),
+                    ),
+                ],
+            )
+        )
+    if len(connections) > room:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(connections) - room} more.")])
+        )
+    return blocks
+
+
+def _badges(tool: ToolInfo) -> str:
+    badges = []
+    if tool.read_only:
+        badges.append("read-only")
+    if tool.destructive and not tool.read_only:
+        badges.append("⚠️ destructive")
+    return f" _({', '.join(badges)})_" if badges else ""
+
+
+def tool_page_blocks(connection: Connection, page: int) -> list[Block]:
+    """One page of a connection's tools with Previous/Next buttons."""
+    tools = connection.tools
+    pages = max(1, -(-len(tools) // TOOLS_PER_PAGE))
+    page = min(max(page, 0), pages - 1)
+    shown = tools[page * TOOLS_PER_PAGE : (page + 1) * TOOLS_PER_PAGE]
+    header = f"*{_escape(connection.name)}* — {len(tools)} tools (page {page + 1} of {pages})"
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=header))]
+    for tool in shown:
+        description = (
+            _escape(clip(" ".join(tool.description.split()), DESCRIPTION_CHARS)) or "_no description_"
+        )
+        text = f"`{_escape(clip(tool.name, 100))}`{_badges(tool)}\n{description}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT))))
+    buttons = []
+    for label, target in (("← Previous", page - 1), ("Next →", page + 1)):
+        if 0 <= target < pages:
+            value = json.dumps({"c": str(connection.id), "p": target})
+            buttons.append(ButtonElement(text=label, action_id=f"mcp_tools_page_{target}", value=value))
+    if buttons:
+        blocks.append(ActionsBlock(block_id="tool_pages", elements=buttons))
+    return blocks
+
+
+def result_blocks(text: str, *, connection_id: uuid.UUID | None = None, failed: bool = False) -> list[Block]:
+    """A status line, with Retry/Edit buttons when a connect failed."""
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT)))]
+    if failed and connection_id is not None:
+        value = str(connection_id)
+        blocks.append(
+            ActionsBlock(
+                elements=[
+                    ButtonElement(text="Retry", action_id="mcp_retry", value=value, style="primary"),
+                    ButtonElement(text="Edit", action_id="mcp_edit", value=value),
+                ]
+            )
+        )
+    return blocks
+
+
+def home_view(connections: Sequence[Connection]) -> View:
+    blocks: list[Block] = [
+        HeaderBlock(text="Your MCP servers"),
+        ActionsBlock(
+            elements=[ButtonElement(text="Connect a server", action_id="mcp_connect_open", style="primary")]
+        ),
+        DividerBlock(),
+        *connection_blocks(connections, limit=VIEW_BLOCK_LIMIT - 3),
+    ]
+    return View(type="home", blocks=blocks)
+
+
+def connect_form(
+    *, metadata: dict[str, str], name: str = "", url: str = "", errors_hint: str | None = None
+) -> View:
+    """The custom-server form: name, remote MCP URL and an optional bearer token.
+
+    The token input is never pre-filled: a stored secret is never shown back.
+    """
+    blocks: list[Block] = [
+        SectionBlock(
+            text=MarkdownTextObject(
+                text="Connect any remote MCP server "
+                "(streamable HTTP, or legacy SSE for URLs ending in `/sse`)."
+            )
+        ),
+        InputBlock(
+            block_id="name",
+            label="Name",
+            hint="Short, used as the tools' prefix: letters, digits, - and _.",
+            element=PlainTextInputElement(action_id="value", initial_value=name or None, max_length=32),
+        ),
+        InputBlock(
+            block_id="url",
+            label="MCP server URL",
+            hint="https://… (plain http only for hosts your admin allows).",
+            element=PlainTextInputElement(
+                action_id="value", initial_value=url or None, placeholder="https://example.com/mcp"
+            ),
+        ),
+        InputBlock(
+            block_id="token",
+            label="Bearer token (optional)",
+            optional=True,
+            hint="Prefer a token scoped to read-only access. It is encrypted at rest and never shown again.",
+            element=PlainTextInputElement(action_id="value", max_length=3000),
+        ),
+    ]
+    if errors_hint:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(errors_hint, 2000))]))
+    return View(
+        type="modal",
+        callback_id=CONNECT_CALLBACK,
+        title=PlainTextObject(text="Connect an MCP server"),
+        submit=PlainTextObject(text="Connect"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps(metadata),
+        blocks=blocks,
+    )

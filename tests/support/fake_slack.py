@@ -1,0 +1,624 @@
+"""A fake Slack for tests: Web API, Socket Mode WebSocket and `response_url`s, plus signed HTTP payloads.
+
+    with FakeSlack() as fake:                                   # 127.0.0.1, port 0, own thread + loop
+        client = AsyncWebClient(token="xoxb-test", base_url=fake.base_url)
+        await client.chat_postMessage(channel="C1", blocks=[...])
+        [call] = await fake.await_for("chat.postMessage")      # call["body"]["blocks"] is a list
+        fake.overrides["views.open"] = lambda body: (200, {}, {"ok": False, "error": "expired_trigger_id"})
+
+    body = slash_command_body("list", user_id="U1", team_id=TEAM_ID, response_url=fake.response_url())
+    status, headers, text = await post_signed(app_url, body, FORM, SECRET)
+
+    eid = await fake.apush_envelope("slash_commands", slash_command("list", user_id="U1", team_id=TEAM_ID))
+    ack = await fake.await_ack(eid)                             # {"envelope_id": eid, "payload": {...}}
+
+The server runs on its own event loop in a daemon thread, so it answers whether or not the test's loop is
+running. Blocking helpers (`wait_for`, `wait_ack`, `push_envelope`) must not be called from a test loop that
+also runs the code under test; use the async twins there. Waits use a deadline, never a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, Self
+from urllib.parse import parse_qsl, urlencode
+
+import aiohttp
+import anyio.to_thread
+from aiohttp import web
+
+__all__ = [
+    "API_APP_ID",
+    "BOT_ID",
+    "BOT_SCOPES",
+    "BOT_USER_ID",
+    "FORM",
+    "JSON",
+    "TEAM_ID",
+    "WAIT_S",
+    "FakeSlack",
+    "Override",
+    "app_home_opened_event",
+    "app_mention_event",
+    "block_actions",
+    "block_actions_body",
+    "event_body",
+    "event_callback",
+    "message_im_event",
+    "post_signed",
+    "sign",
+    "slash_command",
+    "slash_command_body",
+    "view_submission",
+    "view_submission_body",
+]
+
+TEAM_ID = "T_TEST"
+BOT_USER_ID = "U_BOT"
+BOT_ID = "B_BOT"
+API_APP_ID = "A_TEST"
+VERIFICATION_TOKEN = "verification-token-unused"  # deprecated field Slack still sends; Bolt ignores it
+BOT_SCOPES = "commands,chat:write,app_mentions:read,im:history"
+FORM = "application/x-www-form-urlencoded"
+JSON = "application/json"
+WAIT_S = 5.0
+_SERVER_OP_TIMEOUT_S = 5.0
+_WS_CLOSE_TIMEOUT_S = 1.0  # stop() must not hang on a client whose loop is blocked
+_JSON_FIELDS = ("blocks", "view", "attachments")
+
+Override = Callable[[dict[str, Any]], tuple[int, dict[str, str], dict[str, Any]]]
+"""`fn(body) -> (status, headers, json)`, installed as `fake.overrides[method]`."""
+
+
+class FakeSlack:
+    """Fake Slack Web API (`/api/<method>`), Socket Mode WebSocket (`/link`) and response URLs (`/respond/…`).
+
+    Attributes tests may set: `overrides[method]`, `messages[channel]` (returned by conversations.history
+    and, filtered by thread, conversations.replies) and `users[user_id]` (returned by users.info).
+    """
+
+    def __init__(self) -> None:
+        self.overrides: dict[str, Override] = {}
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+        self.users: dict[str, dict[str, Any]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.port = 0
+        self._cond = threading.Condition()
+        self._sockets: list[web.WebSocketResponse] = []
+        self._counter = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/link"
+
+    def start(self) -> Self:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fake-slack", daemon=True)
+        self._thread.start()
+        self._run(self._serve())
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        self._run(self._shutdown())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(_SERVER_OP_TIMEOUT_S)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        assert self._loop is not None, "FakeSlack is not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(_SERVER_OP_TIMEOUT_S)
+
+    async def _serve(self) -> None:
+        app = web.Application()
+        app.router.add_get("/link", self._websocket)
+        app.router.add_route("*", "/{tail:.*}", self._http)
+        self._runner = web.AppRunner(app, shutdown_timeout=_WS_CLOSE_TIMEOUT_S)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = self._runner.addresses[0][1]
+
+    async def _shutdown(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        assert self._runner is not None
+        await self._runner.cleanup()
+
+    # -- Web API and response URLs ---------------------------------------------------------------------
+
+    async def _http(self, request: web.Request) -> web.Response:
+        api = request.path.startswith("/api/")
+        body = _parse_body(await request.text(), request.content_type, dict(request.query))
+        record = {
+            "method": request.path.removeprefix("/api/") if api else request.path,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "body": body,
+            "time": time.time(),
+        }
+        with self._cond:
+            self.requests.append(record)
+            self._cond.notify_all()
+        status, headers, payload = 200, {}, {"ok": True}
+        if api and not request.headers.get("Authorization", "").startswith("Bearer x"):
+            payload = {"ok": False, "error": "not_authed"}
+        elif api and (override := self.overrides.get(record["method"])):
+            status, headers, payload = override(body)
+        elif api:
+            payload, headers = self._canned(record["method"], body)
+        return web.json_response(payload, status=status, headers=headers)
+
+    def _canned(self, method: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        n = next(self._counter)
+        ts = f"{int(time.time())}.{n:06d}"
+        match method:
+            case "auth.test":
+                return {
+                    "ok": True,
+                    "url": "https://fake-team.slack.com/",
+                    "team": "Fake Team",
+                    "user": "mcp-bot",
+                    "team_id": TEAM_ID,
+                    "user_id": BOT_USER_ID,
+                    "bot_id": BOT_ID,
+                    "is_enterprise_install": False,
+                }, {"x-oauth-scopes": BOT_SCOPES}
+            case "chat.postMessage" | "chat.update":
+                ts = body.get("ts") or ts
+                message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}
+                message |= {k: body[k] for k in ("text", "blocks", "thread_ts") if k in body}
+                return {"ok": True, "channel": body.get("channel"), "ts": ts, "message": message}, {}
+            case "chat.postEphemeral":
+                return {"ok": True, "message_ts": ts}, {}
+            case "views.open" | "views.push" | "views.update" | "views.publish":
+                view = dict(body.get("view") or {})
+                view_id = body.get("view_id") or f"V{n:08d}"
+                view |= {"id": view_id, "hash": f"{ts}.hash", "team_id": TEAM_ID, "app_id": API_APP_ID}
+                view |= {"bot_id": BOT_ID, "state": {"values": {}}, "root_view_id": view_id}
+                return {"ok": True, "view": view}, {}
+            case "conversations.history" | "conversations.replies":
+                found = self.messages.get(body.get("channel", ""), [])
+                if method == "conversations.replies":
+                    found = [m for m in found if body.get("ts") in (m.get("ts"), m.get("thread_ts"))]
+                return {"ok": True, "messages": found, "has_more": False}, {}
+            case "users.info":
+                user_id = body.get("user", "")
+                default = {"id": user_id, "team_id": TEAM_ID, "name": user_id.lower(), "is_bot": False}
+                default |= {"real_name": f"User {user_id}", "tz": "UTC", "profile": {"email": ""}}
+                return {"ok": True, "user": self.users.get(user_id, default)}, {}
+            case "apps.connections.open":
+                return {"ok": True, "url": self.ws_url}, {}
+        return {"ok": True}, {}
+
+    def response_url(self, name: str = "x") -> str:
+        """A URL on the fake for `response_url`; POSTs to it are recorded as method `/respond/<name>`."""
+        return f"http://127.0.0.1:{self.port}/respond/{name}"
+
+    # -- queries ---------------------------------------------------------------------------------------
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        """Recorded requests to `method` (an API method like "chat.postMessage", or a path)."""
+        with self._cond:
+            return [r for r in self.requests if r["method"] == method]
+
+    def wait_for(self, method: str, count: int = 1, timeout_s: float = WAIT_S) -> list[dict[str, Any]]:
+        """Block until at least `count` calls to `method` arrived; return them all.
+
+        Raises:
+            AssertionError: on timeout, listing the methods that were received.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.calls(method)) >= count, timeout_s):
+                got = [r["method"] for r in self.requests]
+                raise AssertionError(f"expected {count} x {method} within {timeout_s} s; received {got}")
+            return self.calls(method)
+
+    async def await_for(self, method: str, count: int = 1, timeout_s: float = WAIT_S) -> list[dict[str, Any]]:
+        """`wait_for` without blocking the caller's event loop."""
+        return await anyio.to_thread.run_sync(partial(self.wait_for, method, count, timeout_s))
+
+    def all_traffic_text(self) -> str:
+        """Every recorded request body and Socket Mode ack, serialized (for secret-leak checks)."""
+        with self._cond:
+            parts = [json.dumps(r["body"], default=str) for r in self.requests]
+            parts += [json.dumps(a, default=str) for a in self.acks.values()]
+        return "\n".join(parts)
+
+    # -- Socket Mode -----------------------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(timeout=_WS_CLOSE_TIMEOUT_S)
+        await ws.prepare(request)
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": API_APP_ID},
+            }
+        )
+        with self._cond:
+            self._sockets.append(ws)
+            self._cond.notify_all()
+        try:
+            async for msg in ws:
+                if msg.type == aiohttp.WSMsgType.TEXT and "envelope_id" in (data := json.loads(msg.data)):
+                    with self._cond:
+                        self.acks[data["envelope_id"]] = data
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._sockets.remove(ws)
+        return ws
+
+    def push_envelope(
+        self,
+        type: str,
+        payload: dict[str, Any],
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int = 0,
+        retry_reason: str = "",
+        timeout_s: float = WAIT_S,
+    ) -> str:
+        """Send an envelope to the newest connected Socket Mode client; return its envelope_id.
+
+        `type` is "slash_commands", "interactive" or "events_api"; `payload` a dict from
+        `slash_command`, `block_actions`, `view_submission` or `event_callback`.
+
+        Raises:
+            AssertionError: if no client connects within `timeout_s`.
+        """
+        envelope_id = envelope_id or str(uuid.uuid4())
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._sockets, timeout_s):
+                raise AssertionError(f"no Socket Mode client connected within {timeout_s} s")
+            ws = self._sockets[-1]
+        envelope = {
+            "envelope_id": envelope_id,
+            "type": type,
+            "accepts_response_payload": type != "events_api",
+            "payload": payload,
+            "retry_attempt": retry_attempt,
+            "retry_reason": retry_reason,
+        }
+        self._run(ws.send_json(envelope))
+        return envelope_id
+
+    async def apush_envelope(self, type: str, payload: dict[str, Any], **kwargs: Any) -> str:
+        """`push_envelope` without blocking the caller's event loop."""
+        return await anyio.to_thread.run_sync(partial(self.push_envelope, type, payload, **kwargs))
+
+    def wait_ack(self, envelope_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        """Block until the client acked `envelope_id`; return the ack JSON.
+
+        Raises:
+            AssertionError: on timeout, listing the envelope ids that were acked.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: envelope_id in self.acks, timeout_s):
+                raise AssertionError(
+                    f"no ack for {envelope_id} within {timeout_s} s; acked {list(self.acks)}"
+                )
+            return self.acks[envelope_id]
+
+    async def await_ack(self, envelope_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
+        """`wait_ack` without blocking the caller's event loop."""
+        return await anyio.to_thread.run_sync(partial(self.wait_ack, envelope_id, timeout_s))
+
+
+def _parse_body(text: str, content_type: str, query: dict[str, str]) -> dict[str, Any]:
+    body: dict[str, Any] = dict(query)
+    if text and content_type == JSON:
+        body |= json.loads(text)
+    elif text:
+        body |= dict(parse_qsl(text, keep_blank_values=True))
+    for field in _JSON_FIELDS:
+        if isinstance(body.get(field), str):
+            with contextlib.suppress(ValueError):  # not JSON: keep the string as sent
+                body[field] = json.loads(body[field])
+    return body
+
+
+# -- signed HTTP requests (HTTP mode) ---------------------------------------------------------------------
+
+
+def sign(secret: str, body: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's v0 signature headers for the exact raw `body`; `timestamp` defaults to now."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
+
+
+async def post_signed(
+    url: str,
+    body: str,
+    content_type: str,
+    secret: str,
+    *,
+    timestamp: int | None = None,
+    extra_headers: dict[str, str] | None = None,
+    timeout_s: float = WAIT_S,
+) -> tuple[int, dict[str, str], str]:
+    """POST a signed `body` (FORM or JSON) like Slack does; return (status, headers, text)."""
+    headers = {"content-type": content_type, **sign(secret, body, timestamp), **(extra_headers or {})}
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as session,
+        session.post(url, data=body.encode(), headers=headers) as resp,
+    ):
+        return resp.status, dict(resp.headers), await resp.text()
+
+
+# -- payloads (dicts for Socket Mode envelopes, *_body strings for HTTP mode) -----------------------------
+
+
+def _trigger_id() -> str:
+    return f"{int(time.time())}.{uuid.uuid4().int % 10**12}.{uuid.uuid4().hex}"
+
+
+def _user(user_id: str, team_id: str) -> dict[str, str]:
+    return {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": team_id}
+
+
+def slash_command(
+    text: str,
+    *,
+    user_id: str,
+    team_id: str,
+    channel_id: str = "C_TEST",
+    trigger_id: str | None = None,
+    response_url: str = "",
+    command: str = "/mcp",
+) -> dict[str, str]:
+    """A slash command's fields (the Socket Mode `slash_commands` payload)."""
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "team_domain": "fake-team",
+        "channel_id": channel_id,
+        "channel_name": "directmessage" if channel_id.startswith("D") else "general",
+        "user_id": user_id,
+        "user_name": user_id.lower(),
+        "command": command,
+        "text": text,
+        "api_app_id": API_APP_ID,
+        "is_enterprise_install": "false",
+        "response_url": response_url,
+        "trigger_id": trigger_id or _trigger_id(),
+    }
+
+
+def slash_command_body(text: str, **kwargs: Any) -> str:
+    """`slash_command(text, **kwargs)` form-encoded, as Slack POSTs it."""
+    return urlencode(slash_command(text, **kwargs))
+
+
+def block_actions(
+    action_id: str,
+    value: str,
+    *,
+    user_id: str,
+    team_id: str,
+    channel_id: str | None = None,
+    view: dict[str, Any] | None = None,
+    response_url: str | None = None,
+    block_id: str = "actions",
+    message: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A button click: in a message in `channel_id`, or inside `view` (a modal or the Home tab)."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _user(user_id, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": _trigger_id(),
+        "team": {"id": team_id, "domain": "fake-team"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "state": {"values": {}},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": block_id,
+                "text": {"type": "plain_text", "text": action_id, "emoji": True},
+                "value": value,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    if view is not None:
+        payload["container"] = {"type": "view", "view_id": view.get("id", "V_TEST")}
+        payload["view"] = view
+    if channel_id is not None:
+        msg = message or {"type": "message", "user": BOT_USER_ID, "ts": "1700000000.000100", "text": ""}
+        payload["container"] = {"type": "message", "message_ts": msg["ts"], "channel_id": channel_id}
+        payload["container"]["is_ephemeral"] = False
+        payload["channel"] = {"id": channel_id, "name": "general"}
+        payload["message"] = msg
+    if response_url is not None:
+        payload["response_url"] = response_url
+    return payload
+
+
+def block_actions_body(action_id: str, value: str, **kwargs: Any) -> str:
+    """`block_actions(...)` as Slack POSTs it: `payload=<urlencoded JSON>`."""
+    return urlencode({"payload": json.dumps(block_actions(action_id, value, **kwargs))})
+
+
+def view_submission(
+    callback_id: str,
+    state_values: dict[str, dict[str, Any]],
+    *,
+    user_id: str,
+    team_id: str,
+    private_metadata: str = "",
+    view_id: str = "V_TEST",
+) -> dict[str, Any]:
+    """A modal submission; `state_values` is `{block_id: {action_id: element_state}}` as Slack sends it,
+    where a plain string element state is shorthand for `{"type": "plain_text_input", "value": s}`."""
+    values = {
+        block: {
+            action: {"type": "plain_text_input", "value": state} if isinstance(state, str) else state
+            for action, state in actions.items()
+        }
+        for block, actions in state_values.items()
+    }
+    return {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "fake-team"},
+        "user": _user(user_id, team_id),
+        "api_app_id": API_APP_ID,
+        "token": VERIFICATION_TOKEN,
+        "trigger_id": _trigger_id(),
+        "view": {
+            "id": view_id,
+            "team_id": team_id,
+            "type": "modal",
+            "blocks": [],
+            "private_metadata": private_metadata,
+            "callback_id": callback_id,
+            "state": {"values": values},
+            "hash": "1700000000.hash",
+            "title": {"type": "plain_text", "text": "MCP", "emoji": True},
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": None,
+            "submit": {"type": "plain_text", "text": "Submit", "emoji": True},
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": API_APP_ID,
+            "external_id": "",
+            "app_installed_team_id": team_id,
+            "bot_id": BOT_ID,
+        },
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+
+
+def view_submission_body(callback_id: str, state_values: dict[str, dict[str, Any]], **kwargs: Any) -> str:
+    """`view_submission(...)` as Slack POSTs it: `payload=<urlencoded JSON>`."""
+    return urlencode({"payload": json.dumps(view_submission(callback_id, state_values, **kwargs))})
+
+
+def event_callback(event: dict[str, Any], *, team_id: str, event_id: str | None = None) -> dict[str, Any]:
+    """The Events API wrapper around `event` (the Socket Mode `events_api` payload)."""
+    return {
+        "token": VERIFICATION_TOKEN,
+        "team_id": team_id,
+        "api_app_id": API_APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id or f"Ev{uuid.uuid4().hex[:10].upper()}",
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+        "is_ext_shared_channel": False,
+        "event_context": f"4-{uuid.uuid4().hex}",
+    }
+
+
+def event_body(event: dict[str, Any], *, team_id: str, event_id: str | None = None) -> str:
+    """`event_callback(...)` as the JSON body Slack POSTs."""
+    return json.dumps(event_callback(event, team_id=team_id, event_id=event_id))
+
+
+def _ts() -> str:
+    return f"{time.time():.6f}"
+
+
+def app_home_opened_event(user_id: str, *, channel_id: str = "D_TEST") -> dict[str, Any]:
+    return {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": channel_id,
+        "tab": "home",
+        "event_ts": _ts(),
+    }
+
+
+def app_mention_event(
+    text: str,
+    *,
+    user_id: str,
+    channel_id: str = "C_TEST",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+) -> dict[str, Any]:
+    """An `app_mention`; the text is prefixed with the bot's mention `<@U_BOT> `, as Slack shows it."""
+    ts = ts or _ts()
+    event = {
+        "type": "app_mention",
+        "client_msg_id": str(uuid.uuid4()),
+        "user": user_id,
+        "text": f"<@{BOT_USER_ID}> {text}",
+        "ts": ts,
+        "channel": channel_id,
+        "event_ts": ts,
+    }
+    return event | ({"thread_ts": thread_ts} if thread_ts else {})
+
+
+def message_im_event(
+    text: str,
+    *,
+    user_id: str,
+    channel_id: str = "D_TEST",
+    ts: str | None = None,
+    thread_ts: str | None = None,
+    bot_id: str | None = None,
+) -> dict[str, Any]:
+    """A `message` in a DM with the bot (`message.im`); pass `bot_id` (and user_id=BOT_USER_ID) for the
+    bot's own post, which Slack also delivers."""
+    ts = ts or _ts()
+    event = {
+        "type": "message",
+        "channel_type": "im",
+        "user": user_id,
+        "text": text,
+        "ts": ts,
+        "channel": channel_id,
+        "event_ts": ts,
+    }
+    if bot_id:  # a bot user's own post carries bot_id and app_id but no subtype
+        event |= {"bot_id": bot_id, "app_id": API_APP_ID, "bot_profile": {"id": bot_id, "app_id": API_APP_ID}}
+    else:
+        event["client_msg_id"] = str(uuid.uuid4())
+    return event | ({"thread_ts": thread_ts} if thread_ts else {})

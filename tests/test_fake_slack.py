@@ -1,0 +1,192 @@
+"""The fake Slack behaves like Slack towards slack_sdk and Bolt, in HTTP and Socket Mode."""
+
+from __future__ import annotations
+
+import time
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from tests.support.fake_slack import (
+    BOT_SCOPES,
+    FORM,
+    TEAM_ID,
+    FakeSlack,
+    post_signed,
+    slash_command,
+    slash_command_body,
+)
+
+SECRET = "signing-secret-for-tests"
+MODAL = {
+    "type": "modal",
+    "callback_id": "connect",
+    "title": {"type": "plain_text", "text": "Connect"},
+    "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}],
+}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSlack]:
+    with FakeSlack() as running:
+        yield running
+
+
+@pytest.fixture
+async def client(fake: FakeSlack) -> AsyncIterator[AsyncWebClient]:
+    web_client = AsyncWebClient(token="xoxb-test", base_url=fake.base_url)
+    yield web_client
+    if web_client.session is not None:
+        await web_client.session.close()
+
+
+@pytest.fixture
+def app(client: AsyncWebClient) -> AsyncApp:
+    bolt = AsyncApp(client=client, signing_secret=SECRET)
+
+    @bolt.command("/mcp")
+    async def mcp(ack: AsyncAck) -> None:
+        await ack("ok")
+
+    return bolt
+
+
+@pytest.fixture
+async def app_url(app: AsyncApp) -> AsyncIterator[str]:
+    async def events(request: web.Request) -> web.Response:
+        return await to_aiohttp_response(await app.async_dispatch(await to_bolt_request(request)))
+
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", events)
+    runner = web.AppRunner(web_app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
+    await runner.cleanup()
+
+
+@pytest.mark.anyio
+async def test_web_api_calls_are_recorded_with_parsed_blocks_and_view(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*hello*"}}]
+    posted = await client.chat_postMessage(channel="C1", text="hello", blocks=blocks, thread_ts="1.2")
+    opened = await client.views_open(trigger_id="trig", view=MODAL)
+
+    [post] = await fake.await_for("chat.postMessage")
+    assert post["body"]["blocks"] == blocks
+    assert post["headers"]["authorization"] == "Bearer xoxb-test"
+    assert posted["channel"] == "C1"
+    assert posted["ts"]
+    [view_call] = fake.calls("views.open")
+    assert view_call["body"] == {"trigger_id": "trig", "view": MODAL}
+    assert opened["view"]["callback_id"] == "connect"
+    assert opened["view"]["id"]
+    assert "*hello*" in fake.all_traffic_text()
+
+
+@pytest.mark.anyio
+async def test_form_encoded_calls_are_decoded_and_auth_test_reports_scopes(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    await client.api_call("chat.update", data={"channel": "C1", "ts": "1.2", "blocks": '[{"type": "x"}]'})
+    auth = await client.auth_test()
+
+    assert fake.calls("chat.update")[0]["body"] == {"channel": "C1", "ts": "1.2", "blocks": [{"type": "x"}]}
+    assert auth["team_id"] == TEAM_ID
+    assert auth.headers["x-oauth-scopes"] == BOT_SCOPES
+
+
+@pytest.mark.anyio
+async def test_a_call_without_a_token_is_not_authed(fake: FakeSlack) -> None:
+    anonymous = AsyncWebClient(base_url=fake.base_url)
+    with pytest.raises(SlackApiError) as raised:
+        await anonymous.chat_postMessage(channel="C1", text="hi")
+    assert raised.value.response["error"] == "not_authed"
+
+
+@pytest.mark.anyio
+async def test_an_override_injects_an_api_error(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.overrides["views.open"] = lambda body: (200, {}, {"ok": False, "error": "expired_trigger_id"})
+    with pytest.raises(SlackApiError) as raised:
+        await client.views_open(trigger_id="old", view=MODAL)
+    assert raised.value.response["error"] == "expired_trigger_id"
+
+
+@pytest.mark.anyio
+async def test_an_override_injects_a_rate_limit(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.overrides["chat.postMessage"] = lambda body: (429, {"Retry-After": "1"}, {"ok": False})
+    with pytest.raises(SlackApiError) as raised:
+        await client.chat_postMessage(channel="C1", text="hi")
+    assert raised.value.response.status_code == 429
+    assert raised.value.response.headers["retry-after"] == "1"
+
+
+@pytest.mark.anyio
+async def test_conversation_replies_come_from_the_configured_messages(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.messages["C1"] = [
+        {"type": "message", "user": "U1", "text": "root", "ts": "1.0"},
+        {"type": "message", "user": "U2", "text": "reply", "ts": "1.1", "thread_ts": "1.0"},
+        {"type": "message", "user": "U3", "text": "other", "ts": "2.0"},
+    ]
+    replies = await client.conversations_replies(channel="C1", ts="1.0")
+    assert [m["text"] for m in replies["messages"]] == ["root", "reply"]
+
+
+@pytest.mark.anyio
+async def test_posts_to_a_response_url_are_recorded(fake: FakeSlack) -> None:
+    webhook = AsyncWebhookClient(fake.response_url("cmd"))
+    response = await webhook.send(text="done", response_type="ephemeral", replace_original=True)
+
+    assert response.status_code == 200
+    [call] = fake.calls("/respond/cmd")
+    assert call["body"] == {"text": "done", "response_type": "ephemeral", "replace_original": True}
+
+
+@pytest.mark.anyio
+async def test_a_signed_slash_command_is_acked_over_http(fake: FakeSlack, app_url: str) -> None:
+    body = slash_command_body("list", user_id="U1", team_id=TEAM_ID, response_url=fake.response_url())
+    status, _, text = await post_signed(app_url, body, FORM, SECRET)
+    assert (status, text) == (200, "ok")
+    assert len(fake.calls("auth.test")) == 1
+
+
+@pytest.mark.anyio
+async def test_a_forged_or_stale_signature_is_rejected(app_url: str) -> None:
+    body = slash_command_body("list", user_id="U1", team_id=TEAM_ID)
+    forged, _, _ = await post_signed(app_url, body, FORM, "not-the-secret")
+    stale, _, _ = await post_signed(app_url, body, FORM, SECRET, timestamp=int(time.time()) - 301)
+    assert (forged, stale) == (401, 401)
+
+
+@pytest.mark.anyio
+async def test_a_socket_mode_slash_command_is_acked_on_the_websocket(fake: FakeSlack, app: AsyncApp) -> None:
+    handler = AsyncSocketModeHandler(app, "xapp-test")
+    await handler.connect_async()
+    try:
+        envelope_id = await fake.apush_envelope(
+            "slash_commands", slash_command("list", user_id="U1", team_id=TEAM_ID)
+        )
+        ack = await fake.await_ack(envelope_id)
+    finally:
+        await handler.close_async()
+
+    assert ack == {"envelope_id": envelope_id, "payload": {"text": "ok"}}
+    assert fake.calls("apps.connections.open")[0]["headers"]["authorization"] == "Bearer xapp-test"
+
+
+def test_waiting_for_a_missing_call_fails_with_what_was_received(fake: FakeSlack) -> None:
+    urllib.request.urlopen(urllib.request.Request(fake.response_url(), data=b"{}"), timeout=5).close()
+    with pytest.raises(AssertionError, match=r"chat\.postMessage.*\['/respond/x'\]"):
+        fake.wait_for("chat.postMessage", timeout_s=0.1)
