@@ -11,6 +11,8 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from bot.runner import run_bot
+from mcp_core.credentials import describe_keys, rotate_credentials
+from mcp_core.errors import McpCoreError
 from mcp_core.settings import Settings
 from mcp_core.store import create_engine
 from mcp_core.store.migrate import migrate, pending_migrations
@@ -75,6 +77,11 @@ def check() -> None:
         missing = _missing(settings, fields)
         click.echo(f"  {mode:<40} {'ready' if not missing else 'missing ' + ', '.join(missing)}")
     click.echo(f"\nDatabase: {_database_status(settings)}")
+    try:
+        keys = describe_keys(settings)
+    except McpCoreError as exc:
+        keys = f"PROBLEM: {exc}"
+    click.echo(f"Credentials: {settings.credential_backend or 'local'} backend; {keys}")
 
 
 def _database_status(settings: Settings) -> str:
@@ -114,16 +121,35 @@ def _apply_migrations(settings: Settings) -> list[int]:
     return asyncio.run(apply())
 
 
+@main.group()
+def credentials() -> None:
+    """Manage stored credentials."""
+
+
+@credentials.command("rotate")
+def credentials_rotate() -> None:
+    """Re-wrap every stored credential under the primary key of CREDENTIAL_KEYS."""
+    try:
+        report = asyncio.run(rotate_credentials(_load_settings()))
+    except McpCoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Re-wrapped {report.rewrapped}; already on the primary key {report.already_current}.")
+    if report.failed:
+        raise click.ClickException(
+            f"{len(report.failed)} record(s) could not be read with the configured keys."
+        )
+
+
 @main.command()
 @click.option("--http", "http_mode", is_flag=True, help="Serve Slack's HTTP endpoint instead of Socket Mode.")
 @click.option("--port", type=int, default=3000, envvar="PORT", show_default=True)
 def run(http_mode: bool, port: int) -> None:
     """Start the bot (Socket Mode by default)."""
     settings = _load_settings()
-    _apply_migrations(settings)
     mode = "HTTP mode (slack-mcp-bot run --http)" if http_mode else "Socket Mode (slack-mcp-bot run)"
     missing = _missing(settings, MODES[mode])
-    if missing:
+    if missing:  # before touching the database: this is the first thing a new user meets
         click.echo(f"Cannot start in {mode}: missing {', '.join(missing)}.\n\n{HOW_TO_GET_TOKENS}", err=True)
         sys.exit(2)
+    _apply_migrations(settings)
     asyncio.run(run_bot(settings, http=http_mode, port=port))

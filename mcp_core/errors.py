@@ -10,6 +10,8 @@ what to do, and never contains a secret or a stack trace::
     ├── StoreError                  the database failed
     │   ├── DuplicateConnectionError    name already used by this user
     │   └── ConnectionNotFoundError     no such connection for this user
+    ├── CredentialError             stored credentials cannot be decrypted (wrong or retired
+    │                               master key, tampered or misplaced record); names the connection
     ├── PolicyError                 a URL or command the security policy refuses
     ├── McpServerError              a user's MCP server failed (names the connection)
     │   ├── ServerUnavailableError      could not connect: refused, missing command, handshake
@@ -30,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectionNotFoundError",
+    "CredentialError",
     "DuplicateConnectionError",
     "McpCoreError",
     "McpServerError",
@@ -75,6 +78,32 @@ class ConnectionNotFoundError(StoreError):
     def __init__(self, name: str) -> None:
         super().__init__(f"You have no connection named “{name}”.")
         self.name = name
+
+
+class CredentialError(McpCoreError):
+    """A stored credential record cannot be decrypted or is not a valid record.
+
+    ``str()`` is the user's text: what happened and what to do, naming the connection once the
+    caller knows it (:meth:`for_connection`). ``reason`` is a short detail for the operator's
+    log (which key id, which check failed). Neither ever contains a secret or key material.
+    """
+
+    def __init__(self, reason: str, connection: str | None = None) -> None:
+        subject = (
+            f"{connection}: the stored credentials"
+            if connection
+            else "The stored credentials for this connection"
+        )
+        super().__init__(
+            f"{subject} can't be read (wrong key or tampered record). "
+            "Reconnect it, or ask an admin to check CREDENTIAL_KEYS."
+        )
+        self.reason = reason
+        self.connection = connection
+
+    def for_connection(self, connection: str) -> CredentialError:
+        """The same error, naming the connection whose credentials these are."""
+        return type(self)(self.reason, connection)
 
 
 class PolicyError(McpCoreError):

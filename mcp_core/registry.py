@@ -69,7 +69,8 @@ class SecretSource(Protocol):
 
     Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
     Secrets are stored first and the connection then created with their ``credential_ref``,
-    so a connection's very first session already has them.
+    so a connection's very first session already has them. A source that cannot decrypt
+    what it holds raises ``CredentialError``; the registry adds the connection's name.
     """
 
     async def get(self, team_id: str, user_id: str, credential_ref: str) -> Mapping[str, str]: ...
@@ -321,8 +322,9 @@ class ToolRegistry:
     async def _mark_failed(
         self, team_id: str, user_id: str, connection_id: uuid.UUID, exc: errors.McpCoreError
     ) -> None:
-        """Show the failure in /mcp list: needs_auth for refused credentials, error otherwise."""
-        auth = isinstance(exc, errors.ServerAuthError)
+        """Show the failure in /mcp list: needs_auth for refused or unreadable credentials
+        (reconnecting fixes both), error otherwise."""
+        auth = isinstance(exc, errors.ServerAuthError | errors.CredentialError)
         status = ConnectionStatus.NEEDS_AUTH if auth else ConnectionStatus.ERROR
         with contextlib.suppress(errors.ConnectionNotFoundError):  # removed meanwhile: nothing to mark
             await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
@@ -421,7 +423,10 @@ class ToolRegistry:
             self._owners[connection_id] = (team_id, user_id)
             secrets: Mapping[str, str] = {}
             if self._secrets is not None and connection.credential_ref:
-                secrets = await self._secrets.get(team_id, user_id, connection.credential_ref)
+                try:
+                    secrets = await self._secrets.get(team_id, user_id, connection.credential_ref)
+                except errors.CredentialError as exc:  # the source knows the ref, not the name
+                    raise exc.for_connection(connection.name) from exc
             spec = self._spec(connection, secrets)
             if spec.transport != "stdio":
                 await check_remote_url(spec.url or "", self._settings.mcp_allowed_hosts)

@@ -1,7 +1,8 @@
 """The composition root: build every real component from ``Settings`` in one place.
 
 Tests build the same ``Services`` with their own parts (a temporary database, a secret
-source of their own) through the keyword arguments.
+source of their own) through the keyword arguments. Without a secret source of their own,
+secrets live in the local credential backend on the same database.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.connections import ConnectionPool
+from mcp_core.credentials import (
+    CredentialStore,
+    LocalCredentialStore,
+    load_or_create_keyring,
+    require_local_backend,
+)
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.settings import Settings
 from mcp_core.store import Store, create_engine
@@ -30,6 +37,10 @@ class Services:
     pool: ConnectionPool
     usage: UsageRecorder
     registry: ToolRegistry
+    credentials: CredentialStore | None = None
+    """Where the bot puts and deletes users' secrets: the local backend unless the caller
+    passed ``secrets``; then that source if it is a full ``CredentialStore`` (put/get/delete),
+    else None (a read-only test source)."""
     _engine: AsyncEngine | None = None
 
     async def aclose(self) -> None:
@@ -47,7 +58,21 @@ async def build_services(
     secrets: SecretSource | None = None,
     run_migrations: bool = True,
 ) -> Services:
-    """Wire the real store, pool, usage recorder and registry; migrate the schema first."""
+    """Wire the real store, credentials, pool, usage recorder and registry; migrate first.
+
+    With ``secrets`` None the local credential backend is built on the same engine; its
+    master key comes from CREDENTIAL_KEYS or DATA_DIR/credential.key (generated, with a
+    WARNING, on the first start).
+
+    Raises:
+        ConfigError: CREDENTIAL_BACKEND names a backend that is not available yet, or the
+            credential keys are malformed or unsafe (checked before the database is touched).
+        StoreError: the database is unreachable or a migration failed.
+    """
+    keys = None
+    if secrets is None:
+        require_local_backend(settings)
+        keys = load_or_create_keyring(settings)
     owned = engine is None
     engine = engine or create_engine(settings)
     if run_migrations:
@@ -55,8 +80,15 @@ async def build_services(
         if applied:
             logger.info("applied database migrations %s", applied)
     store = Store(engine)
+    credentials: CredentialStore | None
+    if keys is not None:
+        keyring, generated = keys
+        credentials = LocalCredentialStore(engine, keyring, generated_key_path=generated)
+        secrets = credentials
+    else:
+        credentials = secrets if isinstance(secrets, CredentialStore) else None
     usage = UsageRecorder(store)
     pool = ConnectionPool(idle_timeout_s=settings.mcp_idle_timeout_s, max_sessions=settings.mcp_max_sessions)
     registry = ToolRegistry(store, pool, usage, settings, secrets)
     pool.on_tools_changed = registry.on_tools_changed
-    return Services(settings, store, pool, usage, registry, engine if owned else None)
+    return Services(settings, store, pool, usage, registry, credentials, engine if owned else None)

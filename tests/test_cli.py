@@ -7,6 +7,8 @@ from the environment, then sets just what it needs.
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from bot.cli import main
+from mcp_core.services import build_services
 from mcp_core.settings import Settings
 from tests.support.postgres import reachable_pg_server
 
@@ -179,3 +182,40 @@ def test_run_without_tokens_exits_2_and_says_how_to_get_them(
     assert f"missing {', '.join(names)}" in result.stderr
     assert "manifest.yml" in result.stderr
     assert result.stdout == ""
+
+
+# --- credentials rotate -------------------------------------------------------------------------------
+
+
+def test_credentials_rotate_rewraps_records_under_the_new_primary_key(env: pytest.MonkeyPatch) -> None:
+    old, new = (base64.b64encode(os.urandom(32)).decode() for _ in range(2))
+    env.setenv("CREDENTIAL_KEYS", f"k1:{old}")
+
+    async def store_one() -> str:
+        services = await build_services(Settings())
+        try:
+            return await services.credentials.put("T1", "U1", {"header:Authorization": "Bearer rotate-me"})
+        finally:
+            await services.aclose()
+
+    ref = asyncio.run(store_one())
+    env.setenv("CREDENTIAL_KEYS", f"k2:{new},k1:{old}")
+
+    first = invoke("credentials", "rotate")
+    second = invoke("credentials", "rotate")
+
+    assert first.exit_code == 0, first.output
+    assert "Re-wrapped 1;" in first.output
+    assert "Re-wrapped 0; already on the primary key 1." in second.output
+
+    env.setenv("CREDENTIAL_KEYS", f"k2:{new}")  # the old key retired: the record still reads
+
+    async def read_back() -> dict[str, str]:
+        services = await build_services(Settings())
+        try:
+            return dict(await services.credentials.get("T1", "U1", ref))
+        finally:
+            await services.aclose()
+
+    assert asyncio.run(read_back()) == {"header:Authorization": "Bearer rotate-me"}
+    assert "rotate-me" not in first.output + second.output

@@ -8,17 +8,20 @@ and the migrator refuse an SQLite engine that lacks them (:func:`check_engine`).
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from mcp_core.errors import ConfigError
+from mcp_core.errors import ConfigError, McpCoreError, StoreError
 from mcp_core.settings import Settings
 
-__all__ = ["BEGIN_IMMEDIATE", "check_engine", "create_engine", "writer"]
+__all__ = ["BEGIN_IMMEDIATE", "check_engine", "create_engine", "transaction", "writer"]
 
 # How long an SQLite writer waits for another connection's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 5.0
@@ -35,6 +38,9 @@ PG_POOL_RECYCLE_S = 30 * 60
 # Execution option read by the SQLite "begin" listener: take the write lock up front, so a
 # transaction that reads before it writes cannot fail half-way with "database is locked".
 BEGIN_IMMEDIATE = "mcp_sqlite_begin_immediate"
+
+_UNAVAILABLE = "The database is not answering right now. Try again in a minute."
+_REFUSED = "The database refused this change because it breaks a rule of the schema."
 
 
 def create_engine(settings_or_url: Settings | str | sa.URL) -> AsyncEngine:
@@ -77,6 +83,24 @@ def create_engine(settings_or_url: Settings | str | sa.URL) -> AsyncEngine:
 def writer(engine: AsyncEngine) -> AsyncEngine:
     """The same engine and pool, with SQLite write transactions taking their lock up front."""
     return engine.execution_options(**{BEGIN_IMMEDIATE: True})
+
+
+@asynccontextmanager
+async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
+    """One transaction on ``engine`` (pass :func:`writer` for writes), committed on success.
+
+    Our own errors pass through; SQLAlchemy, driver and socket errors become ``StoreError``
+    with a text fit for users.
+    """
+    try:
+        async with engine.begin() as conn:
+            yield conn
+    except McpCoreError:
+        raise
+    except sa.exc.IntegrityError as exc:
+        raise StoreError(_REFUSED) from exc
+    except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
+        raise StoreError(_UNAVAILABLE) from exc
 
 
 def check_engine(engine: AsyncEngine) -> None:

@@ -9,18 +9,17 @@ translated here into :class:`~mcp_core.errors.StoreError` with texts fit for use
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-import asyncpg
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError, StoreError
+from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError
 from mcp_core.models import (
     Connection,
     ConnectionStatus,
@@ -29,7 +28,7 @@ from mcp_core.models import (
     UsageRecord,
     normalize_connection_name,
 )
-from mcp_core.store._engine import check_engine, writer
+from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._tables import connections, run_cards, slack_events
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
@@ -37,9 +36,6 @@ __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
 
 # The connection fields a user may edit after creating it.
 UPDATABLE_FIELDS = frozenset({"name", "url", "args", "config", "credential_ref"})
-
-_UNAVAILABLE = "The database is not answering right now. Try again in a minute."
-_REFUSED = "The database refused this change because it breaks a rule of the schema."
 
 
 class _RunCardRow(BaseModel):
@@ -370,18 +366,9 @@ class Store:
         if result.rowcount == 0:
             raise ConnectionNotFoundError(str(connection_id))
 
-    @asynccontextmanager
-    async def _transaction(self, *, write: bool = False) -> AsyncIterator[AsyncConnection]:
+    def _transaction(self, *, write: bool = False) -> AbstractAsyncContextManager[AsyncConnection]:
         """One transaction, committed on success; foreign errors become ``StoreError``."""
-        try:
-            async with (self._writer if write else self._engine).begin() as conn:
-                yield conn
-        except StoreError:
-            raise
-        except sa.exc.IntegrityError as exc:
-            raise StoreError(_REFUSED) from exc
-        except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
-            raise StoreError(_UNAVAILABLE) from exc
+        return transaction(self._writer if write else self._engine)
 
 
 def _owned(team_id: str, user_id: str, connection_id: uuid.UUID) -> tuple[sa.ColumnElement[bool], ...]:

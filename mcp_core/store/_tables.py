@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "UtcDateTime",
     "connections",
+    "credentials",
     "metadata",
     "run_cards",
     "schema_migrations",
@@ -112,6 +113,18 @@ slack_events = sa.Table(
     sa.Column("event_id", sa.Text, primary_key=True),
     sa.Column("team_id", sa.Text),
     sa.Column("received_at", UtcDateTime, nullable=False),
+)
+
+# The local credential backend's encrypted envelopes (mcp_core/credentials); 0002_credentials.
+credentials = sa.Table(
+    "mcp_credentials",
+    metadata,
+    sa.Column("ref", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("record", Json, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 # Created by migrate.py itself (it must exist before any numbered migration runs).

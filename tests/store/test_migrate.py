@@ -100,7 +100,7 @@ async def test_upgrade_from_partial_history(blank_engine, tmp_path):
     next_version = max(all_versions(blank_engine.dialect.name)) + 1
     add_migration(sql_dir, f"{next_version:04d}_probe.sql", PROBE_MIGRATION)
 
-    # The real migrations after 0001 (none yet) and the probe are applied, in order, once.
+    # The real migrations after 0001 and then the probe are applied, in order, once each.
     assert await migrate(blank_engine, sql_dir=copy_sql(tmp_path / "full", up_to=next_version)) == list(
         range(2, next_version)
     )

@@ -1,0 +1,88 @@
+"""The credential manager: users' secrets, encrypted at rest, handed only to their own connection.
+
+A secret is stored first and the connection then created with the returned ref::
+
+    ref = await credentials.put(team_id, user_id, {"header:Authorization": "Bearer …"})
+    await registry.add_connection(team_id, user_id, NewConnection(..., credential_ref=ref))
+    ...
+    await credentials.delete(team_id, user_id, ref)          # on disconnect
+
+Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``. The
+local backend (the default, :class:`LocalCredentialStore`) keeps AES-256-GCM envelopes in the
+project's database under master keys from ``CREDENTIAL_KEYS`` or ``DATA_DIR/credential.key``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+from mcp_core.credentials._crypto import Keyring, parse_keyring
+from mcp_core.credentials.keys import describe_keys, load_keyring, load_or_create_keyring
+from mcp_core.credentials.local import LocalCredentialStore, RotationReport
+from mcp_core.errors import ConfigError
+from mcp_core.settings import Settings
+from mcp_core.store import create_engine, migrate
+
+__all__ = [
+    "CredentialStore",
+    "Keyring",
+    "LocalCredentialStore",
+    "RotationReport",
+    "describe_keys",
+    "load_keyring",
+    "load_or_create_keyring",
+    "parse_keyring",
+    "require_local_backend",
+    "rotate_credentials",
+]
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """Stores a user's secrets under opaque refs; every call is scoped by (team_id, user_id).
+
+    ``get`` makes any credential store a registry ``SecretSource``.
+    """
+
+    async def put(
+        self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None
+    ) -> str: ...
+
+    async def get(self, team_id: str, user_id: str, credential_ref: str) -> Mapping[str, str]: ...
+
+    async def delete(self, team_id: str, user_id: str, credential_ref: str) -> bool: ...
+
+
+def require_local_backend(settings: Settings) -> None:
+    """Refuse, loudly, a CREDENTIAL_BACKEND this release cannot serve yet.
+
+    Raises:
+        ConfigError: CREDENTIAL_BACKEND names gcp, aws or supabase.
+    """
+    backend = settings.credential_backend
+    if backend not in (None, "local"):
+        raise ConfigError(
+            f"CREDENTIAL_BACKEND={backend}: that backend is not available yet. "
+            "Unset CREDENTIAL_BACKEND or set it to local (encrypted in the bot's own database)."
+        )
+
+
+async def rotate_credentials(settings: Settings) -> RotationReport:
+    """Re-wrap every stored record under the primary key of CREDENTIAL_KEYS (for the CLI).
+
+    Put the new key first and keep the old one: ``CREDENTIAL_KEYS=k2:<new>,k1:<old>``. When
+    the report has no failures, the old key can be removed. Never generates a key.
+
+    Raises:
+        ConfigError: another backend is configured, or no (or a malformed) key is configured.
+        StoreError: the database failed; batches committed before stay re-wrapped.
+    """
+    require_local_backend(settings)
+    keyring = load_keyring(settings)
+    engine = create_engine(settings)
+    try:
+        await migrate(engine)
+        return await LocalCredentialStore(engine, keyring).rotate()
+    finally:
+        await engine.dispose()
