@@ -18,7 +18,13 @@ USAGE = """\
 
 NO_CONNECTIONS = "You have no MCP connections yet. Try `/mcp connect`."
 INTERNAL_ERROR = "⚠️ Something went wrong on our side. It has been logged; please try again in a moment."
+NOT_YOUR_CONNECTION = "⛔ That connection is not one of yours (or it was removed). `/mcp list` shows yours."
+FORM_DID_NOT_OPEN = "⚠️ The form could not open in time. Please run `/mcp connect` again."
+WHICH_ONE = "Which one? `/mcp disconnect <name>`"
+NO_CREDENTIAL_STORE = "This bot has no credential store configured, so it cannot keep a token."
+ALL_TOOLS = "Tools of all your connections"
 CARDS = ("custom",)
+HEALTH_ERROR_CHARS = 500
 
 
 def list_summary(connections: Sequence[Connection]) -> str:
@@ -37,7 +43,44 @@ def unknown_card(card: str) -> str:
     return f"There is no run card “{card}”. Available: {', '.join(f'`{c}`' for c in CARDS)}."
 
 
+def duplicate_name(name: str) -> str:
+    return f"You already have a connection named “{name}”."
+
+
+def tools_of(name: str) -> str:
+    return f"Tools of {name}"
+
+
+def disconnect_prompt(name: str) -> str:
+    return f"Disconnect {name}?"
+
+
+def disconnected(name: str) -> str:
+    return f"🗑️ Disconnected *{name}*."
+
+
+def connected(name: str, tool_count: int) -> str:
+    return f"✅ Connected *{name}* — {tool_count} tools available"
+
+
+def _reason(name: str, error: object) -> str:
+    """The error's text without the connection name it starts with (the line names it already)."""
+    text = str(error)
+    return text.removeprefix(f"{name}: ") or text
+
+
+def connect_failed(name: str, error: object) -> str:
+    return f"❌ Couldn't connect *{name}*: {_reason(name, error)}"
+
+
+def failed(reason: object) -> str:
+    return f"❌ {reason}"
+
+
 def health(report: HealthReport) -> str:
     if report.ok:
         return f"🟢 *{report.connection}*: {report.tool_count} tools, answered in {report.latency_ms:.0f} ms"
-    return f"🔴 *{report.connection}*: {report.error} ({report.latency_ms:.0f} ms)"
+    error = _reason(report.connection, report.error or "unknown error")
+    if len(error) > HEALTH_ERROR_CHARS:
+        error = error[: HEALTH_ERROR_CHARS - 1] + "…"
+    return f"🔴 *{report.connection}*: {error} ({report.latency_ms:.0f} ms)"

@@ -28,10 +28,14 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot import texts
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
 
 __all__ = [
+    "CONNECT_CALLBACK",
     "MESSAGE_BLOCK_LIMIT",
+    "VIEW_BLOCK_LIMIT",
+    "all_tools_blocks",
     "clip",
     "connect_form",
     "connection_blocks",
@@ -77,9 +81,7 @@ def _ago(moment: datetime | None) -> str:
 def connection_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_BLOCK_LIMIT) -> list[Block]:
     """One section + one row of buttons per connection, cut to fit ``limit`` blocks."""
     if not connections:
-        return [
-            SectionBlock(text=MarkdownTextObject(text="You have no MCP connections yet. Try `/mcp connect`."))
-        ]
+        return [SectionBlock(text=MarkdownTextObject(text=texts.NO_CONNECTIONS))]
     blocks: list[Block] = []
     room = (limit - 1) // 2
     for connection in connections[:room]:
@@ -97,9 +99,7 @@ def connection_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE
                 block_id=f"conn:{value}",
                 elements=[
                     ButtonElement(text="Test", action_id="mcp_test", value=value),
-                    ButtonElement(
-                        text="Tools", action_id="mcp_tools", value=json.dumps({"c": value, "p": 0})
-                    ),
+                    ButtonElement(text="Tools", action_id="mcp_tools", value=_tools_value(connection, 0)),
                     ButtonElement(
                         text="Disconnect",
                         action_id="mcp_disconnect",
@@ -133,6 +133,33 @@ def _badges(tool: ToolInfo) -> str:
     return f" _({', '.join(badges)})_" if badges else ""
 
 
+def _tools_value(connection: Connection, page: int) -> str:
+    return json.dumps({"c": str(connection.id), "p": page})
+
+
+def all_tools_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_BLOCK_LIMIT) -> list[Block]:
+    """Every connection's tools grouped in one message: a section per connection listing its
+    tool names (clipped to fit) with a Browse button that opens the paged descriptions."""
+    blocks: list[Block] = []
+    room = limit - 1
+    for connection in connections[:room]:
+        names = " · ".join(f"`{_escape(clip(t.name, 100))}`{_badges(t)}" for t in connection.tools)
+        text = f"*{_escape(connection.name)}* — {len(connection.tools)} tools\n{names or '_no tools_'}"
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT)),
+                accessory=ButtonElement(
+                    text="Browse", action_id="mcp_tools", value=_tools_value(connection, 0)
+                ),
+            )
+        )
+    if len(connections) > room:
+        blocks.append(
+            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(connections) - room} more.")])
+        )
+    return blocks
+
+
 def tool_page_blocks(connection: Connection, page: int) -> list[Block]:
     """One page of a connection's tools with Previous/Next buttons."""
     tools = connection.tools
@@ -150,8 +177,11 @@ def tool_page_blocks(connection: Connection, page: int) -> list[Block]:
     buttons = []
     for label, target in (("← Previous", page - 1), ("Next →", page + 1)):
         if 0 <= target < pages:
-            value = json.dumps({"c": str(connection.id), "p": target})
-            buttons.append(ButtonElement(text=label, action_id=f"mcp_tools_page_{target}", value=value))
+            buttons.append(
+                ButtonElement(
+                    text=label, action_id=f"mcp_tools_page_{target}", value=_tools_value(connection, target)
+                )
+            )
     if buttons:
         blocks.append(ActionsBlock(block_id="tool_pages", elements=buttons))
     return blocks
@@ -185,13 +215,15 @@ def home_view(connections: Sequence[Connection]) -> View:
     return View(type="home", blocks=blocks)
 
 
-def connect_form(
-    *, metadata: dict[str, str], name: str = "", url: str = "", errors_hint: str | None = None
-) -> View:
+def connect_form(*, metadata: dict[str, str], name: str = "", url: str = "", editing: bool = False) -> View:
     """The custom-server form: name, remote MCP URL and an optional bearer token.
 
-    The token input is never pre-filled: a stored secret is never shown back.
+    The token input is never pre-filled: a stored secret is never shown back. When
+    ``editing``, an empty token keeps the stored one.
     """
+    token_hint = "Prefer a token scoped to read-only access. It is encrypted at rest and never shown again."
+    if editing:
+        token_hint = "Leave empty to keep the stored token. " + token_hint
     blocks: list[Block] = [
         SectionBlock(
             text=MarkdownTextObject(
@@ -217,17 +249,15 @@ def connect_form(
             block_id="token",
             label="Bearer token (optional)",
             optional=True,
-            hint="Prefer a token scoped to read-only access. It is encrypted at rest and never shown again.",
+            hint=token_hint,
             element=PlainTextInputElement(action_id="value", max_length=3000),
         ),
     ]
-    if errors_hint:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(errors_hint, 2000))]))
     return View(
         type="modal",
         callback_id=CONNECT_CALLBACK,
-        title=PlainTextObject(text="Connect an MCP server"),
-        submit=PlainTextObject(text="Connect"),
+        title=PlainTextObject(text="Edit MCP server" if editing else "Connect an MCP server"),
+        submit=PlainTextObject(text="Save" if editing else "Connect"),
         close=PlainTextObject(text="Cancel"),
         private_metadata=json.dumps(metadata),
         blocks=blocks,

@@ -184,6 +184,15 @@ def test_run_without_tokens_exits_2_and_says_how_to_get_them(
     assert result.stdout == ""
 
 
+def test_run_without_tokens_says_so_before_touching_the_database(env: pytest.MonkeyPatch) -> None:
+    env.setenv("DATABASE_URL", "postgresql://nobody:pw@127.0.0.1:1/nowhere")  # nothing listens there
+
+    result = CliRunner().invoke(main, ["run"])
+
+    assert result.exit_code == 2
+    assert "missing SLACK_BOT_TOKEN, SLACK_APP_TOKEN" in result.stderr
+
+
 # --- credentials rotate -------------------------------------------------------------------------------
 
 

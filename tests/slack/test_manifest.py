@@ -1,0 +1,51 @@
+"""manifest.yml: valid for Slack and declaring exactly what the bot uses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from tests.support.servers import REPO
+
+MANIFEST = REPO / "manifest.yml"
+SCHEMA = REPO.parent / "shared" / "slack" / "manifest.schema.1.0.0.json"
+"""Slack's published schema, kept next to the repository for local checks (never committed)."""
+
+
+@pytest.fixture(scope="module")
+def manifest() -> dict[str, Any]:
+    return yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))
+
+
+def test_the_manifest_validates_against_slacks_schema(manifest: dict[str, Any]) -> None:
+    if not SCHEMA.is_file():
+        pytest.skip(f"{SCHEMA} is not here (Slack's manifest schema, for local checks only)")
+    schema = json.loads(Path(SCHEMA).read_text(encoding="utf-8"))
+
+    jsonschema.Draft7Validator(schema).validate(manifest)
+
+
+def test_the_manifest_declares_mcp_the_home_tab_events_and_minimal_scopes(manifest: dict[str, Any]) -> None:
+    features, settings = manifest["features"], manifest["settings"]
+
+    assert [c["command"] for c in features["slash_commands"]] == ["/mcp"]
+    assert features["app_home"]["home_tab_enabled"] is True
+    assert set(settings["event_subscriptions"]["bot_events"]) == {
+        "app_home_opened",
+        "app_mention",
+        "message.im",
+    }
+    assert settings["interactivity"]["is_enabled"] is True
+    assert set(manifest["oauth_config"]["scopes"]["bot"]) == {
+        "commands",
+        "chat:write",
+        "app_mentions:read",
+        "im:history",
+        "channels:history",
+        "groups:history",
+    }
