@@ -18,12 +18,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt import BoltResponse
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
+from bot._respond import PooledRespond, SharedSession
 from mcp_core import errors
 from mcp_core.models import Connection, NewConnection, normalize_connection_name
 from mcp_core.security import check_remote_url
@@ -87,11 +88,19 @@ def _tools_target(value: str) -> tuple[str, int]:
         return value, 0
 
 
-def create_app(services: Services, *, client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+def create_app(
+    services: Services,
+    *,
+    client: AsyncWebClient,
+    signing_secret: str | None,
+    responses: SharedSession | None = None,
+) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
 
-    ``signing_secret`` None means Socket Mode, where requests are not signed.
+    ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
+    the HTTP session replies to response_url go through; the caller closes it on shutdown.
     """
+    responses = responses or SharedSession()
     app = AsyncApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-does-not-sign",
@@ -106,6 +115,13 @@ def create_app(services: Services, *, client: AsyncWebClient, signing_secret: st
         event_id = body.get("event_id") if isinstance(body, dict) else None
         if event_id and not await store.claim_event(str(event_id), body.get("team_id")):
             return BoltResponse(status=200, body="")
+        return await next()
+
+    @app.middleware
+    async def pooled_respond(context: AsyncBoltContext, next: Any) -> BoltResponse | None:
+        """Replies to response_url reuse connections instead of opening one per reply."""
+        if context.respond is not None:
+            context["respond"] = PooledRespond(response_url=context.respond.response_url, session=responses)
         return await next()
 
     async def report(error: Exception, body: dict[str, Any], respond: AsyncRespond | None) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot._respond import SharedSession
 from bot.app import create_app
 from mcp_core.errors import McpCoreError
 from mcp_core.services import Services, build_services
@@ -44,8 +45,14 @@ def http_app(services: Services) -> web.Application:
     """The aiohttp application of HTTP mode (also what tests serve on a real port)."""
     settings = services.settings
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = create_app(services, client=_client(settings), signing_secret=secret)
+    responses = SharedSession()
+    app = create_app(services, client=_client(settings), signing_secret=secret, responses=responses)
     web_app = app.web_app(path="/slack/events")
+
+    async def close_responses(_: web.Application) -> None:
+        await responses.aclose()
+
+    web_app.on_cleanup.append(close_responses)
 
     async def healthz(_: web.Request) -> web.Response:
         try:
@@ -78,6 +85,7 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     runner: web.AppRunner | None = None
+    responses = SharedSession()
     handler: AsyncSocketModeHandler | None = None
     try:
         if http:
@@ -87,7 +95,7 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
             logger.info("serving Slack on http://%s:%d/slack/events", host, port)
         else:
             assert settings.slack_app_token is not None
-            app = create_app(services, client=_client(settings), signing_secret=None)
+            app = create_app(services, client=_client(settings), signing_secret=None, responses=responses)
             handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
             await handler.connect_async()
             logger.info("connected to Slack over Socket Mode")
@@ -104,4 +112,5 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
                 await handler.close_async()
         if runner is not None:
             await runner.cleanup()
+        await responses.aclose()
         await services.aclose()
