@@ -413,19 +413,25 @@ def create_app(
         ref = editing.credential_ref if editing is not None else None
         if token and credentials is not None:
             ref = await credentials.put(team_id, user_id, {"header:Authorization": f"Bearer {token}"})
-        if editing is not None:  # replaced as a whole: new URL, new session, tools rediscovered
-            await registry.remove_connection(team_id, user_id, editing.id)
-            if credentials is not None and editing.credential_ref and editing.credential_ref != ref:
-                await credentials.delete(team_id, user_id, editing.credential_ref)
         transport = "sse" if url.rstrip("/").endswith("/sse") else "streamable_http"
-        new = NewConnection(name=name, transport=transport, url=url, card_id="custom", credential_ref=ref)
+        old_ref = editing.credential_ref if editing is not None else None
         try:
-            outcome = await registry.add_connection(team_id, user_id, new)
-        except errors.McpCoreError as exc:  # nothing was stored, so neither is the secret
-            if ref is not None and credentials is not None:
+            if editing is not None:  # changed in place: same id, usage history kept
+                outcome = await registry.update_connection(
+                    team_id, user_id, editing.id, name=name, transport=transport, url=url, credential_ref=ref
+                )
+            else:
+                new = NewConnection(
+                    name=name, transport=transport, url=url, card_id="custom", credential_ref=ref
+                )
+                outcome = await registry.add_connection(team_id, user_id, new)
+        except errors.McpCoreError as exc:  # nothing was changed, so the new secret goes too
+            if ref is not None and ref != old_ref and credentials is not None:
                 await credentials.delete(team_id, user_id, ref)
             await notify(channel, user_id, texts.connect_failed(name, exc))
             return
+        if old_ref and old_ref != ref and credentials is not None:
+            await credentials.delete(team_id, user_id, old_ref)
         connection = outcome.connection
         if outcome.error is None:
             await notify(channel, user_id, texts.connected(connection.name, len(connection.tools)))

@@ -196,6 +196,28 @@ class ToolRegistry:
             return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
         return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
 
+    async def update_connection(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, **changes: Any
+    ) -> ConnectOutcome:
+        """Change a connection in place — its id and usage history stay — then reconnect.
+
+        Raises:
+            PolicyError: the new URL is not allowed (nothing is changed).
+            DuplicateConnectionError: the new name is taken by another of the user's connections.
+            ConnectionNotFoundError: not this user's connection.
+        """
+        if changes.get("url"):
+            await check_remote_url(changes["url"], self._settings.mcp_allowed_hosts)
+        await self._store.update_connection(team_id, user_id, connection_id, **changes)
+        await self._pool.discard(connection_id)  # the old session used the old URL or secret
+        self._forget(connection_id)
+        self._invalidate(team_id, user_id)
+        try:
+            await self.discover(team_id, user_id, connection_id)
+        except errors.McpCoreError as exc:
+            return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection_id), exc)
+        return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection_id))
+
     async def remove_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
         """Close the live session, then delete the row. Returns False if it was not theirs."""
         await self._store.get_connection(team_id, user_id, connection_id)  # ownership first

@@ -334,6 +334,36 @@ async def test_removing_a_connection_stops_its_server_and_deletes_the_row(
         await call(services, "doomed__pid")
 
 
+async def test_changing_a_connection_keeps_its_id_and_usage_and_reconnects_to_the_new_url(
+    services: Services, toy_server: RunningServer, closed_port: int
+) -> None:
+    broken = await add(services, remote("moving", f"http://127.0.0.1:{closed_port}/mcp"))
+    assert broken.error is not None
+
+    moved = await services.registry.update_connection(TEAM, USER, broken.connection.id, url=toy_server.url)
+    await call(services, "moving__echo", text="here now")
+    await services.usage.flush()
+
+    assert moved.error is None
+    assert moved.connection.id == broken.connection.id
+    stored = await services.store.get_connection(TEAM, USER, broken.connection.id)
+    assert (stored.url, stored.status, stored.usage_count) == (toy_server.url, ConnectionStatus.HEALTHY, 1)
+
+
+async def test_changing_a_connection_to_a_refused_url_changes_nothing(
+    services: Services, toy_server: RunningServer
+) -> None:
+    outcome = await add(services, remote("steady", toy_server.url))
+
+    with pytest.raises(errors.PolicyError):
+        await services.registry.update_connection(
+            TEAM, USER, outcome.connection.id, url="http://10.9.9.9/mcp"
+        )
+
+    stored = await services.store.get_connection(TEAM, USER, outcome.connection.id)
+    assert (stored.url, stored.status) == (toy_server.url, ConnectionStatus.HEALTHY)
+
+
 # --- URL policy -----------------------------------------------------------------------------------
 
 

@@ -35,7 +35,7 @@ from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
 
 # The connection fields a user may edit after creating it.
-UPDATABLE_FIELDS = frozenset({"name", "url", "args", "config", "credential_ref"})
+UPDATABLE_FIELDS = frozenset({"name", "transport", "url", "args", "config", "credential_ref"})
 
 
 class _RunCardRow(BaseModel):
@@ -197,7 +197,7 @@ class Store:
     async def update_connection(
         self, team_id: str, user_id: str, connection_id: uuid.UUID, **changes: Any
     ) -> Connection:
-        """Change some of ``name``, ``url``, ``args``, ``config``, ``credential_ref``.
+        """Change some of ``name``, ``transport``, ``url``, ``args``, ``config``, ``credential_ref``.
 
         The result is validated as a whole (a remote connection keeps a URL, names stay
         canonical) before anything is written.

@@ -212,7 +212,7 @@ async def test_a_server_that_refuses_is_reported_with_retry_and_edit_and_retry_t
 
 
 @pytest.mark.anyio
-async def test_edit_reopens_the_form_and_saving_replaces_the_connection_keeping_its_token(
+async def test_edit_reopens_the_form_and_saving_changes_the_connection_in_place_keeping_its_token(
     slack: SlackDriver, fake: FakeSlack, bearer_server: RunningServer, free_url: str
 ) -> None:
     broken = await slack.connect("mine", free_url, token=BEARER)
@@ -238,5 +238,6 @@ async def test_edit_reopens_the_form_and_saving_replaces_the_connection_keeping_
     await listeners_done()
     [connection] = await slack.connections()
     assert (connection.url, connection.status) == (bearer_server.url, ConnectionStatus.HEALTHY)
+    assert connection.id == broken.id  # same row: its usage history stays with it
     assert connection.credential_ref == broken.credential_ref
     assert await stored_credentials(slack) == 1

@@ -145,7 +145,9 @@ async def test_renaming_is_canonical_and_refused_when_the_name_is_taken(store, c
 async def test_update_refuses_fixed_fields_and_invalid_results(store, connect):
     created = await connect("github")
 
-    with pytest.raises(ValueError, match="transport"):
+    with pytest.raises(ValueError, match="card_id"):
+        await store.update_connection(TEAM, USER, created.id, card_id="other")
+    with pytest.raises(ValueError, match="command"):
         await store.update_connection(TEAM, USER, created.id, transport="stdio")
     with pytest.raises(ValueError, match="URL"):
         await store.update_connection(TEAM, USER, created.id, url=None)
