@@ -11,11 +11,11 @@ import click
 from pydantic import SecretStr, ValidationError
 
 from bot.runner import run_bot
-from mcp_core.credentials import describe_keys, rotate_credentials
+from mcp_core.credentials import describe_keys, detect_backend, rotate_credentials
+from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
 from mcp_core.settings import Settings
-from mcp_core.store import create_engine
-from mcp_core.store.migrate import migrate, pending_migrations
+from mcp_core.store import create_engine, migrate, pending_migrations
 
 __all__ = ["main"]
 
@@ -77,11 +77,14 @@ def check() -> None:
         missing = _missing(settings, fields)
         click.echo(f"  {mode:<40} {'ready' if not missing else 'missing ' + ', '.join(missing)}")
     click.echo(f"\nDatabase: {_database_status(settings)}")
-    try:
-        keys = describe_keys(settings)
-    except McpCoreError as exc:
-        keys = f"PROBLEM: {exc}"
-    click.echo(f"Credentials: {settings.credential_backend or 'local'} backend; {keys}")
+    selection = detect_backend(settings)
+    line = f"Credentials: {selection.backend} backend ({selection.reason})"
+    if selection.backend == "local":
+        try:
+            line += f"; {describe_keys(settings)}"
+        except McpCoreError as exc:
+            line += f"; PROBLEM: {exc}"
+    click.echo(line)
 
 
 def _database_status(settings: Settings) -> str:
@@ -138,6 +141,23 @@ def credentials_rotate() -> None:
         raise click.ClickException(
             f"{len(report.failed)} record(s) could not be read with the configured keys."
         )
+
+
+@credentials.command("migrate")
+@click.option("--to", "target", required=True, type=click.Choice(["local", "gcp", "aws", "supabase"]))
+def credentials_migrate(target: str) -> None:
+    """Copy every stored credential to another backend and verify each copy."""
+    try:
+        report = asyncio.run(migrate_credentials(_load_settings(), target))
+    except McpCoreError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Copied and verified {report.copied}; {report.empty} had nothing stored.")
+    if report.failed:
+        raise click.ClickException(
+            f"{len(report.failed)} could not be copied ({', '.join(report.failed[:10])}); nothing was lost, "
+            "fix the cause and run again."
+        )
+    click.echo(f"Now set CREDENTIAL_BACKEND={target} and restart the bot.")
 
 
 @main.command()

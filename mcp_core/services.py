@@ -13,16 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.connections import ConnectionPool
-from mcp_core.credentials import (
-    CredentialStore,
-    LocalCredentialStore,
-    load_or_create_keyring,
-    require_local_backend,
-)
+from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.settings import Settings
-from mcp_core.store import Store, create_engine
-from mcp_core.store.migrate import migrate
+from mcp_core.store import Store, create_engine, migrate
 from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -60,19 +54,19 @@ async def build_services(
 ) -> Services:
     """Wire the real store, credentials, pool, usage recorder and registry; migrate first.
 
-    With ``secrets`` None the local credential backend is built on the same engine; its
-    master key comes from CREDENTIAL_KEYS or DATA_DIR/credential.key (generated, with a
-    WARNING, on the first start).
+    With ``secrets`` None the credential backend is chosen by CREDENTIAL_BACKEND or detected
+    from the environment (``mcp_core.credentials.backends``); the local one keeps its master
+    key in CREDENTIAL_KEYS or DATA_DIR/credential.key (generated, with a WARNING, once).
 
     Raises:
-        ConfigError: CREDENTIAL_BACKEND names a backend that is not available yet, or the
+        ConfigError: the chosen credential backend cannot work with this configuration, or the
             credential keys are malformed or unsafe (checked before the database is touched).
         StoreError: the database is unreachable or a migration failed.
     """
-    keys = None
+    selection = keys = None
     if secrets is None:
-        require_local_backend(settings)
-        keys = load_or_create_keyring(settings)
+        selection = detect_backend(settings)
+        keys = preflight(selection, settings)
     owned = engine is None
     engine = engine or create_engine(settings)
     if run_migrations:
@@ -81,9 +75,9 @@ async def build_services(
             logger.info("applied database migrations %s", applied)
     store = Store(engine)
     credentials: CredentialStore | None
-    if keys is not None:
-        keyring, generated = keys
-        credentials = LocalCredentialStore(engine, keyring, generated_key_path=generated)
+    if selection is not None:
+        credentials = await open_backend(selection, settings, engine, keys)
+        logger.info("credential backend: %s (%s)", selection.backend, selection.reason)
         secrets = credentials
     else:
         credentials = secrets if isinstance(secrets, CredentialStore) else None

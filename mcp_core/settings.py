@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     # Credentials
     credential_backend: Literal["local", "gcp", "aws", "supabase"] | None = None
     credential_keys: SecretStr | None = None
+    google_cloud_project: str | None = Field(default=None, description="GCP project of Secret Manager")
+    aws_secrets_prefix: str = Field(
+        default="slack-mcp-bot/", description="name prefix in AWS Secrets Manager"
+    )
 
     # LLM
     openai_api_key: SecretStr | None = None

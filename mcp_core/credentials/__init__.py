@@ -14,10 +14,9 @@ project's database under master keys from ``CREDENTIAL_KEYS`` or ``DATA_DIR/cred
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
-
 from mcp_core.credentials._crypto import Keyring, parse_keyring
+from mcp_core.credentials._protocol import CredentialStore
+from mcp_core.credentials.backends import Selection, detect_backend, open_backend, preflight
 from mcp_core.credentials.keys import describe_keys, load_keyring, load_or_create_keyring
 from mcp_core.credentials.local import LocalCredentialStore, RotationReport
 from mcp_core.errors import ConfigError
@@ -29,42 +28,31 @@ __all__ = [
     "Keyring",
     "LocalCredentialStore",
     "RotationReport",
+    "Selection",
     "describe_keys",
+    "detect_backend",
     "load_keyring",
     "load_or_create_keyring",
+    "open_backend",
     "parse_keyring",
+    "preflight",
     "require_local_backend",
     "rotate_credentials",
 ]
 
 
-@runtime_checkable
-class CredentialStore(Protocol):
-    """Stores a user's secrets under opaque refs; every call is scoped by (team_id, user_id).
-
-    ``get`` makes any credential store a registry ``SecretSource``.
-    """
-
-    async def put(
-        self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None
-    ) -> str: ...
-
-    async def get(self, team_id: str, user_id: str, credential_ref: str) -> Mapping[str, str]: ...
-
-    async def delete(self, team_id: str, user_id: str, credential_ref: str) -> bool: ...
-
-
 def require_local_backend(settings: Settings) -> None:
-    """Refuse, loudly, a CREDENTIAL_BACKEND this release cannot serve yet.
+    """Key rotation is about the local backend's envelopes; cloud stores rotate their own keys.
 
     Raises:
-        ConfigError: CREDENTIAL_BACKEND names gcp, aws or supabase.
+        ConfigError: the configured or detected backend is not local.
     """
-    backend = settings.credential_backend
-    if backend not in (None, "local"):
+    selection = detect_backend(settings)
+    if selection.backend != "local":
         raise ConfigError(
-            f"CREDENTIAL_BACKEND={backend}: that backend is not available yet. "
-            "Unset CREDENTIAL_BACKEND or set it to local (encrypted in the bot's own database)."
+            f"The credential backend is {selection.backend} ({selection.reason}): its secrets are "
+            "encrypted by the provider, which rotates its own keys. `credentials rotate` re-wraps "
+            "the local backend's records only."
         )
 
 

@@ -15,8 +15,8 @@ PostgreSQL (or Supabase) when ``DATABASE_URL`` is set, otherwise an SQLite file 
 from __future__ import annotations
 
 from mcp_core.store._engine import create_engine
+from mcp_core.store._migrations import migrate, pending_migrations
 from mcp_core.store._store import UPDATABLE_FIELDS, Store
 from mcp_core.store._usage import ToolUsageSummary
-from mcp_core.store.migrate import migrate
 
-__all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary", "create_engine", "migrate"]
+__all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary", "create_engine", "migrate", "pending_migrations"]

@@ -57,7 +57,7 @@ class Store:
     """Typed access to connections, tool usage, run cards and Slack event dedupe.
 
     Takes an engine built by :func:`mcp_core.store.create_engine` and migrated with
-    :func:`mcp_core.store.migrate`; it never disposes of it (the creator does).
+    :func:`mcp_core.store._migrations`; it never disposes of it (the creator does).
 
     Raises:
         ConfigError: the engine is not PostgreSQL or SQLite from ``create_engine``.
@@ -151,6 +151,24 @@ class Store:
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [_connection(row) for row in rows]
+
+    async def credential_owners(self) -> list[tuple[str, str, str, str]]:
+        """(team, user, credential_ref, connection name) of every connection with secrets.
+
+        Not scoped to a user on purpose: only operator commands (``credentials migrate``) call it,
+        never anything a Slack request reaches.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        c = connections.c
+        query = (
+            sa.select(c.team_id, c.user_id, c.credential_ref, c.name)
+            .where(c.credential_ref.is_not(None))
+            .order_by(c.team_id, c.user_id, c.name)
+        )
+        async with self._transaction() as conn:
+            return [tuple(row) for row in (await conn.execute(query)).all()]
 
     async def save_tools(
         self,

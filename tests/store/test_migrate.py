@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from mcp_core.errors import StoreError
 from mcp_core.models import NewConnection
 from mcp_core.store import Store, create_engine, migrate
+from mcp_core.store._migrations import default_sql_dir, discover, pending_migrations, split_sqlite_script
 from mcp_core.store._tables import metadata, schema_migrations
-from mcp_core.store.migrate import default_sql_dir, discover, pending_migrations, split_sqlite_script
 
 from .conftest import TEAM, USER
 

@@ -1,0 +1,24 @@
+"""The interface every credential backend implements."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol, runtime_checkable
+
+__all__ = ["CredentialStore"]
+
+
+@runtime_checkable
+class CredentialStore(Protocol):
+    """Stores a user's secrets under opaque refs; every call is scoped by (team_id, user_id).
+
+    ``get`` makes any credential store a registry ``SecretSource``.
+    """
+
+    async def put(
+        self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None
+    ) -> str: ...
+
+    async def get(self, team_id: str, user_id: str, credential_ref: str) -> Mapping[str, str]: ...
+
+    async def delete(self, team_id: str, user_id: str, credential_ref: str) -> bool: ...
