@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.store import create_engine, migrate
+from tests.support.aws import moto_url  # noqa: F401  (a session fixture for every credentials test)
 from tests.support.postgres import reachable_pg_server
 
 __all__ = ["KEY_1", "KEY_2", "pg_database"]

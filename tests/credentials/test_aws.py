@@ -12,16 +12,15 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 
 import boto3
 import pytest
 from botocore.stub import Stubber
-from moto.server import ThreadedMotoServer
 
 from mcp_core import errors
 from mcp_core.credentials import CredentialStore
 from mcp_core.credentials.aws import AwsCredentialStore, CredentialBackendError
+from tests.support.aws import aws_environment
 
 pytestmark = pytest.mark.anyio
 
@@ -33,31 +32,9 @@ USER_B = "U0002"
 PREFIX = "slack-mcp-bot/"
 
 
-@pytest.fixture(scope="session")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-def _aws_environment(monkeypatch: pytest.MonkeyPatch, endpoint: str) -> None:
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent/aws-credentials")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "x")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", endpoint)
-
-
 @pytest.fixture
 def store(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> AwsCredentialStore:
-    _aws_environment(monkeypatch, moto_url)
+    aws_environment(monkeypatch, moto_url)
     return AwsCredentialStore()
 
 
@@ -188,7 +165,7 @@ async def test_list_refs(store: AwsCredentialStore, team: str) -> None:
 
 
 async def test_list_refs_pages_through_every_secret(moto_url: str, monkeypatch, team: str) -> None:
-    _aws_environment(monkeypatch, moto_url)
+    aws_environment(monkeypatch, moto_url)
     store = AwsCredentialStore(prefix=f"paged-{team}/")
     refs = sorted([await store.put(team, USER, VALUES) for _ in range(7)])
     client = store.client
@@ -226,7 +203,7 @@ async def test_an_unreachable_endpoint_is_a_clear_credential_error(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    _aws_environment(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    aws_environment(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
     store = AwsCredentialStore()
     for call in (
         lambda: store.put("T1", USER, VALUES),
