@@ -32,6 +32,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "ConnectionNotFoundError",
+    "CredentialBackendError",
     "CredentialError",
     "DuplicateConnectionError",
     "McpCoreError",
@@ -104,6 +105,28 @@ class CredentialError(McpCoreError):
     def for_connection(self, connection: str) -> CredentialError:
         """The same error, naming the connection whose credentials these are."""
         return type(self)(self.reason, connection)
+
+
+class CredentialBackendError(CredentialError):
+    """The credential backend (a cloud secret store, the database) could not be reached in
+    time or refused the bot access; nothing is wrong with the stored record itself.
+
+    ``reason`` names the service and the failure for the operator's log (never a secret).
+    """
+
+    def __init__(self, reason: str, connection: str | None = None) -> None:
+        subject = (
+            f"{connection}: the stored credentials"
+            if connection
+            else "The stored credentials for this connection"
+        )
+        McpCoreError.__init__(
+            self,
+            f"{subject} can't be reached right now ({reason}). Try again in a moment; "
+            "if it keeps failing, ask an admin to check the bot's access to its secret store.",
+        )
+        self.reason = reason
+        self.connection = connection
 
 
 class PolicyError(McpCoreError):

@@ -28,7 +28,7 @@ import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from mcp_core.credentials.local import MAX_REF_CHARS, _payload
-from mcp_core.errors import ConfigError, CredentialError, McpCoreError
+from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
 
 __all__ = ["DEFAULT_PREFIX", "AwsCredentialStore", "CredentialBackendError"]
 
@@ -50,28 +50,6 @@ _PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]*")
 _BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "botocore.httpchecksum")
 
 T = TypeVar("T")
-
-
-class CredentialBackendError(CredentialError):
-    """The credential backend could not be reached or refused the request.
-
-    ``reason`` (for the operator's log) says which service and what failed, e.g. the AWS
-    error code; neither it nor ``str()`` ever names a secret or quotes a value.
-    """
-
-    def __init__(self, reason: str, connection: str | None = None) -> None:
-        subject = (
-            f"{connection}: the stored credentials"
-            if connection
-            else "The stored credentials for this connection"
-        )
-        McpCoreError.__init__(
-            self,
-            f"{subject} can't be reached right now ({reason}). "
-            "Try again in a moment; if it keeps failing, ask an admin.",
-        )
-        self.reason = reason
-        self.connection = connection
 
 
 class _DropBodies(logging.Filter):

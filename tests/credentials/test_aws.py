@@ -19,7 +19,8 @@ from botocore.stub import Stubber
 
 from mcp_core import errors
 from mcp_core.credentials import CredentialStore
-from mcp_core.credentials.aws import AwsCredentialStore, CredentialBackendError
+from mcp_core.credentials.aws import AwsCredentialStore
+from mcp_core.errors import CredentialBackendError
 from tests.support.aws import aws_environment
 
 pytestmark = pytest.mark.anyio

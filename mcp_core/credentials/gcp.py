@@ -1,0 +1,314 @@
+"""The GCP credential backend: one Google Secret Manager secret per credential ref.
+
+Each ref gets its own secret, ``projects/<project>/secrets/mcp-<team>-<user>-<ref>``, whose
+id encodes team, user and ref injectively in ``[A-Za-z0-9_-]`` (letters and digits kept,
+every other character ``_<hex>`` per UTF-8 byte, ``-`` only as separator). Another user's
+lookup therefore names another secret and finds nothing. The secret carries the labels
+``app=slack-mcp-bot``, ``team`` and ``user`` (lower-cased, label-safe; for listing) and the
+exact ``team_id``, ``user_id`` and ``ref`` as annotations (for ``credentials migrate``).
+
+``put`` stores the values as JSON in a new secret version with a CRC32C checksum; ``get``
+reads ``versions/latest`` and checks the checksum; ``delete`` deletes the secret with all
+its versions. Every RPC has a deadline (``timeout``, 10 s) and retries only UNAVAILABLE,
+within that deadline.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Mapping
+from typing import Any, TypeVar
+
+import google_crc32c
+from google.api_core import exceptions as gexc
+from google.api_core import retry_async
+
+from mcp_core.credentials.local import MAX_REF_CHARS, _payload, _values
+from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
+
+__all__ = ["APP_LABEL", "CredentialBackendError", "GcpCredentialStore"]
+
+logger = logging.getLogger(__name__)
+
+APP_LABEL = "slack-mcp-bot"
+"""Value of the ``app`` label on every secret this backend creates."""
+DEFAULT_TIMEOUT = 10.0
+MAX_SECRET_ID_CHARS = 255
+MAX_LABEL_CHARS = 63
+LIST_PAGE_SIZE = 100
+
+_T = TypeVar("_T")
+
+
+class GcpCredentialStore:
+    """Credentials in Google Secret Manager, one secret per (team, user, ref).
+
+    Implements :class:`~mcp_core.credentials.CredentialStore` and the registry's
+    ``SecretSource``. ``client`` is a ``SecretManagerServiceAsyncClient`` (tests inject one on
+    a plaintext channel); without it one is built on first use from the application default
+    credentials and closed by :meth:`aclose`. An injected client is never closed here.
+
+    Raises:
+        ConfigError: ``project`` is empty.
+    """
+
+    def __init__(self, project: str, client: Any = None, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not project or "/" in project:
+            raise ConfigError("GOOGLE_CLOUD_PROJECT must name the project that holds the secrets.")
+        self._project = project
+        self._client = client
+        self._owns_client = client is None
+        self._timeout = timeout
+        self._retry = retry_async.AsyncRetry(
+            predicate=retry_async.if_exception_type(gexc.ServiceUnavailable),
+            initial=0.2,
+            maximum=2.0,
+            multiplier=2.0,
+            timeout=timeout,
+        )
+
+    @property
+    def project(self) -> str:
+        return self._project
+
+    async def put(self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None) -> str:
+        """Store ``values`` as a new version of the ref's secret; return the ref.
+
+        Without ``ref`` a new one (uuid4 hex) and a new secret are made; with one, a new
+        version is added to its secret (created if missing), so ``get`` returns these values.
+
+        Raises:
+            ValueError: a key is not ``header:``/``env:``/``query:<name>``, a value is not a
+                string, or ``ref`` is empty or too long. The message never quotes a value.
+            CredentialBackendError: Secret Manager failed, timed out or refused access.
+        """
+        data = _payload(values)
+        if ref is not None and not 0 < len(ref) <= MAX_REF_CHARS:
+            raise ValueError(f"A credential ref must have 1 to {MAX_REF_CHARS} characters.")
+        ref = ref or uuid.uuid4().hex
+        name = self._secret_name(team_id, user_id, ref)
+        client = self._get_client()
+        created = False
+        try:
+            await self._call(
+                client.create_secret(
+                    request={
+                        "parent": f"projects/{self._project}",
+                        "secret_id": name.rpartition("/")[2],
+                        "secret": {
+                            "replication": {"automatic": {}},
+                            "labels": {"app": APP_LABEL, "team": _label(team_id), "user": _label(user_id)},
+                            "annotations": {"team_id": team_id, "user_id": user_id, "ref": ref},
+                        },
+                    },
+                    retry=self._retry,
+                    timeout=self._timeout,
+                ),
+                "create",
+                team_id,
+                user_id,
+                ref,
+            )
+            created = True
+        except gexc.AlreadyExists:
+            pass  # an existing ref (or our own retried create): add a version to it
+        try:
+            await self._call(
+                client.add_secret_version(
+                    request={
+                        "parent": name,
+                        "payload": {"data": data, "data_crc32c": google_crc32c.value(data)},
+                    },
+                    retry=self._retry,
+                    timeout=self._timeout,
+                ),
+                "add a version to",
+                team_id,
+                user_id,
+                ref,
+            )
+        except Exception:
+            if created:
+                await self._forget(name)
+            raise
+        return ref
+
+    async def get(self, team_id: str, user_id: str, credential_ref: str) -> dict[str, str]:
+        """The user's values under ``credential_ref`` (latest version); empty if there are none.
+
+        Raises:
+            CredentialError: the payload fails its CRC32C check or is not a map of strings,
+                or the latest version is destroyed or disabled.
+            CredentialBackendError: Secret Manager failed, timed out or refused access.
+        """
+        name = self._secret_name(team_id, user_id, credential_ref)
+        try:
+            response = await self._call(
+                self._get_client().access_secret_version(
+                    request={"name": f"{name}/versions/latest"}, retry=self._retry, timeout=self._timeout
+                ),
+                "read",
+                team_id,
+                user_id,
+                credential_ref,
+            )
+        except gexc.NotFound:
+            logger.warning("no stored credentials %s for %s/%s", credential_ref, team_id, user_id)
+            return {}
+        payload = response.payload
+        if "data_crc32c" not in payload or payload.data_crc32c != google_crc32c.value(payload.data):
+            logger.warning(
+                "stored credentials %s of %s/%s failed the CRC32C check", credential_ref, team_id, user_id
+            )
+            raise CredentialError("Secret Manager returned a payload that fails its CRC32C checksum")
+        try:
+            return _values(payload.data)
+        except CredentialError as exc:
+            logger.warning(
+                "stored credentials %s of %s/%s are unreadable: %s",
+                credential_ref,
+                team_id,
+                user_id,
+                exc.reason,
+            )
+            raise
+
+    async def delete(self, team_id: str, user_id: str, credential_ref: str) -> bool:
+        """Delete the ref's secret with every version; False if the user has none under it.
+
+        Raises:
+            CredentialBackendError: Secret Manager failed, timed out or refused access.
+        """
+        name = self._secret_name(team_id, user_id, credential_ref)
+        try:
+            await self._call(
+                self._get_client().delete_secret(
+                    request={"name": name}, retry=self._retry, timeout=self._timeout
+                ),
+                "delete",
+                team_id,
+                user_id,
+                credential_ref,
+            )
+        except gexc.NotFound:
+            return False
+        return True
+
+    async def list_refs(
+        self, team_id: str | None = None, user_id: str | None = None
+    ) -> list[tuple[str, str, str]]:
+        """Every stored (team_id, user_id, ref) of this app, optionally for one team and/or user.
+
+        Read from the secrets' annotations (exact ids); secrets of this app lacking them, or
+        whose id does not match them, are skipped with a warning.
+
+        Raises:
+            CredentialBackendError: Secret Manager failed, timed out or refused access.
+        """
+        terms = [f"labels.app={APP_LABEL}"]
+        if team_id is not None:
+            terms.append(f"labels.team={_label(team_id)}")
+        if user_id is not None:
+            terms.append(f"labels.user={_label(user_id)}")
+        found: list[tuple[str, str, str]] = []
+        try:
+            pager = await self._get_client().list_secrets(
+                request={
+                    "parent": f"projects/{self._project}",
+                    "filter": " AND ".join(terms),
+                    "page_size": LIST_PAGE_SIZE,
+                },
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            async for secret in pager:
+                owner = (
+                    secret.annotations.get("team_id"),
+                    secret.annotations.get("user_id"),
+                    secret.annotations.get("ref"),
+                )
+                team, user, ref = owner
+                if not (team and user and ref) or secret.name != self._secret_name(team, user, ref):
+                    logger.warning("skipping secret %s: its annotations do not match its id", secret.name)
+                    continue
+                if (team_id is None or team == team_id) and (user_id is None or user == user_id):
+                    found.append((team, user, ref))
+        except gexc.GoogleAPIError as exc:
+            logger.warning("Secret Manager could not list secrets: %s", _describe(exc))
+            raise CredentialBackendError(f"Secret Manager could not list secrets: {_describe(exc)}") from None
+        return found
+
+    async def aclose(self) -> None:
+        """Close the client this store built (an injected client is left to its owner)."""
+        if self._owns_client and self._client is not None:
+            client, self._client = self._client, None
+            await client.transport.close()
+
+    def _secret_name(self, team_id: str, user_id: str, ref: str) -> str:
+        secret_id = f"mcp-{_encode(team_id)}-{_encode(user_id)}-{_encode(ref)}"
+        if len(secret_id) > MAX_SECRET_ID_CHARS:
+            raise ValueError("This team, user and credential ref are too long for a Secret Manager id.")
+        return f"projects/{self._project}/secrets/{secret_id}"
+
+    def _get_client(self) -> Any:
+        if self._client is None:
+            from google.auth.exceptions import DefaultCredentialsError
+            from google.cloud.secretmanager_v1 import SecretManagerServiceAsyncClient
+
+            try:
+                self._client = SecretManagerServiceAsyncClient()
+            except DefaultCredentialsError as exc:
+                raise ConfigError(
+                    "CREDENTIAL_BACKEND=gcp needs Google credentials: set GOOGLE_APPLICATION_CREDENTIALS "
+                    "or run where application default credentials are available."
+                ) from exc
+        return self._client
+
+    async def _call(self, rpc: Awaitable[_T], action: str, team_id: str, user_id: str, ref: str) -> _T:
+        """Await one RPC; NotFound and AlreadyExists pass through, other failures become ours."""
+        try:
+            return await rpc
+        except (gexc.NotFound, gexc.AlreadyExists):
+            raise
+        except gexc.FailedPrecondition as exc:
+            logger.warning(
+                "cannot %s stored credentials %s of %s/%s: %s", action, ref, team_id, user_id, _describe(exc)
+            )
+            raise CredentialError(f"Secret Manager could not {action} the secret: {_describe(exc)}") from None
+        except gexc.GoogleAPIError as exc:
+            logger.warning(
+                "cannot %s stored credentials %s of %s/%s: %s", action, ref, team_id, user_id, _describe(exc)
+            )
+            raise CredentialBackendError(
+                f"Secret Manager could not {action} the secret: {_describe(exc)}"
+            ) from None
+
+    async def _forget(self, name: str) -> None:
+        """Best effort: delete a secret just created whose first version could not be added."""
+        try:
+            await self._get_client().delete_secret(request={"name": name}, retry=None, timeout=self._timeout)
+        except gexc.GoogleAPIError as exc:
+            logger.warning("could not remove an empty secret after a failed put: %s", _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """The failure's kind, never its message (which names the secret)."""
+    if isinstance(exc, gexc.RetryError) and exc.cause is not None:
+        return f"{type(exc).__name__} after {type(exc.cause).__name__}"
+    return type(exc).__name__
+
+
+def _encode(part: str) -> str:
+    """Injective map to ``[A-Za-z0-9_]``: ASCII letters and digits kept, any other byte ``_xx``."""
+    return "".join(
+        chr(byte) if chr(byte).isascii() and chr(byte).isalnum() else f"_{byte:02x}" for byte in part.encode()
+    )
+
+
+def _label(value: str) -> str:
+    """A label value: lower case, ``[a-z0-9_-]`` only, at most 63 characters (lossy)."""
+    lowered = value.lower()
+    return "".join(c if (c.isascii() and c.isalnum()) or c in "_-" else "_" for c in lowered)[
+        :MAX_LABEL_CHARS
+    ]

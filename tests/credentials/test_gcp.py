@@ -1,0 +1,285 @@
+"""The GCP credential backend against an in-process gRPC Secret Manager (real async client)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from mcp_core.credentials import CredentialStore
+from mcp_core.credentials.gcp import CredentialBackendError, GcpCredentialStore
+from mcp_core.errors import ConfigError, CredentialError
+from tests.support.fake_secret_manager import FakeSecretManager, running_fake_secret_manager
+
+pytestmark = pytest.mark.anyio
+
+PROJECT = "test-project"
+TEAM, USER, USER_B, TEAM_2 = "T0111AAA", "U0111AAA", "U0222BBB", "T0999ZZZ"
+SECRET = "Bearer s3cret-gcp-5d2f90"
+VALUES = {"header:Authorization": SECRET, "env:API_TOKEN": "env-s3cret-gcp-81aa"}
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeSecretManager]:
+    with running_fake_secret_manager() as fake:
+        yield fake
+
+
+@pytest.fixture
+async def store(fake: FakeSecretManager) -> AsyncIterator[GcpCredentialStore]:
+    client = fake.async_client()
+    yield GcpCredentialStore(PROJECT, client=client, timeout=3.0)
+    await client.transport.close()
+
+
+def _name(store: GcpCredentialStore, team: str, user: str, ref: str) -> str:
+    return store._secret_name(team, user, ref)
+
+
+async def test_is_a_credential_store(store: GcpCredentialStore) -> None:
+    assert isinstance(store, CredentialStore)
+
+
+async def test_round_trip(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    assert len(ref) == 32
+    assert await store.get(TEAM, USER, ref) == VALUES
+    name = _name(store, TEAM, USER, ref)
+    assert name == f"projects/{PROJECT}/secrets/mcp-{TEAM}-{USER}-{ref}"
+    assert json.loads(fake.payloads(name)[0]) == VALUES
+    assert fake.calls[:2] == ["CreateSecret", "AddSecretVersion"]
+
+
+async def test_labels_annotations_and_replication(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    secret = fake.secrets[_name(store, TEAM, USER, ref)]
+    assert dict(secret.labels) == {"app": "slack-mcp-bot", "team": TEAM.lower(), "user": USER.lower()}
+    assert dict(secret.annotations) == {"team_id": TEAM, "user_id": USER, "ref": ref}
+    assert "automatic" in secret.replication
+
+
+async def test_update_adds_a_version_and_latest_wins(
+    store: GcpCredentialStore, fake: FakeSecretManager
+) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    newer = {"header:Authorization": "Bearer rotated-s3cret-77"}
+
+    assert await store.put(TEAM, USER, newer, ref=ref) == ref
+
+    assert len(fake.payloads(_name(store, TEAM, USER, ref))) == 2
+    assert await store.get(TEAM, USER, ref) == newer
+
+
+async def test_put_with_a_new_given_ref_creates_it(store: GcpCredentialStore) -> None:
+    assert await store.put(TEAM, USER, VALUES, ref="github-1") == "github-1"
+    assert await store.get(TEAM, USER, "github-1") == VALUES
+
+
+async def test_unsafe_ids_are_encoded_injectively(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    await store.put("a-b", "c", {"env:X": "one"}, ref="r")
+    await store.put("a", "b-c", {"env:X": "two"}, ref="r")
+    await store.put("T/1", "U é", {"env:X": "three"}, ref="conn.x y")
+
+    assert await store.get("a-b", "c", "r") == {"env:X": "one"}
+    assert await store.get("a", "b-c", "r") == {"env:X": "two"}
+    assert await store.get("T/1", "U é", "conn.x y") == {"env:X": "three"}
+    assert len(fake.secrets) == 3
+
+
+async def test_other_user_or_team_sees_nothing(store: GcpCredentialStore) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    assert await store.get(TEAM, USER_B, ref) == {}
+    assert await store.get(TEAM_2, USER, ref) == {}
+    assert await store.delete(TEAM, USER_B, ref) is False
+    assert await store.delete(TEAM_2, USER, ref) is False
+    assert await store.get(TEAM, USER, ref) == VALUES
+
+
+async def test_delete_removes_the_secret(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    assert await store.delete(TEAM, USER, ref) is True
+
+    assert fake.secrets == {}
+    assert await store.get(TEAM, USER, ref) == {}
+    assert await store.delete(TEAM, USER, ref) is False
+
+
+async def test_unknown_ref_is_empty(store: GcpCredentialStore) -> None:
+    assert await store.get(TEAM, USER, "nope") == {}
+
+
+async def test_corrupted_crc_is_a_credential_error(
+    store: GcpCredentialStore, fake: FakeSecretManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ref = await store.put(TEAM, USER, VALUES)
+    fake.corrupt_crc = True
+
+    with pytest.raises(CredentialError) as caught:
+        await store.get(TEAM, USER, ref)
+
+    assert "CRC32C" in caught.value.reason
+    assert SECRET not in str(caught.value)
+    assert ref not in str(caught.value)
+    assert SECRET not in caplog.text
+
+
+async def test_destroyed_versions_are_a_credential_error(
+    store: GcpCredentialStore, fake: FakeSecretManager
+) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    for version in fake.versions[_name(store, TEAM, USER, ref)]:
+        version.state = type(version.state).DESTROYED
+
+    with pytest.raises(CredentialError) as caught:
+        await store.get(TEAM, USER, ref)
+
+    assert not isinstance(caught.value, CredentialBackendError)
+    assert "FailedPrecondition" in caught.value.reason
+    assert ref not in str(caught.value)
+
+
+async def test_latest_skips_a_destroyed_newest_version(
+    store: GcpCredentialStore, fake: FakeSecretManager
+) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    await store.put(TEAM, USER, {"env:X": "newer"}, ref=ref)
+    client = fake.async_client()
+    try:
+        await client.destroy_secret_version(request={"name": f"{_name(store, TEAM, USER, ref)}/versions/2"})
+    finally:
+        await client.transport.close()
+
+    assert await store.get(TEAM, USER, ref) == VALUES
+
+
+async def test_non_map_payload_is_a_credential_error(
+    store: GcpCredentialStore, fake: FakeSecretManager
+) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    fake.versions[_name(store, TEAM, USER, ref)][-1].data = b'["not", "a map"]'
+
+    with pytest.raises(CredentialError):
+        await store.get(TEAM, USER, ref)
+
+
+async def test_invalid_keys_are_refused_without_quoting_values(store: GcpCredentialStore) -> None:
+    with pytest.raises(ValueError, match="header:<Name>") as caught:
+        await store.put(TEAM, USER, {"Authorization": SECRET})
+    assert SECRET not in str(caught.value)
+
+
+async def test_stopped_server_is_a_credential_error_within_the_timeout(
+    store: GcpCredentialStore, fake: FakeSecretManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ref = await store.put(TEAM, USER, VALUES)
+    fake.stop()
+    store = GcpCredentialStore(PROJECT, client=store._client, timeout=1.0)  # UNAVAILABLE is retried
+
+    for call in (
+        store.get(TEAM, USER, ref),
+        store.put(TEAM, USER, VALUES),
+        store.delete(TEAM, USER, ref),
+        store.list_refs(),
+    ):
+        started = time.monotonic()
+        with pytest.raises(CredentialBackendError) as caught:
+            await call
+        assert time.monotonic() - started < 1.0 + 1.0
+        assert isinstance(caught.value, CredentialError)
+        assert "Secret Manager" in str(caught.value)
+        assert ref not in str(caught.value)
+    assert SECRET not in caplog.text
+
+
+async def test_unreachable_address_is_a_credential_error() -> None:
+    from tests.support.fake_secret_manager import FakeSecretManager as Fake
+
+    client = Fake(address="127.0.0.1:1").async_client()
+    store = GcpCredentialStore(PROJECT, client=client, timeout=1.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CredentialBackendError):
+            await store.get(TEAM, USER, "ref")
+    finally:
+        await client.transport.close()
+    assert time.monotonic() - started < 1.5 + 1.0
+
+
+async def test_slow_server_hits_the_deadline(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    fake.delay = 5.0
+    started = time.monotonic()
+
+    with pytest.raises(CredentialBackendError) as caught:
+        await store.get(TEAM, USER, ref)
+
+    assert time.monotonic() - started < 3.0 + 1.0
+    assert "DeadlineExceeded" in caught.value.reason
+    fake.delay = 0.0
+
+
+async def test_no_secret_in_logs(
+    store: GcpCredentialStore, fake: FakeSecretManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ref = await store.put(TEAM, USER, VALUES)
+    await store.get(TEAM, USER, ref)
+    await store.get(TEAM, USER_B, ref)
+    await store.list_refs(TEAM)
+    await store.delete(TEAM, USER, ref)
+
+    for value in VALUES.values():
+        assert value not in caplog.text
+
+
+async def test_list_refs_filters_and_pages(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    mine = {await store.put(TEAM, USER, VALUES) for _ in range(120)}  # > one page of 100
+    theirs = await store.put(TEAM, USER_B, VALUES)
+    other_team = await store.put(TEAM_2, USER, VALUES)
+
+    everything = await store.list_refs()
+    assert len(everything) == 122
+    assert {r for t, u, r in everything if (t, u) == (TEAM, USER)} == mine
+    assert await store.list_refs(TEAM, USER_B) == [(TEAM, USER_B, theirs)]
+    assert await store.list_refs(team_id=TEAM_2) == [(TEAM_2, USER, other_team)]
+    assert len(await store.list_refs(user_id=USER)) == 121
+    assert fake.calls.count("ListSecrets") >= 5
+
+
+async def test_list_refs_keeps_exact_ids_despite_lossy_labels(store: GcpCredentialStore) -> None:
+    await store.put("Tmixed", "Uabc", VALUES, ref="A")
+    await store.put("tmixed", "Uabc", VALUES, ref="B")
+
+    assert await store.list_refs("Tmixed") == [("Tmixed", "Uabc", "A")]
+    assert await store.list_refs("tmixed") == [("tmixed", "Uabc", "B")]
+
+
+async def test_list_refs_skips_foreign_secrets(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    client = fake.async_client()
+    try:
+        await client.create_secret(
+            request={
+                "parent": f"projects/{PROJECT}",
+                "secret_id": "hand-made",
+                "secret": {"replication": {"automatic": {}}, "labels": {"app": "slack-mcp-bot"}},
+            }
+        )
+    finally:
+        await client.transport.close()
+
+    assert await store.list_refs() == [(TEAM, USER, ref)]
+
+
+def test_project_is_required() -> None:
+    with pytest.raises(ConfigError):
+        GcpCredentialStore("")
