@@ -1,5 +1,21 @@
 """Run cards: declarative templates that turn connecting a known MCP server into a short form.
 
-The catalog (built-in YAML cards, admin cards from RUN_CARDS_DIR, the pydantic model and
-loader) is not built yet; see the README's status section.
+``run_cards.model`` holds the pydantic ``RunCard`` (fields, where each value goes, validation
+and ``build``), ``run_cards.loader`` reads the YAML cards (built-in ones in ``run_cards/builtin``,
+admin ones from ``RUN_CARDS_DIR``) into a ``CardCatalog``. This package reads card files and
+nothing else; it never imports ``bot``.
 """
+
+from run_cards.loader import BUILTIN_DIR, CardCatalog, load_cards
+from run_cards.model import CardField, CardFieldError, FieldMapping, RunCard, command_override_var
+
+__all__ = [
+    "BUILTIN_DIR",
+    "CardCatalog",
+    "CardField",
+    "CardFieldError",
+    "FieldMapping",
+    "RunCard",
+    "command_override_var",
+    "load_cards",
+]

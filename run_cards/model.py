@@ -1,0 +1,449 @@
+"""The run-card model: one pydantic class that validates a card and builds a connection from a form.
+
+A card is data (YAML in ``run_cards/builtin/`` or in the admin folder ``RUN_CARDS_DIR``)::
+
+    id: postgres
+    transport: stdio
+    command: npx
+    args: ["-y", "@modelcontextprotocol/server-postgres@0.6.2"]   # the launcher: fixed
+    server_args: ["{connection_string}"]                           # the server's own argv
+    fields:
+      - {key: connection_string, label: Connection string, required: true}
+      - {key: password, label: Password, secret: true}
+    mapping:
+      connection_string: arg               # fills the "{connection_string}" slot
+      password: env:PGPASSWORD             # or {to: "header:Authorization", format: "Bearer {value}"}
+
+Where a field's value goes (``mapping``):
+
+- ``env:NAME`` (stdio): an environment variable of the server process.
+- ``arg`` (stdio): the ``{key}`` placeholder of ``server_args``. A placeholder is always a whole
+  argument (``"{key}"``, never ``"--x={key}"``), so a value becomes exactly one argv element,
+  passed literally (no shell is ever involved). An empty optional value drops its argument.
+  Values starting with ``-`` are refused for ``arg`` fields, so a value can never be read as an
+  option. Secret fields can never be ``arg`` (argv is visible to every local user in ``ps``).
+- ``header:Name`` (remote), with an optional ``format`` such as ``"Bearer {value}"``;
+  ``header:{other_key}`` takes the header's *name* from the field ``other_key``, whose own
+  mapping is ``header_name``.
+- ``query:name`` (remote): a URL query parameter (``format`` allowed too).
+- ``url`` (remote cards without a fixed ``url``, i.e. ``custom``): the server URL itself.
+- ``transport`` (remote): the field picks ``streamable_http`` or ``sse``.
+
+``RunCard.build(values)`` checks the values and returns the ``NewConnection`` (non-secret env,
+headers and query in ``config``; ``card_id`` set) and the secrets map (``env:NAME``,
+``header:Name``, ``query:name`` → value) that the credential store keeps under the connection's
+``credential_ref``; the caller stores them and sets ``credential_ref``.
+
+Preinstalled commands: stdio cards run their npm server through ``npx`` by default. An admin
+can point a card at a preinstalled command instead with the environment variable
+``RUN_CARD_<ID>_COMMAND`` (id upper-cased, ``-`` → ``_``), e.g.
+``RUN_CARD_POSTGRES_COMMAND="node /opt/mcp/server-postgres/dist/index.js"``: the value is split
+like a shell would split words (``shlex``, no shell runs) and replaces ``command`` and ``args``;
+``server_args`` are kept. The loader applies these overrides (see ``loader.load_cards``).
+
+Only built-in and admin cards may use stdio: a card whose ``source`` is ``user`` must be remote.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mcp_core.models import NewConnection, Transport
+
+__all__ = [
+    "CARD_ID_RE",
+    "CardField",
+    "CardFieldError",
+    "FieldMapping",
+    "RunCard",
+    "command_override_var",
+]
+
+CARD_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+FIELD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+_WHOLE_PLACEHOLDER = re.compile(r"^\{([a-z][a-z0-9_]*)\}$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]+$")
+_STDIO_KINDS = {"env", "arg"}
+_REMOTE_KINDS = {"header", "query", "url", "transport", "header_name"}
+_REMOTE_TRANSPORTS = ("streamable_http", "sse")
+MAX_VALUE_CHARS = 4096
+
+
+class CardFieldError(ValueError):
+    """A form value is not acceptable; ``field_key`` names the field so a form can show it there."""
+
+    def __init__(self, field_key: str, message: str) -> None:
+        super().__init__(f"{field_key}: {message}")
+        self.field_key = field_key
+        self.message = message
+
+
+def command_override_var(card_id: str) -> str:
+    """The environment variable that overrides a card's launcher: ``RUN_CARD_<ID>_COMMAND``."""
+    return f"RUN_CARD_{card_id.upper().replace('-', '_')}_COMMAND"
+
+
+class CardField(BaseModel):
+    """One input of a card's form."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str
+    label: str = Field(min_length=1, max_length=48)
+    placeholder: str | None = Field(default=None, max_length=150)
+    hint: str | None = Field(default=None, max_length=300)
+    secret: bool = False
+    required: bool = False
+    pattern: str | None = None
+    """A regular expression the whole value must match (``re.fullmatch``)."""
+    default: str | None = None
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not FIELD_KEY_RE.fullmatch(value):
+            raise ValueError("a field key is 1–32 of a-z, 0-9 and _, starting with a letter")
+        return value
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class FieldMapping(BaseModel):
+    """Where one field's value goes; YAML may give just the ``to`` string."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    to: str
+    format: str | None = None
+    """For header and query targets: the value as sent, with ``{value}`` standing for the input."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        return {"to": data} if isinstance(data, str) else data
+
+    @property
+    def kind(self) -> str:
+        return self.to.partition(":")[0]
+
+    @property
+    def target(self) -> str:
+        return self.to.partition(":")[2]
+
+    @model_validator(mode="after")
+    def _check(self) -> FieldMapping:
+        kind, sep, target = self.to.partition(":")
+        if kind in ("env", "header", "query"):
+            if not sep or not target:
+                raise ValueError(f"{kind} needs a name: {kind}:<name>")
+            name_re = {"env": _ENV_NAME, "header": _HEADER_NAME, "query": _QUERY_NAME}[kind]
+            if not (name_re.fullmatch(target) or (kind == "header" and _WHOLE_PLACEHOLDER.fullmatch(target))):
+                raise ValueError(f"{target!r} is not a valid {kind} name")
+        elif kind in ("arg", "url", "transport", "header_name"):
+            if sep:
+                raise ValueError(f"{kind} takes no name")
+        else:
+            raise ValueError(
+                "a mapping is env:NAME, arg, header:Name, query:name, url, transport or header_name"
+            )
+        if self.format is not None:
+            if kind not in ("header", "query"):
+                raise ValueError("format applies to header and query mappings only")
+            if self.format.count("{value}") != 1 or re.search(r"\{(?!value\})", self.format):
+                raise ValueError('format must contain "{value}" exactly once and no other placeholder')
+        return self
+
+
+class RunCard(BaseModel):
+    """A validated run card. See the module docstring for the YAML shape and the mapping rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    name: str = Field(min_length=1, max_length=48)
+    emoji: str | None = None
+    description: str = Field(min_length=1, max_length=150)
+    docs_url: str | None = None
+    source: Literal["builtin", "admin", "user"] = "builtin"
+    """Set by the loader from the folder the card came from, never by the YAML itself."""
+    transport: Transport
+    command: str | None = None
+    args: list[str] = Field(default_factory=list)
+    """Fixed launcher arguments (e.g. ``-y <package>@<version>`` for npx); no placeholders."""
+    server_args: list[str] = Field(default_factory=list)
+    """The server's own arguments, after ``args``; may hold whole-argument ``{key}`` placeholders."""
+    url: str | None = None
+    fields: list[CardField] = Field(default_factory=list)
+    mapping: dict[str, FieldMapping] = Field(default_factory=dict)
+    approval: Literal["writes", "always", "never"] = "writes"
+    """Default approval policy for the connection's tools (used by the agent)."""
+    advice: str | None = Field(default=None, max_length=1500)
+    """Least-privilege advice shown in the form."""
+    admin_only: bool = False
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str) -> str:
+        if not CARD_ID_RE.fullmatch(value):
+            raise ValueError("a card id is a slug: 1–32 of a-z, 0-9 and -, starting with a letter")
+        return value
+
+    @field_validator("description")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value.strip() or "\r" in value:
+            raise ValueError("the description is one line")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _check(self) -> RunCard:
+        keys = [f.key for f in self.fields]
+        if len(set(keys)) != len(keys):
+            raise ValueError("field keys must be unique")
+        by_key = {f.key: f for f in self.fields}
+        for key in self.mapping:
+            if key not in by_key:
+                raise ValueError(f"mapping names {key!r}, which is not a field")
+        for key in keys:
+            if key not in self.mapping:
+                raise ValueError(f"field {key!r} has no mapping")
+        if self.transport == "stdio":
+            self._check_stdio(by_key)
+        else:
+            self._check_remote(by_key)
+        destinations = [m.to for m in self.mapping.values() if m.kind not in ("arg", "header_name")]
+        if len(set(destinations)) != len(destinations):
+            raise ValueError("two fields map to the same destination")
+        return self
+
+    def _check_stdio(self, by_key: dict[str, CardField]) -> None:
+        if self.source == "user":
+            raise ValueError("only built-in and admin cards may run a local (stdio) command")
+        if not self.command:
+            raise ValueError("a stdio card needs a command")
+        if self.url is not None:
+            raise ValueError("a stdio card has no url")
+        for arg in self.args:
+            if "{" in arg or "}" in arg:
+                raise ValueError(f"launcher args take no placeholders ({arg!r}); use server_args")
+        slots: list[str] = []
+        for arg in self.server_args:
+            whole = _WHOLE_PLACEHOLDER.fullmatch(arg)
+            if whole:
+                slots.append(whole.group(1))
+            elif "{" in arg or "}" in arg:
+                raise ValueError(f"a placeholder must be a whole argument, not part of {arg!r}")
+        for slot in slots:
+            if slot not in by_key:
+                raise ValueError(f"placeholder {{{slot}}} names no field")
+        if len(set(slots)) != len(slots):
+            raise ValueError("each placeholder may appear once")
+        for key, mapping in self.mapping.items():
+            if mapping.kind not in _STDIO_KINDS:
+                raise ValueError(f"field {key!r}: a stdio card maps fields to env:NAME or arg only")
+            if mapping.kind == "arg":
+                if by_key[key].secret:
+                    raise ValueError(
+                        f"field {key!r} is secret and cannot be an argument (argv is visible in ps); "
+                        "use env:NAME"
+                    )
+                if key not in slots:
+                    raise ValueError(f"field {key!r} maps to arg but server_args has no {{{key}}}")
+        for slot in slots:
+            if self.mapping[slot].kind != "arg":
+                raise ValueError(f"placeholder {{{slot}}} names a field that does not map to arg")
+
+    def _check_remote(self, by_key: dict[str, CardField]) -> None:
+        if self.command is not None or self.args or self.server_args:
+            raise ValueError("a remote card has no command or args")
+        kinds = [m.kind for m in self.mapping.values()]
+        for key, mapping in self.mapping.items():
+            if mapping.kind not in _REMOTE_KINDS:
+                raise ValueError(f"field {key!r}: a remote card maps fields to header, query or url only")
+            if mapping.kind in ("url", "transport", "header_name") and by_key[key].secret:
+                raise ValueError(f"field {key!r}: a secret cannot be the {mapping.kind}; use header or query")
+            if mapping.kind == "header" and (ref := _WHOLE_PLACEHOLDER.fullmatch(mapping.target)):
+                other = ref.group(1)
+                if other not in self.mapping or self.mapping[other].kind != "header_name":
+                    raise ValueError(f"field {key!r}: header:{{{other}}} needs a field mapped to header_name")
+        if kinds.count("url") > 1 or kinds.count("transport") > 1:
+            raise ValueError("at most one field maps to url and one to transport")
+        if self.url is None:
+            if "url" not in kinds:
+                raise ValueError("a remote card needs a url (or a field mapped to url)")
+        else:
+            if "url" in kinds:
+                raise ValueError("a card with a fixed url cannot also take it from a field")
+            if "{" in self.url or "}" in self.url:
+                raise ValueError("the url takes no placeholders; map fields to query parameters instead")
+            _check_url(self.url)
+        for key, mapping in self.mapping.items():
+            if mapping.kind == "header_name" and not self._header_users(key):
+                raise ValueError(f"field {key!r} maps to header_name but no header:{{{key}}} uses it")
+
+    # --- building ------------------------------------------------------------------------------
+
+    def field(self, key: str) -> CardField:
+        for item in self.fields:
+            if item.key == key:
+                return item
+        raise KeyError(key)
+
+    def build(
+        self, values: dict[str, str], *, name: str | None = None
+    ) -> tuple[NewConnection, dict[str, str]]:
+        """Turn form values into a connection and its secrets map.
+
+        ``values`` are keyed by field key; unknown keys are refused. A missing or blank value
+        falls back to the field's default. ``name`` defaults to the card id.
+
+        Raises:
+            CardFieldError: a value is missing, malformed or unsafe (``field_key`` says which).
+            ValueError: ``name`` is not a valid connection name.
+        """
+        unknown = sorted(set(values) - {f.key for f in self.fields})
+        if unknown:
+            raise CardFieldError(unknown[0], "this card has no such field")
+        resolved: dict[str, str] = {}
+        for item in self.fields:
+            value = self._check_value(item, values.get(item.key))
+            if value is not None:
+                resolved[item.key] = value
+
+        config: dict[str, Any] = {}
+        secrets: dict[str, str] = {}
+        url = self.url
+        transport: Transport = self.transport
+        argv = list(self.args)
+        for arg in self.server_args:
+            slot = _WHOLE_PLACEHOLDER.fullmatch(arg)
+            if slot is None:
+                argv.append(arg)
+            elif slot.group(1) in resolved:
+                argv.append(resolved[slot.group(1)])
+        for key, value in resolved.items():
+            mapping = self.mapping[key]
+            item = self.field(key)
+            kind, target = mapping.kind, mapping.target
+            if kind in ("arg", "header_name"):
+                continue
+            if kind == "url":
+                url = value
+                continue
+            if kind == "transport":
+                transport = value  # type: ignore[assignment]  # checked by _check_value
+                continue
+            if kind == "header" and (ref := _WHOLE_PLACEHOLDER.fullmatch(target)):
+                if ref.group(1) not in resolved:
+                    raise CardFieldError(ref.group(1), "needed when a header value is given")
+                target = resolved[ref.group(1)]
+            sent = mapping.format.replace("{value}", value) if mapping.format else value
+            if item.secret:
+                destination = f"{kind}:{target}"
+                if kind == "header" and any(k.lower() == destination.lower() for k in secrets):
+                    raise CardFieldError(key, f"the header {target} is already set by another field")
+                secrets[destination] = sent
+            else:
+                place = config.setdefault({"env": "env", "header": "headers", "query": "query"}[kind], {})
+                place[target] = sent
+        for key, mapping in self.mapping.items():
+            if mapping.kind == "header_name" and key in resolved:
+                users = self._header_users(key)
+                if not any(k in resolved for k in users):
+                    raise CardFieldError(users[0], "needed when a header name is given")
+        plain = {k.lower() for k in config.get("headers", {})}
+        for destination in secrets:
+            kind, _, target = destination.partition(":")
+            if kind == "header" and target.lower() in plain:
+                raise CardFieldError(self._header_name_field() or "", f"the header {target} is set twice")
+        connection = NewConnection(
+            name=name or self.id,
+            transport=transport,
+            url=url if transport != "stdio" else None,
+            command=self.command if transport == "stdio" else None,
+            args=argv if transport == "stdio" else [],
+            config=config,
+            card_id=self.id,
+        )
+        return connection, secrets
+
+    def _header_users(self, name_key: str) -> list[str]:
+        """The fields whose header name comes from the field ``name_key``."""
+        return [k for k, m in self.mapping.items() if m.kind == "header" and m.target == f"{{{name_key}}}"]
+
+    def _header_name_field(self) -> str | None:
+        return next((k for k, m in self.mapping.items() if m.kind == "header_name"), None)
+
+    def _check_value(self, item: CardField, raw: str | None) -> str | None:
+        kind = self.mapping[item.key].kind
+        value = raw if raw is not None and raw.strip() else item.default
+        if value is None or not value.strip():
+            if item.required:
+                raise CardFieldError(item.key, "required")
+            return None
+        if kind not in ("env", "arg"):
+            value = value.strip()  # remote values: pasted tokens often carry a trailing newline
+        if len(value) > MAX_VALUE_CHARS:
+            raise CardFieldError(item.key, f"too long (at most {MAX_VALUE_CHARS} characters)")
+        if "\x00" in value:
+            raise CardFieldError(item.key, "contains a NUL character")
+        if kind in ("header", "header_name", "url", "transport") and ("\n" in value or "\r" in value):
+            raise CardFieldError(item.key, "must be a single line")
+        if item.pattern and not re.fullmatch(item.pattern, value):
+            shown = "" if item.secret else " (see the hint)"
+            raise CardFieldError(item.key, f"is not in the expected format{shown}")
+        if kind == "arg" and value.startswith("-"):
+            raise CardFieldError(
+                item.key, "cannot start with “-”: the server would read it as an option, not a value"
+            )
+        if kind == "header_name" and not _HEADER_NAME.fullmatch(value):
+            raise CardFieldError(item.key, "a header name is letters, digits and - only")
+        if kind == "transport" and value not in _REMOTE_TRANSPORTS:
+            raise CardFieldError(item.key, "must be streamable_http or sse")
+        if kind == "url":
+            try:
+                _check_url(value)
+            except ValueError as exc:
+                raise CardFieldError(item.key, str(exc)) from None
+        return value
+
+    # --- overrides -----------------------------------------------------------------------------
+
+    def with_command(self, command_line: str) -> RunCard:
+        """This stdio card with ``command`` and ``args`` replaced by ``command_line`` (shlex-split).
+
+        Raises:
+            ValueError: the card is remote or ``command_line`` is empty or unparsable.
+        """
+        if self.transport != "stdio":
+            raise ValueError(f"{self.id} is a remote card; {command_override_var(self.id)} applies to stdio")
+        words = shlex.split(command_line)
+        if not words:
+            raise ValueError(f"{command_override_var(self.id)} is empty")
+        data = self.model_dump() | {"command": words[0], "args": words[1:]}
+        return RunCard.model_validate(data)
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry a user name or password; use the token field")
+    if any(c.isspace() for c in url):
+        raise ValueError("must not contain spaces")
