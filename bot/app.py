@@ -26,9 +26,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot._respond import PooledRespond, SharedSession
 from mcp_core import errors
-from mcp_core.models import Connection, NewConnection, normalize_connection_name
+from mcp_core.models import Connection, normalize_connection_name
 from mcp_core.security import check_remote_url
 from mcp_core.services import Services
+from run_cards import BUILTIN_DIR, CardCatalog, CardFieldError, RunCard, load_cards
 
 logger = logging.getLogger(__name__)
 
@@ -94,8 +95,12 @@ def create_app(
     client: AsyncWebClient,
     signing_secret: str | None,
     responses: SharedSession | None = None,
+    catalog: CardCatalog | None = None,
 ) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
+
+    ``catalog`` is the run-card catalog (loaded from the built-in folder and RUN_CARDS_DIR
+    when None); the caller syncs it to the store.
 
     ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
@@ -108,6 +113,8 @@ def create_app(
         ignoring_self_events_enabled=True,
     )
     store, registry, credentials = services.store, services.registry, services.credentials
+    settings = services.settings
+    cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)
 
     @app.middleware
     async def drop_retried_events(body: dict[str, Any], next: Any) -> BoltResponse | None:
@@ -335,33 +342,77 @@ def create_app(
 
     # -- connect ------------------------------------------------------------------------
 
+    def usable_cards(user_id: str) -> list[RunCard]:
+        return cards.for_user(user_id in settings.admin_user_ids)
+
+    def usable_card(user_id: str, card_id: str) -> RunCard | None:
+        card = cards.get(card_id.lower())
+        if card is None or (card.admin_only and user_id not in settings.admin_user_ids):
+            return None
+        return card
+
     async def open_connect(
-        body: dict[str, Any], respond: AsyncRespond | None, card: str, *, editing: Connection | None = None
+        body: dict[str, Any], respond: AsyncRespond | None, card_id: str, *, editing: Connection | None = None
     ) -> None:
-        """Open the card's form on the request's trigger_id (valid ~3 s, so nothing comes first)."""
-        if card and card.lower() not in texts.CARDS:
-            await tell(body, respond, texts.unknown_card(card))
-            return
+        """Open the picker or a card's form on the request's trigger_id (valid ~3 s)."""
+        _, user_id = _owner(body)
         metadata = {"channel": _channel(body)}
         if editing is not None:
-            metadata["edit"] = str(editing.id)
-        form = views.connect_form(
-            metadata=metadata,
-            name=editing.name if editing else "",
-            url=(editing.url or "") if editing else "",
-            editing=editing is not None,
-        )
+            card_id = editing.card_id or "custom"
+        if not card_id:
+            available = usable_cards(user_id)
+            try:
+                popularity = await store.card_popularity(_owner(body)[0])
+            except errors.McpCoreError as exc:
+                logger.warning("could not count card use: %s", exc)
+                popularity = {}
+            available.sort(key=lambda c: (-popularity.get(c.id, 0), c.name.lower()))
+            form = views.card_picker(available, metadata=metadata)
+        else:
+            card = usable_card(user_id, card_id)
+            if card is None:
+                await tell(body, respond, texts.unknown_card(card_id, [c.id for c in usable_cards(user_id)]))
+                return
+            form = await card_form(card, metadata, editing)
         try:
             await client.views_open(trigger_id=body["trigger_id"], view=form)
         except SlackApiError as exc:
             logger.warning("views.open failed: %s", exc.response.get("error"))
             await tell(body, respond, texts.FORM_DID_NOT_OPEN)
 
+    async def card_form(card: RunCard, metadata: dict[str, str], editing: Connection | None = None) -> Any:
+        metadata = {**metadata, "card": card.id}
+        if editing is not None:
+            metadata["edit"] = str(editing.id)
+        values = _shown_values(card, editing) if editing is not None else {}
+        return views.card_form(
+            card,
+            metadata=metadata,
+            name=editing.name if editing else "",
+            values=values,
+            editing=editing is not None,
+        )
+
     @app.action("mcp_connect_open")
     @after_ack
     async def connect_button(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         await open_connect(body, respond, "")
+
+    @app.action(views.CARD_PICK_ACTION)
+    @after_ack
+    async def pick_card(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
+        """A card picked in the catalog: the picker turns into that card's form."""
+        await ack()
+        _, user_id = _owner(body)
+        view = body.get("view") or {}
+        card = usable_card(user_id, str(action.get("value", "")))
+        if card is None:
+            logger.warning("refused %s a card not offered to them: %.64r", user_id, action.get("value"))
+            return
+        channel = _metadata(view).get("channel", "")
+        form = await card_form(card, {"channel": channel})
+        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=form)
 
     @app.action("mcp_edit")
     @after_ack
@@ -386,45 +437,85 @@ def create_app(
     async def connect_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Validate every field (errors keep the modal open), then ack and connect."""
         team_id, user_id = _owner(body)
-        values, metadata = _form_values(view), _metadata(view)
+        form, metadata = _form_values(view), _metadata(view)
+        card = usable_card(user_id, metadata.get("card") or "custom")
+        if card is None:
+            await ack(response_action="errors", errors={views.NAME_BLOCK: texts.CARD_NOT_ALLOWED})
+            return
         editing = await _editing(team_id, user_id, metadata)
-        token = _BEARER_PREFIX.sub("", values.get("token", "").strip())
+        if editing is not None and (editing.card_id or "custom") != card.id:
+            editing = None
+        values = _card_values(card, form)
         problems: dict[str, str] = {}
         name = ""
         try:
-            name = normalize_connection_name(values.get("name", ""))
+            name = normalize_connection_name(form.get(views.NAME_BLOCK, ""))
         except ValueError as exc:
-            problems["name"] = str(exc)
-        url = values.get("url", "").strip()
+            problems[views.NAME_BLOCK] = str(exc)
+        blank_secrets = [f.key for f in card.fields if f.secret and not values.get(f.key)]
+        old_secrets: dict[str, str] = {}
+        builder = card
+        if editing is not None and blank_secrets:  # blank secrets keep their stored values
+            if editing.credential_ref and credentials is not None:
+                old_secrets = dict(await credentials.get(team_id, user_id, editing.credential_ref))
+            relaxed = [
+                f.model_copy(update={"required": False}) if f.key in blank_secrets else f for f in card.fields
+            ]
+            builder = card.model_copy(update={"fields": relaxed})
+        new = None
+        secrets: dict[str, str] = {}
         try:
-            await _with_timeout(check_remote_url(url, services.settings.mcp_allowed_hosts))
-        except errors.PolicyError as exc:
-            problems["url"] = str(exc)
+            new, secrets = builder.build(values, name=name or card.id)
+        except CardFieldError as exc:
+            known = any(f.key == exc.field_key for f in card.fields)
+            problems.setdefault(exc.field_key if known else views.NAME_BLOCK, exc.message)
+        except ValueError as exc:
+            problems.setdefault(views.NAME_BLOCK, str(exc))
+        if new is not None and editing is not None:
+            for key in blank_secrets:
+                destination = _destination(card, key, values)
+                if destination in old_secrets:
+                    secrets[destination] = old_secrets[destination]
+                elif card.field(key).required:
+                    problems[key] = "required"
+        if new is not None and new.transport != "stdio":
+            try:
+                await _with_timeout(check_remote_url(new.url or "", settings.mcp_allowed_hosts))
+            except errors.PolicyError as exc:
+                problems.setdefault(_url_field(card) or views.NAME_BLOCK, str(exc))
         existing = await store.find_connection(team_id, user_id, name) if name else None
         if existing is not None and (editing is None or existing.id != editing.id):
-            problems["name"] = texts.duplicate_name(name)
-        if token and credentials is None:
-            problems["token"] = texts.NO_CREDENTIAL_STORE
-        if problems:
+            problems[views.NAME_BLOCK] = texts.duplicate_name(name)
+        if secrets and credentials is None:
+            problems[next(f.key for f in card.fields if f.secret)] = texts.NO_CREDENTIAL_STORE
+        if problems or new is None:
             await ack(response_action="errors", errors=problems)
             return
         await ack()
         channel = metadata.get("channel")
-        ref = editing.credential_ref if editing is not None else None
-        if token and credentials is not None:
-            ref = await credentials.put(team_id, user_id, {"header:Authorization": f"Bearer {token}"})
-        transport = "sse" if url.rstrip("/").endswith("/sse") else "streamable_http"
         old_ref = editing.credential_ref if editing is not None else None
+        ref = None
+        if editing is not None and secrets and secrets == old_secrets:
+            ref = old_ref  # nothing new to keep
+        elif secrets and credentials is not None:
+            ref = await credentials.put(team_id, user_id, secrets)
         try:
             if editing is not None:  # changed in place: same id, usage history kept
                 outcome = await registry.update_connection(
-                    team_id, user_id, editing.id, name=name, transport=transport, url=url, credential_ref=ref
+                    team_id,
+                    user_id,
+                    editing.id,
+                    name=name,
+                    transport=new.transport,
+                    url=new.url,
+                    args=new.args,
+                    config=new.config,
+                    credential_ref=ref,
                 )
             else:
-                new = NewConnection(
-                    name=name, transport=transport, url=url, card_id="custom", credential_ref=ref
+                outcome = await registry.add_connection(
+                    team_id, user_id, new.model_copy(update={"name": name, "credential_ref": ref})
                 )
-                outcome = await registry.add_connection(team_id, user_id, new)
         except errors.McpCoreError as exc:  # nothing was changed, so the new secret goes too
             if ref is not None and ref != old_ref and credentials is not None:
                 await credentials.delete(team_id, user_id, ref)
@@ -458,6 +549,64 @@ def create_app(
         logger.debug("no agent yet: ignoring a %s event", event.get("type"))
 
     return app
+
+
+def _card_values(card: RunCard, form: dict[str, str]) -> dict[str, str]:
+    """The submitted values of the card's fields, cleaned the way people paste them."""
+    values = {f.key: form[f.key].strip() for f in card.fields if form.get(f.key, "").strip()}
+    for key, value in list(values.items()):
+        mapping = card.mapping[key]
+        if mapping.format and mapping.format.startswith("Bearer "):
+            values[key] = _BEARER_PREFIX.sub("", value)  # a token pasted with its "Bearer " prefix
+    transport = next((k for k, m in card.mapping.items() if m.kind == "transport"), None)
+    url = _url_field(card)
+    if transport and url and transport not in values and values.get(url, "").rstrip("/").endswith("/sse"):
+        values[transport] = "sse"  # legacy SSE endpoints end in /sse
+    return values
+
+
+def _url_field(card: RunCard) -> str | None:
+    return next((k for k, m in card.mapping.items() if m.kind == "url"), None)
+
+
+def _destination(card: RunCard, key: str, values: dict[str, str]) -> str:
+    """Where a secret field's value is stored (``header:Name``, ``env:NAME``, ...)."""
+    mapping = card.mapping[key]
+    target = mapping.target
+    if target.startswith("{") and target.endswith("}"):
+        target = values.get(target[1:-1], "")
+    return f"{mapping.kind}:{target}"
+
+
+def _shown_values(card: RunCard, connection: Connection) -> dict[str, str]:
+    """The non-secret values of ``connection`` as its card's form shows them (secrets never)."""
+    config = connection.config or {}
+    shown: dict[str, str] = {}
+    places = {"env": "env", "header": "headers", "query": "query"}
+    arg_slots = [a[1:-1] for a in card.server_args if a.startswith("{") and a.endswith("}")]
+    tail = list(connection.args[len(card.args) :])
+    fixed = [a for a in card.server_args if not (a.startswith("{") and a.endswith("}"))]
+    tail = [a for a in tail if a not in fixed]
+    for item in card.fields:
+        if item.secret:
+            continue
+        mapping = card.mapping[item.key]
+        value: Any = None
+        if mapping.kind == "url":
+            value = connection.url
+        elif mapping.kind == "transport":
+            value = connection.transport
+        elif mapping.kind == "arg" and item.key in arg_slots:
+            index = arg_slots.index(item.key)
+            value = tail[index] if index < len(tail) else None
+        elif mapping.kind in places:
+            value = (config.get(places[mapping.kind]) or {}).get(mapping.target)
+            if isinstance(value, str) and mapping.format:
+                prefix, _, suffix = mapping.format.partition("{value}")
+                value = value.removeprefix(prefix).removesuffix(suffix)
+        if isinstance(value, str) and value:
+            shown[item.key] = value
+    return shown
 
 
 async def _with_timeout(coro: Any) -> Any:

@@ -23,10 +23,11 @@ from bot.app import create_app
 from mcp_core.errors import McpCoreError
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
+from run_cards import BUILTIN_DIR, CardCatalog, load_cards
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["http_app", "run_bot"]
+__all__ = ["http_app", "run_bot", "sync_cards"]
 
 SLACK_API_TIMEOUT_S = 15
 HEALTH_TIMEOUT_S = 2.0
@@ -41,13 +42,29 @@ def _client(settings: Settings) -> AsyncWebClient:
     return AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
 
 
-def http_app(services: Services) -> web.Application:
+async def sync_cards(services: Services, catalog: CardCatalog) -> None:
+    """Write the catalog to the run-cards table; a failure is logged, the bot still starts."""
+    try:
+        await services.store.sync_run_cards(catalog.to_store_rows())
+    except Exception as exc:  # boundary: the cards still work from memory
+        logger.warning("could not sync run cards to the store: %s", exc)
+
+
+def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Application:
     """The aiohttp application of HTTP mode (also what tests serve on a real port)."""
     settings = services.settings
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     responses = SharedSession()
-    app = create_app(services, client=_client(settings), signing_secret=secret, responses=responses)
+    cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)
+    app = create_app(
+        services, client=_client(settings), signing_secret=secret, responses=responses, catalog=cards
+    )
     web_app = app.web_app(path="/slack/events")
+
+    async def sync_on_startup(_: web.Application) -> None:
+        await sync_cards(services, cards)
+
+    web_app.on_startup.append(sync_on_startup)
 
     async def close_responses(_: web.Application) -> None:
         await responses.aclose()
@@ -95,7 +112,11 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
             logger.info("serving Slack on http://%s:%d/slack/events", host, port)
         else:
             assert settings.slack_app_token is not None
-            app = create_app(services, client=_client(settings), signing_secret=None, responses=responses)
+            cards = load_cards(BUILTIN_DIR, settings.run_cards_dir)
+            await sync_cards(services, cards)
+            app = create_app(
+                services, client=_client(settings), signing_secret=None, responses=responses, catalog=cards
+            )
             handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
             await handler.connect_async()
             logger.info("connected to Slack over Socket Mode")

@@ -21,9 +21,9 @@ INTERNAL_ERROR = "⚠️ Something went wrong on our side. It has been logged; p
 NOT_YOUR_CONNECTION = "⛔ That connection is not one of yours (or it was removed). `/mcp list` shows yours."
 FORM_DID_NOT_OPEN = "⚠️ The form could not open in time. Please run `/mcp connect` again."
 WHICH_ONE = "Which one? `/mcp disconnect <name>`"
+CARD_NOT_ALLOWED = "This card is for admins only."
 NO_CREDENTIAL_STORE = "This bot has no credential store configured, so it cannot keep a token."
 ALL_TOOLS = "Tools of all your connections"
-CARDS = ("custom",)
 HEALTH_ERROR_CHARS = 500
 
 
@@ -39,8 +39,8 @@ def unknown_connection(name: str, names: Sequence[str]) -> str:
     return f"You have no connection named “{name}”. Yours: {', '.join(f'`{n}`' for n in names)}."
 
 
-def unknown_card(card: str) -> str:
-    return f"There is no run card “{card}”. Available: {', '.join(f'`{c}`' for c in CARDS)}."
+def unknown_card(card: str, available: Sequence[str]) -> str:
+    return f"There is no run card “{card}”. Available: {', '.join(f'`{c}`' for c in available)}."
 
 
 def duplicate_name(name: str) -> str:

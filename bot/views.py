@@ -30,14 +30,17 @@ from slack_sdk.models.views import View
 
 from bot import texts
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from run_cards import RunCard
 
 __all__ = [
+    "CARD_PICK_ACTION",
     "CONNECT_CALLBACK",
     "MESSAGE_BLOCK_LIMIT",
     "VIEW_BLOCK_LIMIT",
     "all_tools_blocks",
+    "card_form",
+    "card_picker",
     "clip",
-    "connect_form",
     "connection_blocks",
     "home_view",
     "result_blocks",
@@ -50,6 +53,8 @@ SECTION_TEXT_LIMIT = 3000
 TOOLS_PER_PAGE = 15
 DESCRIPTION_CHARS = 200
 CONNECT_CALLBACK = "mcp_connect_submit"
+CARD_PICK_ACTION = "mcp_pick_card"
+NAME_BLOCK = "name"
 
 STATUS_BADGE = {
     ConnectionStatus.HEALTHY: "🟢 healthy",
@@ -215,48 +220,88 @@ def home_view(connections: Sequence[Connection]) -> View:
     return View(type="home", blocks=blocks)
 
 
-def connect_form(*, metadata: dict[str, str], name: str = "", url: str = "", editing: bool = False) -> View:
-    """The custom-server form: name, remote MCP URL and an optional bearer token.
+def _card_title(card: RunCard) -> str:
+    return f"{card.emoji} {card.name}" if card.emoji else card.name
 
-    The token input is never pre-filled: a stored secret is never shown back. When
-    ``editing``, an empty token keeps the stored one.
-    """
-    token_hint = "Prefer a token scoped to read-only access. It is encrypted at rest and never shown again."
-    if editing:
-        token_hint = "Leave empty to keep the stored token. " + token_hint
+
+def card_picker(cards: Sequence[RunCard], *, metadata: dict[str, str]) -> View:
+    """The catalog: one section per card (emoji, name, one-line description) with a Set up button."""
     blocks: list[Block] = [
-        SectionBlock(
-            text=MarkdownTextObject(
-                text="Connect any remote MCP server "
-                "(streamable HTTP, or legacy SSE for URLs ending in `/sse`)."
+        SectionBlock(text=MarkdownTextObject(text="Pick what to connect. Each form says what it needs."))
+    ]
+    for card in cards[: VIEW_BLOCK_LIMIT - 1]:
+        text = f"*{_escape(_card_title(card))}*\n{_escape(card.description)}"
+        blocks.append(
+            SectionBlock(
+                block_id=f"card:{card.id}",
+                text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT)),
+                accessory=ButtonElement(text="Set up", action_id=CARD_PICK_ACTION, value=card.id),
             )
-        ),
+        )
+    return View(
+        type="modal",
+        callback_id="mcp_card_picker",
+        title=PlainTextObject(text="Connect an MCP server"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps(metadata),
+        blocks=blocks,
+    )
+
+
+def card_form(
+    card: RunCard,
+    *,
+    metadata: dict[str, str],
+    name: str = "",
+    values: dict[str, str] | None = None,
+    editing: bool = False,
+) -> View:
+    """A card's form: the connection name, then one input per field (block id = field key).
+
+    Secret inputs are never pre-filled: a stored secret is never shown back. When ``editing``,
+    an empty secret keeps the stored one.
+    """
+    values = values or {}
+    intro = f"*{_escape(_card_title(card))}* — {_escape(card.description)}"
+    if card.docs_url:
+        intro += f"\n<{card.docs_url}|Documentation>"
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=clip(intro, SECTION_TEXT_LIMIT))),
         InputBlock(
-            block_id="name",
+            block_id=NAME_BLOCK,
             label="Name",
             hint="Short, used as the tools' prefix: letters, digits, - and _.",
-            element=PlainTextInputElement(action_id="value", initial_value=name or None, max_length=32),
-        ),
-        InputBlock(
-            block_id="url",
-            label="MCP server URL",
-            hint="https://… (plain http only for hosts your admin allows).",
-            element=PlainTextInputElement(
-                action_id="value", initial_value=url or None, placeholder="https://example.com/mcp"
-            ),
-        ),
-        InputBlock(
-            block_id="token",
-            label="Bearer token (optional)",
-            optional=True,
-            hint=token_hint,
-            element=PlainTextInputElement(action_id="value", max_length=3000),
+            element=PlainTextInputElement(action_id="value", initial_value=name or card.id, max_length=32),
         ),
     ]
+    for item in card.fields:
+        hint = item.hint or ""
+        if item.secret:
+            kept = "Leave empty to keep the stored value. " if editing else ""
+            hint = clip(f"{kept}{hint} Encrypted at rest and never shown again.".strip(), 2000)
+        initial = None if item.secret else (values.get(item.key) or item.default or None)
+        blocks.append(
+            InputBlock(
+                block_id=item.key,
+                label=item.label,
+                hint=hint or None,
+                optional=not item.required or (editing and item.secret),
+                element=PlainTextInputElement(
+                    action_id="value",
+                    initial_value=initial,
+                    placeholder=item.placeholder or None,
+                    max_length=3000,
+                ),
+            )
+        )
+    if card.advice:
+        advice = f":bulb: *Least privilege:* {_escape(card.advice)}"
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=clip(advice, SECTION_TEXT_LIMIT))]))
+    title = f"Edit {card.name}" if editing else f"Connect {card.name}"
     return View(
         type="modal",
         callback_id=CONNECT_CALLBACK,
-        title=PlainTextObject(text="Edit MCP server" if editing else "Connect an MCP server"),
+        title=PlainTextObject(text=clip(title, 24)),
         submit=PlainTextObject(text="Save" if editing else "Connect"),
         close=PlainTextObject(text="Cancel"),
         private_metadata=json.dumps(metadata),

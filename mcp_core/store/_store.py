@@ -349,6 +349,21 @@ class Store:
         async with self._transaction(write=True) as conn:
             await conn.execute(query, params)
 
+    async def card_popularity(self, team_id: str) -> dict[str, int]:
+        """How many of the team's connections were made from each card (``card_id`` → count).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        c = connections.c
+        query = (
+            sa.select(c.card_id, sa.func.count())
+            .where(c.team_id == team_id, c.card_id.is_not(None))
+            .group_by(c.card_id)
+        )
+        async with self._transaction() as conn:
+            return {str(card): int(count) for card, count in (await conn.execute(query)).all()}
+
     async def list_run_cards(self) -> list[dict[str, Any]]:
         """Return every stored run card (enabled or not) as the dicts ``sync_run_cards`` takes.
 

@@ -169,7 +169,7 @@ class SlackDriver:
         metadata: dict[str, Any] | None = None,
     ) -> Reply:
         """Submit the connect form as Slack sends it (``private_metadata`` defaults to C_TEST)."""
-        state = {"name": {"value": name}, "url": {"value": url}, "token": {"value": token}}
+        state = {"name": {"value": name}, "url": {"value": url}, "bearer_token": {"value": token}}
         body = view_submission_body(
             CONNECT_CALLBACK,
             state,

@@ -29,7 +29,7 @@ async def stored_credentials(slack: SlackDriver) -> int:
 async def test_connect_acks_in_the_request_and_opens_the_form_on_its_trigger_id(
     slack: SlackDriver, fake: FakeSlack
 ) -> None:
-    reply = await slack.command("connect", channel="C_HERE")
+    reply = await slack.command("connect custom", channel="C_HERE")
 
     assert (reply.status, reply.text) == (200, "")
     [call] = await fake.await_for("views.open")
@@ -37,8 +37,15 @@ async def test_connect_acks_in_the_request_and_opens_the_form_on_its_trigger_id(
     assert call["headers"]["authorization"] == "Bearer xoxb-test"
     view = call["body"]["view"]
     assert view["callback_id"] == "mcp_connect_submit"
-    assert [b.get("block_id") for b in view["blocks"] if b["type"] == "input"] == ["name", "url", "token"]
-    assert json.loads(view["private_metadata"]) == {"channel": "C_HERE"}
+    assert [b.get("block_id") for b in view["blocks"] if b["type"] == "input"] == [
+        "name",
+        "url",
+        "transport",
+        "bearer_token",
+        "header_name",
+        "header_value",
+    ]
+    assert json.loads(view["private_metadata"]) == {"channel": "C_HERE", "card": "custom"}
 
 
 @pytest.mark.anyio
@@ -55,8 +62,9 @@ async def test_connect_with_an_unknown_card_lists_the_available_cards(
 ) -> None:
     reply = await slack.command("connect nope")
 
-    assert await slack.reply_text(reply) == texts.unknown_card("nope")
-    assert "`custom`" in texts.unknown_card("nope")
+    available = ["custom", "github", "slack", "supabase"]  # postgres and filesystem: admins only
+    assert await slack.reply_text(reply) == texts.unknown_card("nope", available)
+    assert "`custom`" in texts.unknown_card("nope", available)
     assert fake.calls("views.open") == []
 
 
@@ -226,9 +234,16 @@ async def test_edit_reopens_the_form_and_saving_changes_the_connection_in_place_
     initial = {
         b["block_id"]: b["element"].get("initial_value") for b in view["blocks"] if b["type"] == "input"
     }
-    assert initial == {"name": "mine", "url": free_url, "token": None}
+    assert initial == {
+        "name": "mine",
+        "url": free_url,
+        "transport": "streamable_http",
+        "bearer_token": None,
+        "header_name": None,
+        "header_value": None,
+    }
     metadata = json.loads(view["private_metadata"])
-    assert metadata == {"channel": "C_TEST", "edit": str(broken.id)}
+    assert metadata == {"channel": "C_TEST", "card": "custom", "edit": str(broken.id)}
 
     saved = await slack.submit_connect(name="mine", url=bearer_server.url, metadata=metadata)
 

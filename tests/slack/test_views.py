@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import Block
 
 from bot import views
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from run_cards import load_cards
 
 MESSAGE_BLOCKS, VIEW_BLOCKS, SECTION_TEXT, PRIVATE_METADATA = 50, 100, 3000, 3000
 LONG = "word " * 2000  # 10,000 characters
@@ -122,12 +123,11 @@ def test_badges_say_read_only_and_destructive() -> None:
 
 
 @pytest.mark.parametrize("editing", [False, True])
-def test_the_connect_form_is_valid_and_its_metadata_fits(editing: bool) -> None:
-    metadata = {"channel": "C" + "1" * 20, "edit": str(uuid.uuid4())}
+def test_a_card_form_is_valid_and_its_metadata_fits(editing: bool) -> None:
+    metadata = {"card": "custom", "channel": "C" + "1" * 20, "edit": str(uuid.uuid4())}
+    card = load_cards().get("custom")
 
-    view = views.connect_form(
-        metadata=metadata, name="n" * 32, url="https://e.com/" + "p" * 2000, editing=editing
-    )
+    view = views.card_form(card, metadata=metadata, name="n" * 32, editing=editing)
     payload = view.to_dict()
 
     assert len(payload["private_metadata"]) <= PRIVATE_METADATA
