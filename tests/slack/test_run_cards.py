@@ -20,6 +20,7 @@ from mcp_core.services import build_services
 from run_cards import BUILTIN_DIR
 from tests.slack.conftest import TEAM, USER, USER_B, SlackDriver, listeners_done, serve, slack_settings
 from tests.support.fake_slack import FORM, FakeSlack, block_actions_body, view_submission_body
+from tests.support.postgres import PG_ADMIN_URL, reachable_pg_server
 from tests.support.servers import require_npm, start_http_server
 
 pytestmark = pytest.mark.anyio
@@ -266,3 +267,57 @@ async def test_slack_stdio_card_end_to_end(
         [call] = await fake.await_for("views.open")
         initial = {key: b["element"].get("initial_value") for key, b in inputs(call["body"]["view"]).items()}
         assert initial == {"name": "slack", "bot_token": None, "team_id": "T000FAKE", "channel_ids": None}
+
+
+async def admin_connects(slack: SlackDriver, fake: FakeSlack, card_id: str, values: dict[str, str]):
+    reply = await submit(slack, card_id, values, user=ADMIN)
+    assert (reply.status, reply.text) == (200, ""), reply
+    [post] = await fake.await_for("chat.postEphemeral")
+    await listeners_done()
+    assert post["body"]["text"].startswith(f"✅ Connected *{card_id}* — "), post
+    connection = await slack.services.store.find_connection(TEAM, ADMIN, card_id)
+    assert connection is not None
+    assert (connection.status, connection.card_id) == (ConnectionStatus.HEALTHY, card_id)
+    return connection
+
+
+@pytest.mark.npm
+async def test_filesystem_card_end_to_end_for_an_admin(
+    tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entry = require_npm("server-filesystem")
+    node = shutil.which("node") or "node"
+    monkeypatch.setenv("RUN_CARD_FILESYSTEM_COMMAND", f"{shlex.quote(node)} {shlex.quote(str(entry))}")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("hi")
+    async with bot(tmp_path, fake) as slack:
+        connection = await admin_connects(slack, fake, "filesystem", {"directory": str(shared)})
+        result = await slack.services.registry.call(
+            TEAM, ADMIN, "filesystem__list_directory", {"path": str(shared)}
+        )
+
+    assert connection.transport == "stdio"
+    assert "notes.txt" in result.text
+
+
+@pytest.mark.npm
+@pytest.mark.postgres
+async def test_postgres_card_end_to_end_for_an_admin(
+    tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await reachable_pg_server()
+    entry = require_npm("server-postgres")
+    node = shutil.which("node") or "node"
+    monkeypatch.setenv("RUN_CARD_POSTGRES_COMMAND", f"{shlex.quote(node)} {shlex.quote(str(entry))}")
+    url = sa.make_url(PG_ADMIN_URL)
+    connection_string = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    values = {"connection_string": connection_string, "password": url.password or "unused-with-trust-auth"}
+    async with bot(tmp_path, fake) as slack:
+        connection = await admin_connects(slack, fake, "postgres", values)
+        result = await slack.services.registry.call(
+            TEAM, ADMIN, "postgres__query", {"sql": "SELECT 6 * 7 AS n"}
+        )
+
+    assert connection.transport == "stdio"
+    assert json.loads(result.text) == [{"n": 42}]
