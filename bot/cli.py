@@ -171,5 +171,4 @@ def run(http_mode: bool, port: int) -> None:
     if missing:  # before touching the database: this is the first thing a new user meets
         click.echo(f"Cannot start in {mode}: missing {', '.join(missing)}.\n\n{HOW_TO_GET_TOKENS}", err=True)
         sys.exit(2)
-    _apply_migrations(settings)
     asyncio.run(run_bot(settings, http=http_mode, port=port))

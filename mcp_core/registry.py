@@ -345,8 +345,11 @@ class ToolRegistry:
         self, team_id: str, user_id: str, connection_id: uuid.UUID, exc: errors.McpCoreError
     ) -> None:
         """Show the failure in /mcp list: needs_auth for refused or unreadable credentials
-        (reconnecting fixes both), error otherwise."""
-        auth = isinstance(exc, errors.ServerAuthError | errors.CredentialError)
+        (reconnecting fixes both), error otherwise (an unreachable secret store included)."""
+        unreadable = isinstance(exc, errors.CredentialError) and not isinstance(
+            exc, errors.CredentialBackendError
+        )
+        auth = isinstance(exc, errors.ServerAuthError) or unreadable
         status = ConnectionStatus.NEEDS_AUTH if auth else ConnectionStatus.ERROR
         with contextlib.suppress(errors.ConnectionNotFoundError):  # removed meanwhile: nothing to mark
             await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
