@@ -7,10 +7,12 @@ lookup therefore names another secret and finds nothing. The secret carries the 
 ``app=slack-mcp-bot``, ``team`` and ``user`` (lower-cased, label-safe; for listing) and the
 exact ``team_id``, ``user_id`` and ``ref`` as annotations (for ``credentials migrate``).
 
-``put`` stores the values as JSON in a new secret version with a CRC32C checksum; ``get``
-reads ``versions/latest`` and checks the checksum; ``delete`` deletes the secret with all
-its versions. Every RPC has a deadline (``timeout``, 10 s) and retries only UNAVAILABLE,
-within that deadline.
+``put`` stores the values as JSON in a new secret version with a CRC32C checksum, then
+destroys the older enabled or disabled versions so a previous value cannot be read by
+version number (best effort: a failure there is logged and the put still succeeds); ``get``
+reads ``versions/latest`` (the newest version) and checks the checksum; ``delete`` deletes
+the secret with all its versions. Every RPC has a deadline (``timeout``, 10 s) and retries
+only UNAVAILABLE, within that deadline.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ DEFAULT_TIMEOUT = 10.0
 MAX_SECRET_ID_CHARS = 255
 MAX_LABEL_CHARS = 63
 LIST_PAGE_SIZE = 100
+OLD_VERSIONS_FILTER = "state:ENABLED OR state:DISABLED"
+"""The versions ``put`` destroys once a newer one is stored (all but DESTROYED)."""
 
 _T = TypeVar("_T")
 
@@ -76,7 +80,8 @@ class GcpCredentialStore:
         """Store ``values`` as a new version of the ref's secret; return the ref.
 
         Without ``ref`` a new one (uuid4 hex) and a new secret are made; with one, a new
-        version is added to its secret (created if missing), so ``get`` returns these values.
+        version is added to its secret (created if missing), so ``get`` returns these values,
+        and the older versions are destroyed (best effort, see :meth:`_destroy_older`).
 
         Raises:
             ValueError: a key is not ``header:``/``env:``/``query:<name>``, a value is not a
@@ -114,7 +119,7 @@ class GcpCredentialStore:
         except gexc.AlreadyExists:
             pass  # an existing ref (or our own retried create): add a version to it
         try:
-            await self._call(
+            added = await self._call(
                 client.add_secret_version(
                     request={
                         "parent": name,
@@ -132,6 +137,7 @@ class GcpCredentialStore:
             if created:
                 await self._forget(name)
             raise
+        await self._destroy_older(name, _version_number(added.name))
         return ref
 
     async def get(self, team_id: str, user_id: str, credential_ref: str) -> dict[str, str]:
@@ -284,6 +290,37 @@ class GcpCredentialStore:
                 f"Secret Manager could not {action} the secret: {_describe(exc)}"
             ) from None
 
+    async def _destroy_older(self, name: str, newest: int) -> None:
+        """Best effort: destroy the secret's live versions older than ``newest``.
+
+        A failure is logged with the secret id (never a value) and skipped: the new version
+        is stored either way.
+        """
+        client = self._get_client()
+        secret_id = name.rpartition("/")[2]
+        try:
+            pager = await client.list_secret_versions(
+                request={"parent": name, "filter": OLD_VERSIONS_FILTER, "page_size": LIST_PAGE_SIZE},
+                retry=self._retry,
+                timeout=self._timeout,
+            )
+            older = [version.name async for version in pager if _version_number(version.name) < newest]
+        except gexc.GoogleAPIError as exc:
+            logger.warning("could not list old versions of secret %s: %s", secret_id, _describe(exc))
+            return
+        for version_name in older:
+            try:
+                await client.destroy_secret_version(
+                    request={"name": version_name}, retry=self._retry, timeout=self._timeout
+                )
+            except gexc.GoogleAPIError as exc:
+                logger.warning(
+                    "could not destroy old version %s of secret %s: %s",
+                    version_name.rpartition("/")[2],
+                    secret_id,
+                    _describe(exc),
+                )
+
     async def _forget(self, name: str) -> None:
         """Best effort: delete a secret just created whose first version could not be added."""
         try:
@@ -297,6 +334,11 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, gexc.RetryError) and exc.cause is not None:
         return f"{type(exc).__name__} after {type(exc.cause).__name__}"
     return type(exc).__name__
+
+
+def _version_number(version_name: str) -> int:
+    """N of ``projects/…/secrets/…/versions/N``."""
+    return int(version_name.rpartition("/")[2])
 
 
 def _encode(part: str) -> str:

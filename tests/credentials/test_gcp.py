@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from google.api_core import exceptions as gexc
 
 from mcp_core.credentials import CredentialStore
 from mcp_core.credentials.gcp import CredentialBackendError, GcpCredentialStore
@@ -146,7 +147,7 @@ async def test_destroyed_versions_are_a_credential_error(
     assert ref not in str(caught.value)
 
 
-async def test_latest_skips_a_destroyed_newest_version(
+async def test_latest_is_the_newest_version_even_when_destroyed(
     store: GcpCredentialStore, fake: FakeSecretManager
 ) -> None:
     ref = await store.put(TEAM, USER, VALUES)
@@ -157,7 +158,72 @@ async def test_latest_skips_a_destroyed_newest_version(
     finally:
         await client.transport.close()
 
-    assert await store.get(TEAM, USER, ref) == VALUES
+    with pytest.raises(CredentialError) as caught:
+        await store.get(TEAM, USER, ref)
+
+    assert "FailedPrecondition" in caught.value.reason
+
+
+async def test_latest_is_the_newest_version_even_when_disabled(
+    store: GcpCredentialStore, fake: FakeSecretManager
+) -> None:
+    fake.refuse_destroy = True  # keep version 1 enabled
+    ref = await store.put(TEAM, USER, VALUES)
+    await store.put(TEAM, USER, {"env:X": "newer"}, ref=ref)
+    newest = fake.versions[_name(store, TEAM, USER, ref)][-1]
+    newest.state = type(newest.state).DISABLED
+
+    with pytest.raises(CredentialError) as caught:
+        await store.get(TEAM, USER, ref)
+
+    assert "FailedPrecondition" in caught.value.reason
+
+
+async def test_updates_destroy_the_older_versions(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    await store.put(TEAM, USER, {"env:X": "second"}, ref=ref)
+    newest = {"header:Authorization": "Bearer third-s3cret-42"}
+    await store.put(TEAM, USER, newest, ref=ref)
+    name = _name(store, TEAM, USER, ref)
+
+    assert fake.states(name) == ["DESTROYED", "DESTROYED", "ENABLED"]
+    assert fake.payloads(name)[:2] == [b"", b""]
+    assert await store.get(TEAM, USER, ref) == newest
+    client = fake.async_client()
+    try:
+        for number in (1, 2):
+            with pytest.raises(gexc.FailedPrecondition):
+                await client.access_secret_version(request={"name": f"{name}/versions/{number}"})
+        listed = await client.list_secret_versions(request={"parent": name, "filter": "state:ENABLED"})
+        assert [version.name async for version in listed] == [f"{name}/versions/3"]
+    finally:
+        await client.transport.close()
+
+
+async def test_first_put_destroys_nothing(store: GcpCredentialStore, fake: FakeSecretManager) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    assert fake.states(_name(store, TEAM, USER, ref)) == ["ENABLED"]
+    assert "DestroySecretVersion" not in fake.calls
+
+
+async def test_a_refused_destroy_keeps_the_update_and_warns_without_the_value(
+    store: GcpCredentialStore, fake: FakeSecretManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    ref = await store.put(TEAM, USER, VALUES)
+    fake.refuse_destroy = True
+    newer = {"header:Authorization": "Bearer rotated-s3cret-77"}
+
+    assert await store.put(TEAM, USER, newer, ref=ref) == ref
+
+    name = _name(store, TEAM, USER, ref)
+    assert await store.get(TEAM, USER, ref) == newer
+    assert fake.states(name) == ["ENABLED", "ENABLED"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("destroy" in message and name.rpartition("/")[2] in message for message in warnings)
+    for value in [*VALUES.values(), *newer.values()]:
+        assert value not in caplog.text
 
 
 async def test_non_map_payload_is_a_credential_error(

@@ -10,10 +10,13 @@ status → ``google.api_core.exceptions`` mapping, retries)::
         client = fake.async_client()          # call inside the event loop
         store = GcpCredentialStore("test-project", client=client)
 
-Versions: ``latest`` is the highest-numbered ENABLED version; a destroyed version (or a
-secret whose versions are all destroyed) answers FAILED_PRECONDITION, a secret without
-versions NOT_FOUND. Hooks for tests: ``corrupt_crc`` (answer a wrong ``data_crc32c``),
-``delay`` (seconds each call sleeps before answering) and ``calls`` (method names, in order).
+Versions: as in Secret Manager, ``latest`` is the most recently created version whatever
+its state; accessing a DISABLED or DESTROYED version (``latest`` included) answers
+FAILED_PRECONDITION, a secret without versions NOT_FOUND. A destroyed version loses its
+payload. ``ListSecretVersions`` lists newest first and filters on ``state:<STATE>`` terms
+joined by ``OR``. Hooks for tests: ``corrupt_crc`` (answer a wrong ``data_crc32c``),
+``refuse_destroy`` (DestroySecretVersion answers PERMISSION_DENIED), ``delay`` (seconds each
+call sleeps before answering) and ``calls`` (method names, in order).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ __all__ = ["FakeSecretManager", "running_fake_secret_manager"]
 
 SERVICE = "google.cloud.secretmanager.v1.SecretManagerService"
 _FILTER_TERM = re.compile(r"^labels\.([a-z0-9_-]+)[=:](.*)$")
+_STATE_TERM = re.compile(r"^state:([A-Z_]+)$")
 _DEFAULT_PAGE_SIZE = 25
 
 
@@ -58,6 +62,7 @@ class FakeSecretManager:
     versions: dict[str, list[_Version]] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
     corrupt_crc: bool = False
+    refuse_destroy: bool = False
     delay: float = 0.0
     address: str = ""
     server: grpc.Server | None = None
@@ -78,6 +83,10 @@ class FakeSecretManager:
     def payloads(self, secret_name: str) -> list[bytes]:
         """Every version's data of a secret, oldest first (for assertions)."""
         return [v.data for v in self.versions.get(secret_name, [])]
+
+    def states(self, secret_name: str) -> list[str]:
+        """Every version's state name of a secret, oldest first (for assertions)."""
+        return [v.state.name for v in self.versions.get(secret_name, [])]
 
     # -- RPCs -------------------------------------------------------------------------------
 
@@ -116,10 +125,9 @@ class FakeSecretManager:
         self._secret(secret_name, ctx)
         versions = self.versions[secret_name]
         if version_id == "latest":
-            enabled = [v for v in versions if v.state == resources.SecretVersion.State.ENABLED]
             if not versions:
                 ctx.abort(grpc.StatusCode.NOT_FOUND, f"Secret [{secret_name}] has no versions.")
-            version = enabled[-1] if enabled else versions[-1]
+            version = versions[-1]
         else:
             found = [v for v in versions if str(v.number) == version_id]
             if not found:
@@ -161,14 +169,48 @@ class FakeSecretManager:
             secrets=page, next_page_token=str(start + size) if more else "", total_size=len(matching)
         )
 
+    def ListSecretVersions(
+        self, req: service.ListSecretVersionsRequest, ctx: grpc.ServicerContext
+    ) -> service.ListSecretVersionsResponse:
+        self._secret(req.parent, ctx)
+        states: set[str] = set()
+        for term in req.filter.split():
+            if term.upper() == "OR":
+                continue
+            match = _STATE_TERM.match(term)
+            if not match or match[1] not in resources.SecretVersion.State.__members__:
+                ctx.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported filter term {term!r}.")
+            states.add(match[1])
+        matching = [
+            resources.SecretVersion(name=f"{req.parent}/versions/{v.number}", state=v.state)
+            for v in reversed(self.versions[req.parent])
+            if not states or v.state.name in states
+        ]
+        start = int(req.page_token or 0)
+        size = req.page_size or _DEFAULT_PAGE_SIZE
+        more = start + size < len(matching)
+        return service.ListSecretVersionsResponse(
+            versions=matching[start : start + size],
+            next_page_token=str(start + size) if more else "",
+            total_size=len(matching),
+        )
+
     def DestroySecretVersion(
         self, req: service.DestroySecretVersionRequest, ctx: grpc.ServicerContext
     ) -> resources.SecretVersion:
         secret_name, _, version_id = req.name.rpartition("/versions/")
         self._secret(secret_name, ctx)
+        if self.refuse_destroy:
+            ctx.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "Permission 'secretmanager.versions.destroy' denied."
+            )
         found = [v for v in self.versions[secret_name] if str(v.number) == version_id]
         if not found:
             ctx.abort(grpc.StatusCode.NOT_FOUND, f"Secret Version [{req.name}] not found.")
+        if found[0].state == resources.SecretVersion.State.DESTROYED:
+            ctx.abort(
+                grpc.StatusCode.FAILED_PRECONDITION, f"Secret Version [{req.name}] is already destroyed."
+            )
         found[0].state = resources.SecretVersion.State.DESTROYED
         found[0].data = b""
         return resources.SecretVersion(name=req.name, state=found[0].state)
@@ -202,6 +244,7 @@ _TYPES: dict[str, tuple[Any, Any]] = {
     "AddSecretVersion": (service.AddSecretVersionRequest, resources.SecretVersion),
     "AccessSecretVersion": (service.AccessSecretVersionRequest, service.AccessSecretVersionResponse),
     "ListSecrets": (service.ListSecretsRequest, service.ListSecretsResponse),
+    "ListSecretVersions": (service.ListSecretVersionsRequest, service.ListSecretVersionsResponse),
     "DestroySecretVersion": (service.DestroySecretVersionRequest, resources.SecretVersion),
     "DeleteSecret": (service.DeleteSecretRequest, empty_pb2.Empty),
 }
