@@ -15,6 +15,7 @@ import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from slack_bolt import BoltResponse
@@ -26,10 +27,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot._respond import PooledRespond, SharedSession
 from mcp_core import errors
-from mcp_core.models import Connection, normalize_connection_name
-from mcp_core.security import check_remote_url
+from mcp_core.models import Connection, NewConnection, normalize_connection_name
+from mcp_core.security import check_endpoint, check_remote_url
 from mcp_core.services import Services
-from run_cards import BUILTIN_DIR, CardCatalog, CardFieldError, RunCard, load_cards
+from run_cards import (
+    BUILTIN_DIR,
+    CardCatalog,
+    CardFieldError,
+    OperatorValues,
+    RunCard,
+    load_cards,
+    operator_var,
+    read_operator_values,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +106,13 @@ def create_app(
     signing_secret: str | None,
     responses: SharedSession | None = None,
     catalog: CardCatalog | None = None,
+    operator_values: OperatorValues | None = None,
 ) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
 
     ``catalog`` is the run-card catalog (loaded from the built-in folder and RUN_CARDS_DIR
-    when None); the caller syncs it to the store.
+    when None); the caller syncs it to the store. ``operator_values`` pre-fill card fields
+    for admins (read from ``./.env`` when None; see ``run_cards.operator``).
 
     ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
@@ -115,6 +127,14 @@ def create_app(
     store, registry, credentials = services.store, services.registry, services.credentials
     settings = services.settings
     cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)
+    if operator_values is None:
+        operator_values = read_operator_values(cards.all(), Path(".env"))
+    if operator_values and not settings.admin_user_ids:
+        logger.warning("MCP_<CARD>_<FIELD> values in .env go to admins only, and ADMIN_USER_IDS is empty")
+
+    def operator_fields(user_id: str, card: RunCard) -> dict[str, str]:
+        """The operator's pre-fill values for ``card``, for admins only (they are the operator's)."""
+        return dict(operator_values.get(card.id, {})) if user_id in settings.admin_user_ids else {}
 
     @app.middleware
     async def drop_retried_events(body: dict[str, Any], next: Any) -> BoltResponse | None:
@@ -373,24 +393,26 @@ def create_app(
             if card is None:
                 await tell(body, respond, texts.unknown_card(card_id, [c.id for c in usable_cards(user_id)]))
                 return
-            form = await card_form(card, metadata, editing)
+            form = card_form(user_id, card, metadata, editing)
         try:
             await client.views_open(trigger_id=body["trigger_id"], view=form)
         except SlackApiError as exc:
             logger.warning("views.open failed: %s", exc.response.get("error"))
             await tell(body, respond, texts.FORM_DID_NOT_OPEN)
 
-    async def card_form(card: RunCard, metadata: dict[str, str], editing: Connection | None = None) -> Any:
+    def card_form(
+        user_id: str, card: RunCard, metadata: dict[str, str], editing: Connection | None = None
+    ) -> Any:
         metadata = {**metadata, "card": card.id}
         if editing is not None:
             metadata["edit"] = str(editing.id)
-        values = _shown_values(card, editing) if editing is not None else {}
         return views.card_form(
             card,
             metadata=metadata,
             name=editing.name if editing else "",
-            values=values,
+            values=(editing.config.get("card_values") or {}) if editing is not None else {},
             editing=editing is not None,
+            from_operator=set(operator_fields(user_id, card)),
         )
 
     @app.action("mcp_connect_open")
@@ -411,7 +433,7 @@ def create_app(
             logger.warning("refused %s a card not offered to them: %.64r", user_id, action.get("value"))
             return
         channel = _metadata(view).get("channel", "")
-        form = await card_form(card, {"channel": channel})
+        form = card_form(user_id, card, {"channel": channel})
         await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=form)
 
     @app.action("mcp_edit")
@@ -446,6 +468,11 @@ def create_app(
         if editing is not None and (editing.card_id or "custom") != card.id:
             editing = None
         values = _card_values(card, form)
+        operator = operator_fields(user_id, card)
+        from_operator = {  # blank fields the operator's .env fills; an edit keeps stored secrets
+            k: v for k, v in operator.items() if k not in values and not (editing and card.field(k).secret)
+        }
+        values.update(from_operator)
         problems: dict[str, str] = {}
         name = ""
         try:
@@ -465,10 +492,13 @@ def create_app(
         new = None
         secrets: dict[str, str] = {}
         try:
-            new, secrets = builder.build(values, name=name or card.id)
+            new, secrets = builder.build(values, name=name or card.id, unshown=from_operator)
         except CardFieldError as exc:
             known = any(f.key == exc.field_key for f in card.fields)
-            problems.setdefault(exc.field_key if known else views.NAME_BLOCK, exc.message)
+            message = exc.message  # never contains the value, so naming the variable is enough
+            if exc.field_key in from_operator:
+                message = f"{operator_var(card.id, exc.field_key)} in the bot's .env {message}"
+            problems.setdefault(exc.field_key if known else views.NAME_BLOCK, message)
         except ValueError as exc:
             problems.setdefault(views.NAME_BLOCK, str(exc))
         if new is not None and editing is not None:
@@ -476,13 +506,18 @@ def create_app(
                 destination = _destination(card, key, values)
                 if destination in old_secrets:
                     secrets[destination] = old_secrets[destination]
+                elif key in operator:
+                    secrets[destination] = operator[key]
                 elif card.field(key).required:
                     problems[key] = "required"
-        if new is not None and new.transport != "stdio":
-            try:
-                await _with_timeout(check_remote_url(new.url or "", settings.mcp_allowed_hosts))
-            except errors.PolicyError as exc:
-                problems.setdefault(_url_field(card) or views.NAME_BLOCK, str(exc))
+        if new is not None:
+            check = check_endpoint if new.transport == "stdio" else check_remote_url
+            for key, url in _policy_targets(card, new, values):
+                try:
+                    await _with_timeout(check(url, settings.mcp_allowed_hosts))
+                except errors.PolicyError as exc:  # an operator's value is never shown back
+                    refused = texts.operator_value_refused(card.id, key)
+                    problems.setdefault(key, refused if key in from_operator else str(exc))
         existing = await store.find_connection(team_id, user_id, name) if name else None
         if existing is not None and (editing is None or existing.id != editing.id):
             problems[views.NAME_BLOCK] = texts.duplicate_name(name)
@@ -578,35 +613,11 @@ def _destination(card: RunCard, key: str, values: dict[str, str]) -> str:
     return f"{mapping.kind}:{target}"
 
 
-def _shown_values(card: RunCard, connection: Connection) -> dict[str, str]:
-    """The non-secret values of ``connection`` as its card's form shows them (secrets never)."""
-    config = connection.config or {}
-    shown: dict[str, str] = {}
-    places = {"env": "env", "header": "headers", "query": "query"}
-    arg_slots = [a[1:-1] for a in card.server_args if a.startswith("{") and a.endswith("}")]
-    tail = list(connection.args[len(card.args) :])
-    fixed = [a for a in card.server_args if not (a.startswith("{") and a.endswith("}"))]
-    tail = [a for a in tail if a not in fixed]
-    for item in card.fields:
-        if item.secret:
-            continue
-        mapping = card.mapping[item.key]
-        value: Any = None
-        if mapping.kind == "url":
-            value = connection.url
-        elif mapping.kind == "transport":
-            value = connection.transport
-        elif mapping.kind == "arg" and item.key in arg_slots:
-            index = arg_slots.index(item.key)
-            value = tail[index] if index < len(tail) else None
-        elif mapping.kind in places:
-            value = (config.get(places[mapping.kind]) or {}).get(mapping.target)
-            if isinstance(value, str) and mapping.format:
-                prefix, _, suffix = mapping.format.partition("{value}")
-                value = value.removeprefix(prefix).removesuffix(suffix)
-        if isinstance(value, str) and value:
-            shown[item.key] = value
-    return shown
+def _policy_targets(card: RunCard, new: NewConnection, values: dict[str, str]) -> list[tuple[str, str]]:
+    """(form field, URL) pairs for the network policy: the remote URL, or each stdio endpoint."""
+    if new.transport != "stdio":
+        return [(_url_field(card) or views.NAME_BLOCK, new.url or "")]
+    return [(f.key, values[f.key]) for f in card.fields if f.endpoint and values.get(f.key)]
 
 
 async def _with_timeout(coro: Any) -> Any:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import sys
+from pathlib import Path
 
 import click
 from pydantic import SecretStr, ValidationError
@@ -16,6 +17,7 @@ from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
 from mcp_core.settings import Settings
 from mcp_core.store import create_engine, migrate, pending_migrations
+from run_cards import BUILTIN_DIR, load_cards, operator_var, read_operator_values
 
 __all__ = ["main"]
 
@@ -85,6 +87,19 @@ def check() -> None:
         except McpCoreError as exc:
             line += f"; PROBLEM: {exc}"
     click.echo(line)
+    click.echo(_cards_status(settings))
+
+
+def _cards_status(settings: Settings) -> str:
+    """The run cards loaded and the operator's .env pre-fill variables (names, never values)."""
+    cards = load_cards(BUILTIN_DIR, settings.run_cards_dir)
+    line = f"Run cards: {len(cards)} ({', '.join(card.id for card in cards.all())})"
+    prefill = read_operator_values(cards.all(), Path(".env"))
+    if prefill:
+        names = sorted(operator_var(card, key) for card, fields in prefill.items() for key in fields)
+        who = "admins" if settings.admin_user_ids else "admins, and ADMIN_USER_IDS is empty"
+        line += f"\nOperator pre-fill from .env, for {who}: {', '.join(names)}"
+    return line
 
 
 def _database_status(settings: Settings) -> str:

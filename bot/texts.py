@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from mcp_core.models import Connection
 from mcp_core.registry import HealthReport
+from run_cards import operator_var
 
 USAGE = """\
 */mcp* — connect your own MCP servers and use their tools.
@@ -41,6 +42,14 @@ def unknown_connection(name: str, names: Sequence[str]) -> str:
 
 def unknown_card(card: str, available: Sequence[str]) -> str:
     return f"There is no run card “{card}”. Available: {', '.join(f'`{c}`' for c in available)}."
+
+
+def operator_value_refused(card_id: str, field_key: str) -> str:
+    return (
+        f"The value of {operator_var(card_id, field_key)} in the bot's .env points somewhere the "
+        "network policy refuses (a private or local address). Type another value, or allow the "
+        "host in MCP_ALLOWED_HOSTS."
+    )
 
 
 def duplicate_name(name: str) -> str:

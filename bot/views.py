@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
@@ -30,7 +30,7 @@ from slack_sdk.models.views import View
 
 from bot import texts
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
-from run_cards import RunCard
+from run_cards import RunCard, operator_var
 
 __all__ = [
     "CARD_PICK_ACTION",
@@ -255,11 +255,13 @@ def card_form(
     name: str = "",
     values: dict[str, str] | None = None,
     editing: bool = False,
+    from_operator: Collection[str] = (),
 ) -> View:
     """A card's form: the connection name, then one input per field (block id = field key).
 
     Secret inputs are never pre-filled: a stored secret is never shown back. When ``editing``,
-    an empty secret keeps the stored one.
+    an empty secret keeps the stored one. Fields in ``from_operator`` are optional and say that
+    an empty one takes the operator's ``.env`` value, which is never shown.
     """
     values = values or {}
     intro = f"*{_escape(_card_title(card))}* — {_escape(card.description)}"
@@ -278,14 +280,17 @@ def card_form(
         hint = item.hint or ""
         if item.secret:
             kept = "Leave empty to keep the stored value. " if editing else ""
-            hint = clip(f"{kept}{hint} Encrypted at rest and never shown again.".strip(), 2000)
+            hint = f"{kept}{hint} Encrypted at rest and never shown again."
+        if item.key in from_operator and not (editing and item.secret):
+            hint = f"Leave empty to use {operator_var(card.id, item.key)} from the bot's .env. {hint}"
+        hint = clip(hint.strip(), 2000)
         initial = None if item.secret else (values.get(item.key) or item.default or None)
         blocks.append(
             InputBlock(
                 block_id=item.key,
                 label=item.label,
                 hint=hint or None,
-                optional=not item.required or (editing and item.secret),
+                optional=not item.required or (editing and item.secret) or item.key in from_operator,
                 element=PlainTextInputElement(
                     action_id="value",
                     initial_value=initial,

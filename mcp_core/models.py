@@ -78,9 +78,11 @@ class NewConnection(BaseModel):
 
     ``config`` holds non-secret settings: ``headers`` and ``env`` (dicts of str), ``query``
     (dict of URL query parameters), ``connect_timeout_s`` and ``call_timeout_s`` overrides,
-    ``protocol_mode`` ("auto" or "legacy"), ``cwd``. Secret values live in the credential store
-    under keys such as ``header:Authorization`` or ``env:GITHUB_TOKEN`` and are joined in only
-    when a session opens.
+    ``protocol_mode`` ("auto" or "legacy"), ``cwd``, ``endpoints`` (URLs a stdio server will
+    connect to, checked by the same network policy as remote URLs) and ``card_values`` (the
+    non-secret form values a run card was filled in with, to pre-fill its edit form). Secret
+    values live in the credential store under keys such as ``header:Authorization`` or
+    ``env:GITHUB_TOKEN`` and are joined in only when a session opens.
     """
 
     name: str

@@ -47,7 +47,7 @@ from mcp_core.models import (
     ToolResult,
     UsageRecord,
 )
-from mcp_core.security import check_remote_url
+from mcp_core.security import check_endpoint, check_remote_url
 from mcp_core.settings import Settings
 from mcp_core.store import Store
 from mcp_core.usage import UsageRecorder
@@ -186,8 +186,7 @@ class ToolRegistry:
             PolicyError: the URL is not allowed (nothing is stored).
             DuplicateConnectionError: the user already has a connection with this name.
         """
-        if new.transport != "stdio":
-            await check_remote_url(new.url or "", self._settings.mcp_allowed_hosts)
+        await self._check_policy(new.transport, new.url, new.config)
         connection = await self._store.create_connection(team_id, user_id, new)
         self._invalidate(team_id, user_id)
         try:
@@ -202,12 +201,14 @@ class ToolRegistry:
         """Change a connection in place — its id and usage history stay — then reconnect.
 
         Raises:
-            PolicyError: the new URL is not allowed (nothing is changed).
+            PolicyError: the new URL or endpoint is not allowed (nothing is changed).
             DuplicateConnectionError: the new name is taken by another of the user's connections.
             ConnectionNotFoundError: not this user's connection.
         """
-        if changes.get("url"):
-            await check_remote_url(changes["url"], self._settings.mcp_allowed_hosts)
+        if {"url", "config", "transport"} & changes.keys():
+            current = await self._store.get_connection(team_id, user_id, connection_id)
+            merged = current.model_copy(update=changes)
+            await self._check_policy(merged.transport, merged.url, merged.config)
         await self._store.update_connection(team_id, user_id, connection_id, **changes)
         await self._pool.discard(connection_id)  # the old session used the old URL or secret
         self._forget(connection_id)
@@ -453,11 +454,19 @@ class ToolRegistry:
                 except errors.CredentialError as exc:  # the source knows the ref, not the name
                     raise exc.for_connection(connection.name) from exc
             spec = self._spec(connection, secrets)
-            if spec.transport != "stdio":
-                await check_remote_url(spec.url or "", self._settings.mcp_allowed_hosts)
+            await self._check_policy(spec.transport, spec.url, connection.config)
             return spec
 
         return open_spec
+
+    async def _check_policy(self, transport: str, url: str | None, config: Mapping[str, Any]) -> None:
+        """The network policy: a remote URL, or the endpoints a stdio server will connect to."""
+        allowed = self._settings.mcp_allowed_hosts
+        if transport != "stdio":
+            await check_remote_url(url or "", allowed)
+            return
+        for endpoint in config.get("endpoints") or ():
+            await check_endpoint(str(endpoint), allowed)
 
     def _spec(self, connection: Connection, secrets: Mapping[str, str]) -> SessionSpec:
         config = connection.config

@@ -5,6 +5,10 @@ point the bot at its own network (SSRF). Hosts and CIDRs in ``MCP_ALLOWED_HOSTS`
 operator's exceptions: they may be private and may use plain http (local servers, tests).
 The check runs when a connection is created and again before every connect, after DNS
 resolution, covering IPv6 and hosts that change address.
+
+Stdio servers run on the bot's own machine, so a host a user types for one (a database URL
+for the postgres card, say) is an SSRF path too: such values are the connection's
+``endpoints`` and get the same address rule (``check_endpoint``), whatever their scheme.
 """
 
 from __future__ import annotations
@@ -13,17 +17,20 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from mcp_core.errors import PolicyError
 
-__all__ = ["DNS_TIMEOUT_S", "check_remote_url", "scrub"]
+__all__ = ["DNS_TIMEOUT_S", "check_endpoint", "check_remote_url", "scrub"]
 
 MIN_SECRET_CHARS = 4
 """Shorter values are too likely to appear by chance; scrubbing them would mangle text."""
 DNS_TIMEOUT_S = 5.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+HOST_OVERRIDE_PARAMS = frozenset({"host", "hostaddr"})
+"""Query parameters with which libpq-style clients connect somewhere other than the URL's host."""
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -83,6 +90,36 @@ async def check_remote_url(url: str, allowed_hosts: Sequence[str]) -> None:
         raise PolicyError(
             f"{host} must use https://. Only hosts an admin lists in MCP_ALLOWED_HOSTS may use http."
         )
+    _require_public(host, addresses)
+
+
+async def check_endpoint(url: str, allowed_hosts: Sequence[str]) -> None:
+    """Refuse a URL a local (stdio) server would connect to if it points inside the bot's network.
+
+    Any scheme (``postgresql://``, ``redis://``…) is accepted; the host must resolve to public
+    addresses unless ``allowed_hosts`` lists it. Query parameters that name another host are refused.
+
+    Raises:
+        PolicyError: with a message saying what is wrong and what to do.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise PolicyError("That address is not a valid URL.") from None
+    if not parts.scheme or not host:
+        raise PolicyError("That address needs a host, like scheme://host:port/name.")
+    if parts.password:
+        raise PolicyError("Don't put a password in the address; use the password field instead.")
+    if any(key.lower() in HOST_OVERRIDE_PARAMS for key, _ in parse_qsl(parts.query, keep_blank_values=True)):
+        raise PolicyError("The address may not name another host in its query (host=, hostaddr=).")
+    addresses = await _resolve(host)
+    if not _in_allowed(host, addresses, allowed_hosts):
+        _require_public(host, addresses)
+
+
+def _require_public(host: str, addresses: Sequence[IPAddress]) -> None:
     for ip in addresses:
         if not ip.is_global:
             raise PolicyError(

@@ -8,7 +8,7 @@ A card is data (YAML in ``run_cards/builtin/`` or in the admin folder ``RUN_CARD
     args: ["-y", "@modelcontextprotocol/server-postgres@0.6.2"]   # the launcher: fixed
     server_args: ["{connection_string}"]                           # the server's own argv
     fields:
-      - {key: connection_string, label: Connection string, required: true}
+      - {key: connection_string, label: Connection string, required: true, endpoint: true}
       - {key: password, label: Password, secret: true}
     mapping:
       connection_string: arg               # fills the "{connection_string}" slot
@@ -42,12 +42,15 @@ like a shell would split words (``shlex``, no shell runs) and replaces ``command
 ``server_args`` are kept. The loader applies these overrides (see ``loader.load_cards``).
 
 Only built-in and admin cards may use stdio: a card whose ``source`` is ``user`` must be remote.
+A stdio field whose value names a host the server will connect to is marked ``endpoint: true``,
+so the bot applies the network policy to it (``mcp_core.security.check_endpoint``).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Collection
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -104,6 +107,10 @@ class CardField(BaseModel):
     pattern: str | None = None
     """A regular expression the whole value must match (``re.fullmatch``)."""
     default: str | None = None
+    endpoint: bool = False
+    """The value is a URL the local server will connect to (a database URL, say). Stdio servers run
+    on the bot's machine, so its host gets the remote-URL network policy: public addresses only,
+    unless ``MCP_ALLOWED_HOSTS`` lists it. Checked on submit and before every connect."""
 
     @field_validator("key")
     @classmethod
@@ -222,6 +229,12 @@ class RunCard(BaseModel):
         for key in keys:
             if key not in self.mapping:
                 raise ValueError(f"field {key!r} has no mapping")
+        for item in self.fields:
+            if item.endpoint and (self.transport != "stdio" or item.secret):
+                raise ValueError(
+                    f"field {item.key!r}: endpoint is for non-secret fields of stdio cards "
+                    "(a remote card's url is always checked)"
+                )
         if self.transport == "stdio":
             self._check_stdio(by_key)
         else:
@@ -305,12 +318,15 @@ class RunCard(BaseModel):
         raise KeyError(key)
 
     def build(
-        self, values: dict[str, str], *, name: str | None = None
+        self, values: dict[str, str], *, name: str | None = None, unshown: Collection[str] = ()
     ) -> tuple[NewConnection, dict[str, str]]:
         """Turn form values into a connection and its secrets map.
 
         ``values`` are keyed by field key; unknown keys are refused. A missing or blank value
-        falls back to the field's default. ``name`` defaults to the card id.
+        falls back to the field's default. ``name`` defaults to the card id. The non-secret
+        values are kept in ``config["card_values"]`` for the edit form, except ``unshown`` ones
+        (values the operator supplied, which are never shown back); ``endpoint`` values are
+        listed in ``config["endpoints"]`` for the network policy.
 
         Raises:
             CardFieldError: a value is missing, malformed or unsafe (``field_key`` says which).
@@ -326,6 +342,12 @@ class RunCard(BaseModel):
                 resolved[item.key] = value
 
         config: dict[str, Any] = {}
+        shown = {k: v for k, v in resolved.items() if not self.field(k).secret and k not in unshown}
+        if shown:
+            config["card_values"] = shown
+        endpoints = [resolved[f.key] for f in self.fields if f.endpoint and f.key in resolved]
+        if endpoints:
+            config["endpoints"] = endpoints
         secrets: dict[str, str] = {}
         url = self.url
         transport: Transport = self.transport
@@ -420,6 +442,13 @@ class RunCard(BaseModel):
                 _check_url(value)
             except ValueError as exc:
                 raise CardFieldError(item.key, str(exc)) from None
+        if item.endpoint:
+            try:
+                host = urlsplit(value).hostname
+            except ValueError:
+                host = None
+            if not host or any(c.isspace() for c in value):
+                raise CardFieldError(item.key, "must be a URL with a host, like scheme://host:port/name")
         return value
 
     # --- overrides -----------------------------------------------------------------------------

@@ -132,6 +132,18 @@ def test_a_dot_env_file_in_the_working_directory_is_read(env: pytest.MonkeyPatch
     assert BOT_TOKEN not in result.output
 
 
+def test_check_names_the_run_cards_and_the_operator_pre_fill_variables_but_not_their_values(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / ".env").write_text("MCP_GITHUB_TOKEN=github_pat_operator_5e6f\nADMIN_USER_IDS=U0ME\n")
+
+    result = invoke("check")
+
+    assert "Run cards: 6 (" in result.output
+    assert "Operator pre-fill from .env, for admins: MCP_GITHUB_TOKEN" in result.output
+    assert "github_pat_operator_5e6f" not in result.output
+
+
 # --- migrate ----------------------------------------------------------------------------------------
 
 

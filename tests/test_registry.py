@@ -420,6 +420,34 @@ async def test_a_host_no_longer_allowed_is_refused_at_the_next_connect(
         assert "MCP_ALLOWED_HOSTS" in stored.status_detail
 
 
+async def test_a_stdio_endpoint_inside_the_bots_network_is_refused_and_nothing_is_stored(tmp_path) -> None:
+    async with open_services(make_settings(tmp_path, mcp_allowed_hosts=[])) as services:
+        new = toy("db", endpoints=["postgresql://reader@127.0.0.1:5432/app"])
+        with pytest.raises(errors.PolicyError, match="MCP_ALLOWED_HOSTS"):
+            await add(services, new)
+
+        assert await services.store.list_connections(TEAM, USER) == []
+        assert services.pool.live_count == 0
+
+
+async def test_a_stdio_endpoint_no_longer_allowed_is_refused_at_the_next_connect_and_edit(tmp_path) -> None:
+    async with open_services(make_settings(tmp_path)) as services:
+        outcome = await add(services, toy("db", endpoints=["postgresql://reader@127.0.0.1:5432/app"]))
+        assert outcome.error is None
+
+    async with open_services(make_settings(tmp_path, mcp_allowed_hosts=[])) as services:
+        connection_id = outcome.connection.id
+        with pytest.raises(errors.PolicyError):
+            await services.registry.discover(TEAM, USER, connection_id)
+        assert services.pool.live_count == 0  # the server was never started
+
+        moved = {"endpoints": ["postgresql://reader@10.9.8.7/app"]}
+        with pytest.raises(errors.PolicyError):
+            await services.registry.update_connection(TEAM, USER, connection_id, config=moved)
+        stored = await services.store.get_connection(TEAM, USER, connection_id)
+        assert stored.config["endpoints"] == ["postgresql://reader@127.0.0.1:5432/app"]
+
+
 # --- secrets stay secret ----------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from mcp_core.errors import PolicyError
-from mcp_core.security import check_remote_url, scrub
+from mcp_core.security import check_endpoint, check_remote_url, scrub
 
 pytestmark = pytest.mark.anyio
 
@@ -67,6 +67,50 @@ async def test_a_url_to_a_private_address_plain_http_or_with_credentials_is_refu
 async def test_a_host_that_does_not_resolve_is_refused_with_a_hint() -> None:
     with pytest.raises(PolicyError, match="Could not resolve"):
         await check_remote_url("https://no-such-host.invalid/mcp", [])
+
+
+# --- endpoints of local (stdio) servers ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        (f"postgresql://reader@{PUBLIC_IP}:5432/app", []),
+        (f"postgresql://reader@{PUBLIC_IP}/app?sslmode=require", []),
+        ("postgres://reader@127.0.0.1:5432/app", ["127.0.0.1"]),
+        ("redis://10.0.0.7:6379/0", ["10.0.0.0/8"]),
+        ("postgresql://localhost/app", ["localhost"]),
+    ],
+)
+async def test_an_endpoint_on_a_public_or_allowed_host_passes_whatever_its_scheme(
+    url: str, allowed: list[str]
+) -> None:
+    await check_endpoint(url, allowed)
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed", "says"),
+    [
+        ("postgresql://reader@127.0.0.1:5432/app", [], "private or local"),
+        ("postgresql://reader@localhost/app", [], "private or local"),
+        ("postgresql://reader@[::1]/app", [], "private or local"),
+        ("postgresql://reader@169.254.169.254/app", [], "private or local"),
+        ("postgresql://reader@10.1.2.3/app", ["10.1.2.4"], "private or local"),
+        (f"postgresql://reader@{PUBLIC_IP}/app?host=127.0.0.1", [], "another host"),
+        (f"postgresql://reader@{PUBLIC_IP}/app?HostAddr=10.0.0.1", [], "another host"),
+        (f"postgresql://reader:pw-9f1e@{PUBLIC_IP}/app", [], "password"),
+        ("postgresql:///app", [], "needs a host"),
+        ("127.0.0.1:5432", [], "needs a host"),
+        (f"postgresql://{PUBLIC_IP}:99999/app", [], "not a valid URL"),
+        ("postgresql://%2Fvar%2Frun%2Fpostgresql/app", [], "Could not resolve"),
+    ],
+)
+async def test_an_endpoint_inside_the_bots_network_or_naming_another_host_is_refused(
+    url: str, allowed: list[str], says: str
+) -> None:
+    with pytest.raises(PolicyError, match=says) as info:
+        await check_endpoint(url, allowed)
+    assert "pw-9f1e" not in str(info.value)
 
 
 def test_scrub_replaces_every_secret_longest_first_and_leaves_short_values_alone() -> None:

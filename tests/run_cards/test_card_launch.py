@@ -114,7 +114,7 @@ def card(catalog: CardCatalog, card_id: str) -> RunCard:
 async def test_slack_card_lists_tools_with_a_fake_token(services: Services, secrets: DictSecrets) -> None:
     slack = card(npm_catalog("slack", "server-slack"), "slack")
     new, secret_map = slack.build({"bot_token": "xoxb-000-fake", "team_id": "T000FAKE"})
-    assert new.config == {"env": {"SLACK_TEAM_ID": "T000FAKE"}}
+    assert new.config == {"env": {"SLACK_TEAM_ID": "T000FAKE"}, "card_values": {"team_id": "T000FAKE"}}
     assert secret_map == {"env:SLACK_BOT_TOKEN": "xoxb-000-fake"}
     connection = await connect(services, secrets, new, secret_map)
     assert "slack_list_channels" in {tool.name for tool in connection.tools}
@@ -169,7 +169,7 @@ async def test_supabase_card(services: Services, secrets: DictSecrets) -> None:
     token, ref = "sbp_0123456789abcdef", "abcdefghij0123456789"
     new, secret_map = card(BUILTINS, "supabase").build({"access_token": token, "project_ref": ref})
     assert (new.transport, new.url) == ("streamable_http", "https://mcp.supabase.com/mcp")
-    assert new.config == {"query": {"project_ref": ref, "read_only": "true"}}
+    assert new.config["query"] == {"project_ref": ref, "read_only": "true"}
     assert secret_map == {"header:Authorization": f"Bearer {token}"}
     flags = ["--bearer", token, "--require-query", f"project_ref={ref}", "--require-query", "read_only=true"]
     async with start_http_server(*flags) as server:
@@ -188,7 +188,7 @@ async def test_github_card(services: Services, secrets: DictSecrets) -> None:
     token = "github_pat_11AAAA_fake"
     new, secret_map = card(BUILTINS, "github").build({"token": token, "toolsets": "repos,issues"})
     assert (new.transport, new.url) == ("streamable_http", "https://api.githubcopilot.com/mcp/")
-    assert new.config == {"headers": {"X-MCP-Readonly": "true", "X-MCP-Toolsets": "repos,issues"}}
+    assert new.config["headers"] == {"X-MCP-Readonly": "true", "X-MCP-Toolsets": "repos,issues"}
     assert secret_map == {"header:Authorization": f"Bearer {token}"}
     flags = [
         "--bearer", token,
@@ -203,7 +203,8 @@ async def test_github_card(services: Services, secrets: DictSecrets) -> None:
 async def test_custom_card_with_bearer(services: Services, secrets: DictSecrets) -> None:
     async with start_http_server("--bearer", "tok-custom") as server:
         new, secret_map = card(BUILTINS, "custom").build({"url": server.url, "bearer_token": "tok-custom"})
-        assert (new.transport, new.url, new.config) == ("streamable_http", server.url, {})
+        assert (new.transport, new.url) == ("streamable_http", server.url)
+        assert new.config == {"card_values": {"url": server.url, "transport": "streamable_http"}}  # no token
         assert secret_map == {"header:Authorization": "Bearer tok-custom"}
         assert (await connect(services, secrets, new, secret_map)).tools
 

@@ -147,7 +147,11 @@ def test_build_splits_secrets_from_config() -> None:
     assert new.card_id == "web"
     assert new.url == "https://mcp.example.com/mcp"
     assert new.transport == "streamable_http"
-    assert new.config == {"query": {"region": "eu"}, "headers": {"X-Mode": "fast"}}
+    assert new.config == {
+        "query": {"region": "eu"},
+        "headers": {"X-Mode": "fast"},
+        "card_values": {"region": "eu", "mode": "fast"},  # for the edit form; never the token
+    }
     assert secrets == {"header:Authorization": "Bearer tok-1"}
     assert new.credential_ref is None  # the caller stores the secrets, then sets it
 
@@ -158,7 +162,7 @@ def test_build_stdio_fills_whole_argument_slots() -> None:
     assert new.command == "demo-server"
     assert new.args == ["--fixed", "a b; $(rm -rf /)\nc"]
     assert secrets == {"env:DEMO_TOKEN": "s3cret"}
-    assert new.config == {}
+    assert new.config == {"card_values": {"target": "a b; $(rm -rf /)\nc"}}
     assert new.name == "demo"
 
 
@@ -223,3 +227,45 @@ def test_command_override_replaces_launcher_only() -> None:
     assert (new.command, new.args) == ("node", ["/opt/mcp servers/demo/index.js", "x"])
     with pytest.raises(ValueError, match="remote card"):
         RunCard.model_validate(remote_card()).with_command("node x")
+
+
+# --- endpoints and what the edit form may show ---------------------------------------------------
+
+
+def endpoint_card() -> dict[str, Any]:
+    fields = [
+        {"key": "target", "label": "Database URL", "required": True, "endpoint": True},
+        {"key": "token", "label": "Token", "secret": True},
+    ]
+    return stdio_card(fields=fields)
+
+
+def test_endpoint_fields_are_for_non_secret_stdio_values_only() -> None:
+    secret = [{"key": "target", "label": "T", "required": True, "endpoint": True, "secret": True}]
+    refused(stdio_card(fields=secret, mapping={"target": "env:TARGET"}, server_args=[]), "endpoint")
+    remote = remote_card(
+        fields=[{"key": "mode", "label": "Mode", "endpoint": True}], mapping={"mode": "header:X"}
+    )
+    refused(remote, "endpoint")
+
+
+def test_an_endpoint_value_is_listed_for_the_network_policy() -> None:
+    card = RunCard.model_validate(endpoint_card())
+    new, _ = card.build({"target": "postgresql://reader@db.example.com/app", "token": "s3cret"})
+    assert new.config["endpoints"] == ["postgresql://reader@db.example.com/app"]
+
+
+@pytest.mark.parametrize("value", ["db.example.com:5432", "postgresql:///app", "postgresql://db example/x"])
+def test_an_endpoint_without_a_host_is_a_field_error(value: str) -> None:
+    with pytest.raises(CardFieldError) as caught:
+        RunCard.model_validate(endpoint_card()).build({"target": value})
+    assert caught.value.field_key == "target"
+
+
+def test_card_values_keep_non_secret_values_but_not_unshown_ones() -> None:
+    card = RunCard.model_validate(remote_card())
+    new, secrets = card.build({"token": "tok-1", "mode": "fast"}, unshown={"mode"})
+    assert new.config["card_values"] == {"region": "eu"}
+    assert new.config["headers"] == {"X-Mode": "fast"}  # still used, just never shown back
+    assert "tok-1" not in str(new.config)
+    assert secrets == {"header:Authorization": "Bearer tok-1"}

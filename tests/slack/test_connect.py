@@ -62,7 +62,7 @@ async def test_connect_with_an_unknown_card_lists_the_available_cards(
 ) -> None:
     reply = await slack.command("connect nope")
 
-    available = ["custom", "github", "slack", "supabase"]  # postgres and filesystem: admins only
+    available = ["custom", "github", "postgres", "slack", "supabase"]  # filesystem: admins only
     assert await slack.reply_text(reply) == texts.unknown_card("nope", available)
     assert "`custom`" in texts.unknown_card("nope", available)
     assert fake.calls("views.open") == []

@@ -32,16 +32,18 @@ GITHUB_TOKEN = "github_pat_11AAAA_fake"
 
 @asynccontextmanager
 async def bot(
-    tmp_path: Path, fake: FakeSlack, urls: dict[str, str] | None = None
+    tmp_path: Path, fake: FakeSlack, urls: dict[str, str] | None = None, **overrides: Any
 ) -> AsyncIterator[SlackDriver]:
     """The bot served with ``ADMIN`` as its admin and the built-in cards named in ``urls`` pointed at
-    local servers (admin cards in RUN_CARDS_DIR that replace them)."""
+    local servers (admin cards in RUN_CARDS_DIR that replace them); ``overrides`` change settings."""
     admin_dir = tmp_path / "cards"
     admin_dir.mkdir(exist_ok=True)
     for card_id, url in (urls or {}).items():
         data = yaml.safe_load((BUILTIN_DIR / f"{card_id}.yaml").read_text(encoding="utf-8"))
         (admin_dir / f"{card_id}.yaml").write_text(yaml.safe_dump({**data, "url": url}), encoding="utf-8")
-    settings = slack_settings(tmp_path, fake, run_cards_dir=admin_dir, admin_user_ids=ADMIN)
+    settings = slack_settings(
+        tmp_path, fake, **({"run_cards_dir": admin_dir, "admin_user_ids": ADMIN} | overrides)
+    )
     services = await build_services(settings)
     try:
         async with serve(services) as url:
@@ -102,7 +104,7 @@ async def test_the_picker_lists_the_cards_a_user_may_use_most_used_first(
         await slack.command("connect", channel="C_HERE")
         [call] = await fake.await_for("views.open")
         view = call["body"]["view"]
-        assert picker_cards(view) == ["custom", "github", "slack", "supabase"]  # no admin-only cards
+        assert picker_cards(view) == ["custom", "github", "postgres", "slack", "supabase"]  # not filesystem
         assert ":octocat: GitHub" in json.dumps(view)
 
         await slack.command("connect", user=ADMIN)
@@ -179,7 +181,7 @@ async def test_supabase_end_to_end(tmp_path: Path, fake: FakeSlack) -> None:
     async with start_http_server(*flags) as server, bot(tmp_path, fake, {"supabase": server.url}) as slack:
         values = {"access_token": SUPABASE_TOKEN, "project_ref": SUPABASE_REF, "read_only": "true"}
         connection = await connected(slack, fake, "supabase", values)
-        assert connection.config == {"query": {"project_ref": SUPABASE_REF, "read_only": "true"}}
+        assert connection.config["query"] == {"project_ref": SUPABASE_REF, "read_only": "true"}
         assert slack.services.credentials is not None
         assert connection.credential_ref is not None
         stored = await slack.services.credentials.get(TEAM, USER, connection.credential_ref)
@@ -248,6 +250,37 @@ async def test_custom_end_to_end(tmp_path: Path, fake: FakeSlack) -> None:
         assert (connection.transport, connection.url) == ("streamable_http", server.url)
 
 
+async def test_custom_card_with_a_header_edit_shows_the_header_name_and_url_never_its_value(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    header_value = "hv-custom-0123456789"
+    async with (
+        start_http_server("--require-header", f"X-API-Key={header_value}") as server,
+        bot(tmp_path, fake) as slack,
+    ):
+        values = {"url": server.url, "header_name": "X-API-Key", "header_value": header_value}
+        connection = await connected(slack, fake, "custom", values)
+        assert connection.credential_ref is not None
+        assert slack.services.credentials is not None
+        stored = await slack.services.credentials.get(TEAM, USER, connection.credential_ref)
+        assert stored == {"header:X-API-Key": header_value}
+
+        await slack.click("mcp_edit", str(connection.id))
+        [call] = await fake.await_for("views.open")
+        view = call["body"]["view"]
+        initial = {key: b["element"].get("initial_value") for key, b in inputs(view).items()}
+        assert initial == {
+            "name": "custom",
+            "url": server.url,
+            "transport": "streamable_http",
+            "bearer_token": None,
+            "header_name": "X-API-Key",
+            "header_value": None,
+        }
+        assert header_value not in json.dumps(view)
+        assert header_value not in fake.all_traffic_text()
+
+
 @pytest.mark.npm
 async def test_slack_stdio_card_end_to_end(
     tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
@@ -260,7 +293,7 @@ async def test_slack_stdio_card_end_to_end(
             slack, fake, "slack", {"bot_token": "xoxb-000-fake", "team_id": "T000FAKE"}
         )
         assert connection.transport == "stdio"
-        assert connection.config == {"env": {"SLACK_TEAM_ID": "T000FAKE"}}
+        assert connection.config["env"] == {"SLACK_TEAM_ID": "T000FAKE"}
         assert "slack_list_channels" in {tool.name for tool in connection.tools}
 
         await slack.click("mcp_edit", str(connection.id))
@@ -303,7 +336,7 @@ async def test_filesystem_card_end_to_end_for_an_admin(
 
 @pytest.mark.npm
 @pytest.mark.postgres
-async def test_postgres_card_end_to_end_for_an_admin(
+async def test_postgres_card_end_to_end_for_an_ordinary_user_when_the_host_is_allowed(
     tmp_path: Path, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     await reachable_pg_server()
@@ -313,11 +346,42 @@ async def test_postgres_card_end_to_end_for_an_admin(
     url = sa.make_url(PG_ADMIN_URL)
     connection_string = url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
     values = {"connection_string": connection_string, "password": url.password or "unused-with-trust-auth"}
-    async with bot(tmp_path, fake) as slack:
-        connection = await admin_connects(slack, fake, "postgres", values)
+    async with bot(tmp_path, fake) as slack:  # the test settings allow 127.0.0.1 and localhost
+        connection = await connected(slack, fake, "postgres", values)
         result = await slack.services.registry.call(
-            TEAM, ADMIN, "postgres__query", {"sql": "SELECT 6 * 7 AS n"}
+            TEAM, USER, "postgres__query", {"sql": "SELECT 6 * 7 AS n"}
         )
 
     assert connection.transport == "stdio"
+    assert connection.config["endpoints"] == [connection_string]
+    assert connection.config["card_values"] == {"connection_string": connection_string}
     assert json.loads(result.text) == [{"n": 42}]
+
+
+async def test_postgres_refuses_a_local_database_unless_allowed_and_stores_nothing(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    async with bot(tmp_path, fake, mcp_allowed_hosts=[]) as slack:
+        await slack.command("connect postgres")
+        [call] = await fake.await_for("views.open")
+        assert "connection_string" in inputs(call["body"]["view"])  # offered to ordinary users now
+
+        local = {"connection_string": "postgresql://reader@127.0.0.1:5432/app", "password": "pw-local"}
+        answer = (await submit(slack, "postgres", local)).json()
+        assert answer["response_action"] == "errors"
+        assert set(answer["errors"]) == {"connection_string"}
+        assert "MCP_ALLOWED_HOSTS" in answer["errors"]["connection_string"]
+
+        # libpq reads ?host= as the host to connect to: the card's pattern allows no such query
+        redirected = {
+            "connection_string": "postgresql://reader@db.example.com:5432/app?host=127.0.0.1",
+            "password": "pw-redirected",
+        }
+        answer = (await submit(slack, "postgres", redirected)).json()
+        assert answer["response_action"] == "errors"
+        assert set(answer["errors"]) == {"connection_string"}
+
+        await listeners_done()
+        assert await slack.connections() == []
+        assert await stored_credentials(slack) == 0
+        assert fake.calls("chat.postEphemeral") == []
