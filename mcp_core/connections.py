@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import math
 import time
@@ -138,7 +139,8 @@ class ConnectionPool:
         """Call ``tool`` on the connection's session, opening it first if needed.
 
         A JSON-RPC error from the server comes back as an ``is_error`` result: to the model it
-        is the same as a tool that reported failure.
+        is the same as a tool that reported failure. The connection's own secrets are scrubbed
+        out of the result (a server may echo its token or dump its environment).
 
         Raises:
             McpServerError: the session could not be opened, timed out, died or answered off-spec.
@@ -149,7 +151,8 @@ class ConnectionPool:
             started = time.monotonic()
             try:
                 with anyio.fail_after(timeout + CALL_GRACE_S):
-                    return await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+                    result = await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
+                return _scrub_result(result, live.scrub)
             except MCPError as exc:
                 if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                     raise errors.ServerTimeoutError(
@@ -489,3 +492,28 @@ def _call_error(live: _Live, tool: str, timeout: float, exc: BaseException) -> e
         )
     logger.warning("unexpected failure calling %s on %s: %s", tool, name, type(leaf).__name__)
     return errors.ServerCrashedError(name, f"{tool} failed unexpectedly ({type(leaf).__name__}).")
+
+
+def _scrub_result(result: types.CallToolResult, clean: Callable[[str], str]) -> types.CallToolResult:
+    """``result`` with the connection's secrets replaced in every text it carries to Slack or the LLM."""
+    content: list[Any] = []
+    for block in result.content:
+        if isinstance(block, types.TextContent):
+            block = block.model_copy(update={"text": clean(block.text)})
+        elif isinstance(block, types.EmbeddedResource) and isinstance(
+            block.resource, types.TextResourceContents
+        ):
+            block = block.model_copy(
+                update={"resource": block.resource.model_copy(update={"text": clean(block.resource.text)})}
+            )
+        content.append(block)
+    structured = result.structured_content
+    if structured is not None:
+        dumped = json.dumps(structured, ensure_ascii=False, default=str)
+        cleaned = clean(dumped)
+        if cleaned != dumped:
+            try:
+                structured = json.loads(cleaned)
+            except ValueError:  # the secret spanned JSON syntax: drop what cannot be cleaned
+                structured = None
+    return result.model_copy(update={"content": content, "structured_content": structured})

@@ -135,12 +135,17 @@ def _tool_info(tool: types.Tool) -> ToolInfo:
     )
 
 
+AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "bot", "apikey", "api-key", "key", "digest"})
+"""Prefixes of header secrets ("Bearer <token>"); the token alone is scrubbed too."""
+
+
 def _secret_forms(values: Iterable[str]) -> tuple[str, ...]:
     """Every form in which a secret may show up in text: as given, without its auth scheme
     ("Bearer <token>" → "<token>"), and URL-encoded (it may travel in a query string)."""
     forms: set[str] = set()
     for value in values:
-        for form in (value, value.partition(" ")[2].strip()):
+        scheme, _, token = value.partition(" ")
+        for form in (value, token.strip() if scheme.lower() in AUTH_SCHEMES else ""):
             if form:
                 forms |= {form, quote(form, safe=""), quote_plus(form)}
     return tuple(sorted(forms, key=len, reverse=True))

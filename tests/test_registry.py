@@ -516,6 +516,20 @@ async def test_a_bearer_token_echoed_in_a_server_error_is_redacted(
     assert BEARER not in result.text
 
 
+async def test_a_connections_secret_in_a_successful_tool_result_is_redacted(
+    services: Services, secrets: DictSecrets
+) -> None:
+    secrets.put(TEAM, USER, CREDENTIAL_REF, {"env:TOY_TOKEN": BEARER})
+    await add(services, toy("toy").model_copy(update={"credential_ref": CREDENTIAL_REF}))
+
+    dumped = await call(services, "toy__env", name="TOY_TOKEN")  # a server that dumps its environment
+    echoed = await call(services, "toy__add", a=1, b=2)
+
+    assert dumped.text == "[redacted]"
+    assert not dumped.is_error
+    assert echoed.structured == {"result": 3}  # results without a secret are untouched
+
+
 # --- another user's connection -----------------------------------------------------------------------
 
 
