@@ -19,9 +19,11 @@ what to do, and never contains a secret or a stack trace::
     │   ├── ServerTimeoutError          connect or tool call ran past its timeout
     │   ├── ServerCrashedError          the session died (process exited, stream closed)
     │   └── ServerProtocolError         the server answered with something off-spec
-    └── ToolError                   the tool call itself is wrong
-        ├── UnknownToolError            no such tool in the user's catalog
-        └── ToolArgumentsError          arguments do not match the tool's inputSchema
+    ├── ToolError                   the tool call itself is wrong
+    │   ├── UnknownToolError            no such tool in the user's catalog
+    │   └── ToolArgumentsError          arguments do not match the tool's inputSchema
+    └── LlmError                    the language model did not answer (unreachable, refused
+                                    the key, rate-limited, timed out)
 
 A tool that runs and reports failure (``isError``) is not an exception: it comes back as a
 ``ToolResult`` with ``is_error=True``, because the model should read it and adapt.
@@ -35,6 +37,7 @@ __all__ = [
     "CredentialBackendError",
     "CredentialError",
     "DuplicateConnectionError",
+    "LlmError",
     "McpCoreError",
     "McpServerError",
     "PolicyError",
@@ -182,3 +185,7 @@ class ToolArgumentsError(ToolError):
         super().__init__(f"Arguments for {tool} do not match its schema: {joined}")
         self.tool = tool
         self.problems = problems
+
+
+class LlmError(McpCoreError):
+    """The OpenAI-compatible model could not answer; the text says why without the API key."""

@@ -1,0 +1,270 @@
+"""The agent loop: an OpenAI-compatible model answers a person using that person's own tools.
+
+Independent of Slack: it takes the conversation, the user's tool catalog, a function that calls
+a tool *as that user* (``ToolRegistry.call`` bound to the verified team and user) and two
+callbacks — ``on_progress`` (a tool started or ended, for a progress message) and
+``ask_approval`` (may this call that changes things run?). The surface decides how to show
+progress and how to ask.
+
+Rules, from what users of other Slack+MCP bots ran into:
+
+- Several tool calls per model answer and several rounds per turn, up to ``max_steps`` rounds;
+  then the model must answer with what it has (``tool_choice="none"``).
+- Tool failures are data for the model, never exceptions out of the loop: an MCP error, an
+  unknown tool, arguments that are not JSON, a Deny click all come back as the tool's result.
+- Approval is structural, not a prompt instruction: a call that ``needs_approval`` runs only
+  after ``ask_approval`` says yes, and with no way to ask it is refused.
+- Calls run one after another in the order the model gave them: writes often depend on order,
+  and approvals are asked one at a time.
+- A tool call is never retried by the loop (it may have run). Model requests may be retried by
+  the OpenAI client (``max_retries``): they change nothing.
+- Secrets never reach the model: tool results are already scrubbed by the registry, and the
+  model sees tool names, descriptions, schemas and results only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import openai
+from openai import AsyncOpenAI
+
+from mcp_core import errors
+from mcp_core.models import CatalogEntry, ToolResult
+
+__all__ = [
+    "MAX_STEPS",
+    "SYSTEM_PROMPT",
+    "Agent",
+    "AgentReply",
+    "ApprovalPolicy",
+    "ToolCall",
+    "ToolProgress",
+    "needs_approval",
+    "openai_tools",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_STEPS = 8
+"""Model rounds per turn before the model is told to answer without more tools."""
+MAX_DESCRIPTION_CHARS = 1024
+"""OpenAI's limit on a function description."""
+SYSTEM_PROMPT = (
+    "You are a helpful assistant in Slack. You can use the tools of the person you are talking "
+    "to; they come from MCP servers that person connected. Use them when they help, several if "
+    "needed, and say briefly what you did. If a tool fails or a call is denied, say so and "
+    "suggest what to try. Never ask for passwords or tokens: the person connects servers with "
+    "`/mcp connect`. Answer in Slack mrkdwn, concisely."
+)
+
+ApprovalPolicy = Literal["writes", "always", "never"]
+Message = Mapping[str, Any]
+ToolRunner = Callable[[str, dict[str, Any]], Awaitable[ToolResult]]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model asked for; ``entry`` is None when the name is not in the catalog."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any]
+    entry: CatalogEntry | None
+
+
+@dataclass(frozen=True)
+class ToolProgress:
+    """A call's state for the progress display: ``running`` first, then how it ended."""
+
+    call: ToolCall
+    state: Literal["running", "done", "failed", "denied"]
+    result: ToolResult | None = None
+
+
+@dataclass
+class AgentReply:
+    """The turn's answer and what happened on the way."""
+
+    text: str
+    steps: int
+    calls: list[ToolProgress] = field(default_factory=list)
+
+
+def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy = "writes") -> bool:
+    """Whether a call must be approved first: under ``writes``, every tool not marked read-only
+    (a server that says nothing about a tool might write, so it is asked about)."""
+    if policy == "never":
+        return False
+    if policy == "always":
+        return True
+    return entry.tool.read_only is not True
+
+
+def openai_tools(catalog: Sequence[CatalogEntry]) -> list[dict[str, Any]]:
+    """The catalog as OpenAI function tools (names are already unique and OpenAI-valid)."""
+    tools = []
+    for entry in catalog:
+        description = entry.tool.description or entry.tool.title or entry.tool.name
+        tools.append(
+            {
+                "type": "function",
+                "function": {
+                    "name": entry.name,
+                    "description": f"[{entry.connection_name}] {description}"[:MAX_DESCRIPTION_CHARS],
+                    "parameters": entry.tool.input_schema or {"type": "object"},
+                },
+            }
+        )
+    return tools
+
+
+class Agent:
+    """Runs turns against one OpenAI-compatible endpoint; the client is borrowed, not closed."""
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        *,
+        max_steps: int = MAX_STEPS,
+        system_prompt: str = SYSTEM_PROMPT,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._max_steps = max_steps
+        self._system_prompt = system_prompt
+
+    async def run(
+        self,
+        messages: Sequence[Message],
+        catalog: Sequence[CatalogEntry],
+        call_tool: ToolRunner,
+        *,
+        on_progress: Callable[[ToolProgress], Awaitable[None]] | None = None,
+        ask_approval: Callable[[ToolCall], Awaitable[bool]] | None = None,
+        approval: Callable[[CatalogEntry], bool] = needs_approval,
+    ) -> AgentReply:
+        """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
+
+        ``call_tool(name, arguments)`` runs a catalog tool as the asking user. ``approval``
+        says which entries need ``ask_approval`` first.
+
+        Raises:
+            LlmError: the model could not be reached or refused the request.
+        """
+        by_name = {entry.name: entry for entry in catalog}
+        tools = openai_tools(catalog)
+        history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
+        history += [dict(message) for message in messages]
+        reply = AgentReply(text="", steps=0)
+        while True:
+            allow_tools = bool(tools) and reply.steps < self._max_steps
+            message = await self._complete(history, tools, allow_tools=allow_tools)
+            reply.steps += 1
+            tool_calls = (message.tool_calls or []) if allow_tools else []
+            if not tool_calls:
+                reply.text = (message.content or "").strip()
+                return reply
+            history.append(
+                {
+                    "role": "assistant",
+                    "content": message.content,
+                    "tool_calls": [call.model_dump(exclude_none=True) for call in tool_calls],
+                }
+            )
+            for raw in tool_calls:
+                progress = await self._run_call(raw, by_name, call_tool, on_progress, ask_approval, approval)
+                reply.calls.append(progress)
+                history.append({"role": "tool", "tool_call_id": raw.id, "content": _for_model(progress)})
+
+    async def _run_call(
+        self,
+        raw: Any,
+        by_name: Mapping[str, CatalogEntry],
+        call_tool: ToolRunner,
+        on_progress: Callable[[ToolProgress], Awaitable[None]] | None,
+        ask_approval: Callable[[ToolCall], Awaitable[bool]] | None,
+        approval: Callable[[CatalogEntry], bool],
+    ) -> ToolProgress:
+        name = getattr(getattr(raw, "function", None), "name", "") or ""
+        entry = by_name.get(name)
+        try:
+            arguments = json.loads(raw.function.arguments or "{}")
+        except (ValueError, AttributeError):
+            arguments = None
+        call = ToolCall(
+            id=raw.id, name=name, arguments=arguments if isinstance(arguments, dict) else {}, entry=entry
+        )
+        if entry is None:
+            return ToolProgress(call, "failed", _error(f"There is no tool named “{name}”."))
+        if not isinstance(arguments, dict):
+            return ToolProgress(
+                call, "failed", _error("The arguments were not a JSON object; nothing was run.")
+            )
+        if approval(entry) and (ask_approval is None or not await ask_approval(call)):
+            return ToolProgress(call, "denied", _error("The person denied this call; it was not run."))
+        if on_progress is not None:
+            await on_progress(ToolProgress(call, "running"))
+        try:
+            result = await call_tool(name, arguments)
+        except errors.McpCoreError as exc:  # tool failures are data for the model
+            progress = ToolProgress(call, "failed", _error(str(exc)))
+        else:
+            progress = ToolProgress(call, "failed" if result.is_error else "done", result)
+        if on_progress is not None:
+            await on_progress(progress)
+        return progress
+
+    async def _complete(
+        self, history: list[dict[str, Any]], tools: list[dict[str, Any]], *, allow_tools: bool
+    ) -> Any:
+        extra: dict[str, Any] = {}
+        if tools:  # once tools were offered they stay declared; "none" stops further calls
+            extra = {"tools": tools, "tool_choice": "auto" if allow_tools else "none"}
+        try:
+            response = await self._client.chat.completions.create(
+                model=self._model,
+                messages=history,  # type: ignore[arg-type]
+                **extra,
+            )
+        except openai.OpenAIError as exc:
+            raise errors.LlmError(_llm_failure(exc)) from None
+        if not response.choices:
+            raise errors.LlmError("The language model returned no answer. Try again in a moment.")
+        return response.choices[0].message
+
+
+def _error(text: str) -> ToolResult:
+    return ToolResult(text=text, is_error=True)
+
+
+def _for_model(progress: ToolProgress) -> str:
+    result = progress.result
+    if result is None:
+        return ""
+    if result.is_error:
+        return f"Error: {result.text}"
+    return result.text + ("\n[output truncated]" if result.truncated else "")
+
+
+def _llm_failure(exc: openai.OpenAIError) -> str:
+    """What went wrong, in words fit for Slack: never the provider's message (it may echo the key)."""
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return "The language model refused the bot's API key. Ask an admin to check OPENAI_API_KEY."
+    if isinstance(exc, openai.RateLimitError):
+        return "The language model is rate-limiting the bot. Try again in a minute."
+    if isinstance(exc, openai.APITimeoutError):
+        return "The language model took too long to answer. Try again in a moment."
+    if isinstance(exc, openai.APIConnectionError):
+        return "The language model could not be reached. Ask an admin to check OPENAI_BASE_URL."
+    if isinstance(exc, openai.NotFoundError):
+        return "The language model does not know the configured model. Ask an admin to check OPENAI_MODEL."
+    if isinstance(exc, openai.APIStatusError):
+        return f"The language model answered with an error (HTTP {exc.status_code}). Try again in a moment."
+    logger.warning("unexpected LLM client failure: %s", type(exc).__name__)
+    return "The language model could not answer. Try again in a moment."

@@ -1,0 +1,114 @@
+"""A scripted OpenAI-compatible Chat Completions server, so the real ``openai`` client runs in tests.
+
+    async with fake_openai() as llm:                       # 127.0.0.1, any free port
+        client = AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url)
+        llm.call_tools(("toy__echo", {"text": "hi"}))      # next answer: one tool call
+        llm.reply("Done.")                                 # the answer after that: text
+        ...
+        llm.requests[1]["messages"][-1]                    # what the client sent (the tool result)
+
+Answers are served in the order they were queued; a request with nothing queued gets a 500
+naming the problem, so a test that under-scripts fails loudly instead of hanging. ``fail``
+queues an HTTP error in OpenAI's error shape and ``stall`` an answer that never comes (for
+timeouts). Requests with another API key get a 401, as the real service does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from aiohttp import web
+
+__all__ = ["FakeOpenAI", "fake_openai"]
+
+API_KEY = "sk-test-fake-openai"
+
+
+class FakeOpenAI:
+    """The script, the recorded requests and the server's address."""
+
+    def __init__(self) -> None:
+        self.base_url = ""
+        self.api_key = API_KEY
+        self.requests: list[dict[str, Any]] = []
+        self._script: deque[tuple[int, dict[str, Any] | None]] = deque()
+        self._ids = itertools.count(1)
+
+    def reply(self, content: str) -> None:
+        """Queue an assistant answer with text only (the end of a turn)."""
+        self._script.append((200, {"role": "assistant", "content": content}))
+
+    def call_tools(self, *calls: tuple[str, dict[str, Any] | str], content: str | None = None) -> None:
+        """Queue an assistant answer calling tools; a ``str`` argument is sent as-is (even if not JSON)."""
+        tool_calls = [
+            {
+                "id": f"call_{next(self._ids)}",
+                "type": "function",
+                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+            }
+            for name, args in calls
+        ]
+        self._script.append((200, {"role": "assistant", "content": content, "tool_calls": tool_calls}))
+
+    def fail(self, status: int, message: str = "scripted failure") -> None:
+        """Queue an HTTP error in OpenAI's error format."""
+        self._script.append((status, {"error": {"message": message, "type": "server_error", "code": None}}))
+
+    def stall(self) -> None:
+        """Queue an answer that never comes: the client's timeout must end the wait."""
+        self._script.append((0, None))
+
+    @property
+    def pending(self) -> int:
+        """Queued answers not served yet."""
+        return len(self._script)
+
+    async def _completions(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            error = {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}
+            return web.json_response(error, status=401)
+        body = await request.json()
+        self.requests.append(body)
+        if not self._script:
+            error = {"error": {"message": "fake_openai: no answer scripted for this request", "type": "test"}}
+            return web.json_response(error, status=500)
+        status, payload = self._script.popleft()
+        if payload is None:
+            await asyncio.Event().wait()  # stalled until the client gives up and the server closes
+        if status != 200:
+            return web.json_response(payload, status=status)
+        finish = "tool_calls" if payload and payload.get("tool_calls") else "stop"
+        return web.json_response(
+            {
+                "id": f"chatcmpl-{len(self.requests)}",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": body.get("model", "fake"),
+                "choices": [{"index": 0, "message": payload, "finish_reason": finish, "logprobs": None}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+
+@asynccontextmanager
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    """Serve a ``FakeOpenAI`` on 127.0.0.1 (any free port) for the duration of the block."""
+    fake = FakeOpenAI()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake._completions)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    fake.base_url = f"http://127.0.0.1:{port}/v1"
+    try:
+        yield fake
+    finally:
+        await runner.cleanup()

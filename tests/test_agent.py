@@ -1,0 +1,274 @@
+"""The agent loop against a scripted OpenAI-compatible server and the real registry + toy server.
+
+The ``openai`` client is the real one, talking HTTP to ``tests.support.fake_openai``; tools run
+in a real stdio MCP server through the real registry, as the asking user.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from openai import AsyncOpenAI
+
+from mcp_core import errors
+from mcp_core.agent import Agent, ToolCall, ToolProgress, needs_approval
+from mcp_core.models import CatalogEntry, ToolInfo, ToolResult
+from mcp_core.services import Services
+from mcp_core.store._tables import tool_usage
+from tests.support.fake_openai import FakeOpenAI, fake_openai
+from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, toy
+from tests.support.secrets import DictSecrets
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cr3t-agent-value-9e1f"
+QUESTION = [{"role": "user", "content": "Please use my tools."}]
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeOpenAI]:
+    async with fake_openai() as fake:
+        yield fake
+
+
+AgentFactory = Callable[..., Agent]
+
+
+@pytest.fixture
+async def agent_for() -> AsyncIterator[AgentFactory]:
+    """``agent_for(llm, api_key=, timeout_s=, **Agent options)``; the clients are closed after the test."""
+    clients: list[AsyncOpenAI] = []
+
+    def make(llm: FakeOpenAI, *, api_key: str | None = None, timeout_s: float = 5.0, **options: Any) -> Agent:
+        client = AsyncOpenAI(
+            api_key=api_key or llm.api_key, base_url=llm.base_url, max_retries=0, timeout=timeout_s
+        )
+        clients.append(client)
+        return Agent(client, "fake-model", **options)
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def catalog(services: Services, secrets: DictSecrets) -> list[CatalogEntry]:
+    """The user's catalog: the toy server, with a secret in its environment."""
+    secrets.put(TEAM, USER, CREDENTIAL_REF, {"env:TOY_SECRET": SECRET})
+    outcome = await add(services, toy("toy").model_copy(update={"credential_ref": CREDENTIAL_REF}))
+    assert outcome.error is None
+    return await services.registry.catalog(TEAM, USER)
+
+
+def as_user(services: Services):
+    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
+        return await services.registry.call(TEAM, USER, name, arguments)
+
+    return call
+
+
+def tool_messages(request: dict[str, Any]) -> list[str]:
+    return [m["content"] for m in request["messages"] if m["role"] == "tool"]
+
+
+async def approve(call: ToolCall) -> bool:
+    return True
+
+
+async def test_a_read_only_tool_runs_without_approval_and_the_model_gets_its_result(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("toy__echo", {"text": "hello"}))
+    llm.reply("The server said hello.")
+    seen: list[ToolProgress] = []
+
+    async def on_progress(progress: ToolProgress) -> None:
+        seen.append(progress)
+
+    reply = await agent_for(llm).run(QUESTION, catalog, as_user(services), on_progress=on_progress)
+
+    assert reply.text == "The server said hello."
+    assert reply.steps == 2
+    assert [(p.call.name, p.state) for p in seen] == [("toy__echo", "running"), ("toy__echo", "done")]
+    first, second = llm.requests
+    assert first["messages"][0]["role"] == "system"
+    assert first["messages"][1:] == QUESTION
+    echo = next(t for t in first["tools"] if t["function"]["name"] == "toy__echo")
+    assert echo["function"]["description"] == "[toy] Return the text unchanged."
+    assert echo["function"]["parameters"]["properties"]["text"]["type"] == "string"
+    assert tool_messages(second) == ["hello"]
+
+
+async def test_several_calls_per_answer_and_several_rounds_run_in_order(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("toy__echo", {"text": "one"}), ("toy__add", {"a": 2, "b": 3}))
+    llm.call_tools(("toy__echo", {"text": "two"}))
+    llm.reply("All done.")
+
+    reply = await agent_for(llm).run(QUESTION, catalog, as_user(services), ask_approval=approve)
+
+    assert reply.text == "All done."
+    assert [(p.call.name, p.state) for p in reply.calls] == [
+        ("toy__echo", "done"),
+        ("toy__add", "done"),
+        ("toy__echo", "done"),
+    ]
+    assert tool_messages(llm.requests[1]) == ["one", "5"]
+    assert tool_messages(llm.requests[2])[-1] == "two"
+
+
+async def test_a_call_that_may_write_waits_for_approval_and_a_denial_reaches_the_model_not_the_server(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    asked: list[ToolCall] = []
+
+    async def deny(call: ToolCall) -> bool:
+        asked.append(call)
+        return False
+
+    llm.call_tools(("toy__pid", {}))
+    llm.reply("You denied it.")
+    reply = await agent_for(llm).run(QUESTION, catalog, as_user(services), ask_approval=deny)
+    await services.usage.flush()
+
+    assert [(c.name, c.arguments) for c in asked] == [("toy__pid", {})]
+    assert [p.state for p in reply.calls] == ["denied"]
+    assert tool_messages(llm.requests[1]) == ["Error: The person denied this call; it was not run."]
+    async with services.store.engine.connect() as conn:  # never sent to the server
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(tool_usage))).scalar_one() == 0
+
+
+async def test_with_no_way_to_ask_a_call_that_may_write_is_refused(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("toy__pid", {}))
+    llm.reply("I could not.")
+
+    reply = await agent_for(llm).run(QUESTION, catalog, as_user(services))
+
+    assert [p.state for p in reply.calls] == ["denied"]
+
+
+async def test_tool_failures_unknown_tools_and_bad_arguments_come_back_to_the_model_as_results(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(
+        ("toy__fail", {}),
+        ("nobody__nothing", {}),
+        ("toy__echo", "{not json"),
+        ("toy__add", {"a": "two", "b": 3}),
+    )
+    llm.reply("Some of that failed.")
+
+    reply = await agent_for(llm).run(QUESTION, catalog, as_user(services), ask_approval=approve)
+
+    assert reply.text == "Some of that failed."
+    assert [p.state for p in reply.calls] == ["failed"] * 4
+    failed, unknown, not_json, bad_args = tool_messages(llm.requests[1])
+    assert failed.startswith("Error: ")
+    assert "toy tool failed on purpose" in failed
+    assert unknown == "Error: There is no tool named “nobody__nothing”."
+    assert not_json == "Error: The arguments were not a JSON object; nothing was run."
+    assert bad_args.startswith("Error: Arguments for toy__add do not match its schema")
+
+
+async def test_after_max_steps_the_model_must_answer_without_tools(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("toy__echo", {"text": "a"}))
+    llm.call_tools(("toy__echo", {"text": "b"}))
+    llm.reply("Here is what I found so far.")
+
+    reply = await agent_for(llm, max_steps=2).run(QUESTION, catalog, as_user(services))
+
+    assert reply.text == "Here is what I found so far."
+    assert [r["tool_choice"] for r in llm.requests] == ["auto", "auto", "none"]
+
+
+async def test_a_secret_in_a_tool_result_never_reaches_the_model(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("toy__env", {"name": "TOY_SECRET"}))
+    llm.reply("It is set.")
+
+    await agent_for(llm).run(QUESTION, catalog, as_user(services), ask_approval=approve)
+
+    assert tool_messages(llm.requests[1]) == ["[redacted]"]
+    assert SECRET not in json.dumps(llm.requests)
+
+
+async def test_without_tools_the_model_is_asked_plainly(llm: FakeOpenAI, agent_for: AgentFactory) -> None:
+    llm.reply("Hi! Connect a server with /mcp connect to give me tools.")
+
+    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+        raise AssertionError("no tool should run")
+
+    reply = await agent_for(llm).run(QUESTION, [], no_tools)
+
+    assert reply.text.startswith("Hi!")
+    assert "tools" not in llm.requests[0]
+
+
+@pytest.mark.parametrize(
+    ("script", "says"),
+    [
+        ("wrong_key", "OPENAI_API_KEY"),
+        ("fail_500", "HTTP 500"),
+        ("fail_429", "rate-limiting"),
+        ("stall", "took too long"),
+    ],
+)
+async def test_a_failing_model_raises_llm_error_saying_what_to_do_without_the_key(
+    llm: FakeOpenAI, agent_for: AgentFactory, script: str, says: str
+) -> None:
+    key = "sk-wrong-key-7a7a" if script == "wrong_key" else None
+    if script.startswith("fail_"):
+        llm.fail(int(script.removeprefix("fail_")), f"upstream said no to {llm.api_key}")
+    elif script == "stall":
+        llm.stall()
+
+    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+        raise AssertionError("no tool should run")
+
+    with pytest.raises(errors.LlmError) as caught:
+        await agent_for(llm, api_key=key, timeout_s=0.5).run(QUESTION, [], no_tools)
+
+    assert says in str(caught.value)
+    assert "sk-" not in str(caught.value)
+
+
+async def test_an_unreachable_model_says_to_check_the_base_url() -> None:
+    async with fake_openai() as gone:
+        base_url = gone.base_url
+
+    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+        raise AssertionError("no tool should run")
+
+    async with AsyncOpenAI(api_key="sk-x", base_url=base_url, max_retries=0, timeout=2.0) as client:
+        with pytest.raises(errors.LlmError, match="OPENAI_BASE_URL"):
+            await Agent(client, "fake-model").run(QUESTION, [], no_tools)
+
+
+def entry(read_only: bool | None) -> CatalogEntry:
+    tool = ToolInfo(name="t", read_only=read_only)
+    return CatalogEntry(name="c__t", connection_id=uuid.uuid4(), connection_name="c", tool=tool)
+
+
+@pytest.mark.parametrize(
+    ("read_only", "policy", "asks"),
+    [
+        (True, "writes", False),
+        (False, "writes", True),
+        (None, "writes", True),  # a server that says nothing might write
+        (True, "always", True),
+        (None, "never", False),
+    ],
+)
+def test_which_calls_need_approval(read_only: bool | None, policy: Any, asks: bool) -> None:
+    assert needs_approval(entry(read_only), policy) is asks
