@@ -25,7 +25,9 @@ from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
+from bot._payload import owner
 from bot._respond import PooledRespond, SharedSession
+from bot.chat import register_chat
 from mcp_core import errors
 from mcp_core.models import Connection, NewConnection, normalize_connection_name
 from mcp_core.security import check_endpoint, check_remote_url
@@ -50,22 +52,6 @@ URL_CHECK_TIMEOUT_S = 2.0
 _BEARER_PREFIX = re.compile(r"^bearer\s+", re.IGNORECASE)
 _INTERACTIVE = ("block_actions", "view_submission")
 Listener = Callable[..., Awaitable[None]]
-
-
-def _owner(body: dict[str, Any]) -> tuple[str, str]:
-    """(team, user) of the verified request, for commands, actions, views and events alike."""
-    user = body.get("user") or {}
-    user_id = body.get("user_id") or (user.get("id") if isinstance(user, dict) else user)
-    team = body.get("team") or {}
-    team_id = (
-        body.get("team_id")
-        or (team.get("id") if isinstance(team, dict) else None)
-        or (user.get("team_id") if isinstance(user, dict) else None)
-        or (body.get("enterprise") or {}).get("id")
-    )
-    if not team_id or not user_id:
-        raise errors.McpCoreError("This request does not say who sent it.")
-    return str(team_id), str(user_id)
 
 
 def _channel(body: dict[str, Any]) -> str:
@@ -210,7 +196,7 @@ def create_app(
         if respond is not None and body.get("response_url"):
             await respond(text=text, blocks=blocks, response_type="ephemeral", replace_original=replace)
         else:
-            _, user_id = _owner(body)
+            _, user_id = owner(body)
             await client.chat_postMessage(channel=user_id, text=text, blocks=blocks)
 
     async def notify(channel: str | None, user_id: str, text: str, blocks: list[Block] | None = None) -> None:
@@ -248,7 +234,7 @@ def create_app(
 
     async def find(body: dict[str, Any], respond: AsyncRespond, name: str) -> Connection | None:
         """The user's connection named ``name`` (any case); else the user hears their names."""
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         connection = await store.find_connection(team_id, user_id, name)
         if connection is None:
             names = [c.name for c in await store.list_connections(team_id, user_id)]
@@ -256,7 +242,7 @@ def create_app(
         return connection
 
     async def show_list(body: dict[str, Any], respond: AsyncRespond, _: str) -> None:
-        connections = await store.list_connections(*_owner(body))
+        connections = await store.list_connections(*owner(body))
         blocks = views.connection_blocks(connections)
         await respond(text=texts.list_summary(connections), blocks=blocks, response_type="ephemeral")
 
@@ -267,7 +253,7 @@ def create_app(
                 blocks = views.tool_page_blocks(connection, 0)
                 await respond(text=texts.tools_of(connection.name), blocks=blocks, response_type="ephemeral")
             return
-        connections = await store.list_connections(*_owner(body))
+        connections = await store.list_connections(*owner(body))
         if not connections:
             await respond(text=texts.NO_CONNECTIONS, response_type="ephemeral")
             return
@@ -276,7 +262,7 @@ def create_app(
 
     async def run_tests(body: dict[str, Any], respond: AsyncRespond, name: str) -> None:
         """One reply for all the checks (a response_url takes at most five)."""
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         if name:
             connection = await find(body, respond, name)
             targets = [connection] if connection is not None else []
@@ -306,7 +292,7 @@ def create_app(
     async def owned(body: dict[str, Any], respond: AsyncRespond | None, raw_id: str) -> Connection | None:
         """The connection a button names, looked up only among the requester's own; anything
         else is refused with a message (and logged: it may be a crafted payload)."""
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         try:
             return await store.get_connection(team_id, user_id, uuid.UUID(str(raw_id)))
         except (ValueError, errors.ConnectionNotFoundError):
@@ -324,7 +310,7 @@ def create_app(
         connection = await owned(body, respond, action.get("value", ""))
         if connection is None:
             return
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         report = await registry.test(team_id, user_id, connection.id)
         await tell(body, respond, texts.health(report))
         await publish_home(team_id, user_id)
@@ -353,7 +339,7 @@ def create_app(
         connection = await owned(body, respond, action.get("value", ""))
         if connection is None:
             return
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         await registry.remove_connection(team_id, user_id, connection.id)
         if connection.credential_ref and credentials is not None:
             await credentials.delete(team_id, user_id, connection.credential_ref)
@@ -375,14 +361,14 @@ def create_app(
         body: dict[str, Any], respond: AsyncRespond | None, card_id: str, *, editing: Connection | None = None
     ) -> None:
         """Open the picker or a card's form on the request's trigger_id (valid ~3 s)."""
-        _, user_id = _owner(body)
+        _, user_id = owner(body)
         metadata = {"channel": _channel(body)}
         if editing is not None:
             card_id = editing.card_id or "custom"
         if not card_id:
             available = usable_cards(user_id)
             try:
-                popularity = await store.card_popularity(_owner(body)[0])
+                popularity = await store.card_popularity(owner(body)[0])
             except errors.McpCoreError as exc:
                 logger.warning("could not count card use: %s", exc)
                 popularity = {}
@@ -426,7 +412,7 @@ def create_app(
     async def pick_card(ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         """A card picked in the catalog: the picker turns into that card's form."""
         await ack()
-        _, user_id = _owner(body)
+        _, user_id = owner(body)
         view = body.get("view") or {}
         card = usable_card(user_id, str(action.get("value", "")))
         if card is None:
@@ -458,7 +444,7 @@ def create_app(
     @after_ack
     async def connect_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         """Validate every field (errors keep the modal open), then ack and connect."""
-        team_id, user_id = _owner(body)
+        team_id, user_id = owner(body)
         form, metadata = _form_values(view), _metadata(view)
         card = usable_card(user_id, metadata.get("card") or "custom")
         if card is None:
@@ -575,13 +561,7 @@ def create_app(
         if event.get("tab", "home") == "home":
             await publish_home(str(body.get("team_id")), event["user"])
 
-    @app.event("app_mention")
-    @app.event("message")
-    async def not_answered_yet(event: dict[str, Any]) -> None:
-        """manifest.yml subscribes to mentions and DMs for the agent, which is not here yet.
-        Without a listener Bolt answers 404, and Slack retries (and may turn the
-        subscription off), so they are acked and left alone until then."""
-        logger.debug("no agent yet: ignoring a %s event", event.get("type"))
+    register_chat(app, services, client, cards)
 
     return app
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from mcp_core.agent import ToolProgress
 from mcp_core.models import Connection
 from mcp_core.registry import HealthReport
 from run_cards import operator_var
@@ -15,7 +16,9 @@ USAGE = """\
 • `/mcp tools [name]` — browse tools of one or all connections
 • `/mcp test [name]` — health check of one or all connections
 • `/mcp disconnect <name>` — remove a connection and its stored credentials
-• `/mcp help` — this message"""
+• `/mcp help` — this message
+Then mention me in a channel or DM me: I answer in the thread with *your* tools, \
+and ask before running one that may change things."""
 
 NO_CONNECTIONS = "You have no MCP connections yet. Try `/mcp connect`."
 INTERNAL_ERROR = "⚠️ Something went wrong on our side. It has been logged; please try again in a moment."
@@ -25,6 +28,13 @@ WHICH_ONE = "Which one? `/mcp disconnect <name>`"
 CARD_NOT_ALLOWED = "This card is for admins only."
 NO_CREDENTIAL_STORE = "This bot has no credential store configured, so it cannot keep a token."
 ALL_TOOLS = "Tools of all your connections"
+THINKING = "🤔 Thinking…"
+AGENT_NOT_CONFIGURED = (
+    "I can't answer yet: no language model is configured. An admin needs to set OPENAI_API_KEY "
+    "(and OPENAI_BASE_URL for a non-OpenAI endpoint). Meanwhile `/mcp` works."
+)
+APPROVAL_NOT_YOURS = "Only the person who asked can approve or deny this call."
+APPROVAL_GONE = "This question is no longer open (it was answered, it expired, or the bot restarted)."
 HEALTH_ERROR_CHARS = 500
 
 
@@ -93,3 +103,34 @@ def health(report: HealthReport) -> str:
     if len(error) > HEALTH_ERROR_CHARS:
         error = error[: HEALTH_ERROR_CHARS - 1] + "…"
     return f"🔴 *{report.connection}*: {error} ({report.latency_ms:.0f} ms)"
+
+
+_TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫"}
+
+
+def tool_line(progress: ToolProgress) -> str:
+    """One progress line: state, tool name and, once finished, its time."""
+    line = f"{_TOOL_STATE[progress.state]} `{progress.call.name}`"
+    if progress.state == "running":
+        return line + " …"
+    if progress.state == "denied":
+        return line + " not run"
+    if progress.result is not None and progress.result.latency_ms:
+        line += f" ({progress.result.latency_ms:.0f} ms)"
+    return line + (" failed" if progress.state == "failed" else "")
+
+
+def working(lines: list[str]) -> str:
+    return "\n".join(["🤔 Working on it…", *lines])
+
+
+def approval_question(tool: str, user_id: str) -> str:
+    return f"<@{user_id}>, may I run `{tool}`? It may change something."
+
+
+def approval_outcome(tool: str, user_id: str, outcome: str) -> str:
+    if outcome == "approved":
+        return f"✅ <@{user_id}> approved `{tool}`."
+    if outcome == "denied":
+        return f"🚫 <@{user_id}> denied `{tool}`; it was not run."
+    return f"⌛ No answer in time: `{tool}` was not run."

@@ -29,6 +29,7 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import texts
+from mcp_core.agent import ToolCall
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
 from run_cards import RunCard, operator_var
 
@@ -37,7 +38,9 @@ __all__ = [
     "CONNECT_CALLBACK",
     "MESSAGE_BLOCK_LIMIT",
     "VIEW_BLOCK_LIMIT",
+    "agent_answer",
     "all_tools_blocks",
+    "approval_question",
     "card_form",
     "card_picker",
     "clip",
@@ -55,6 +58,11 @@ DESCRIPTION_CHARS = 200
 CONNECT_CALLBACK = "mcp_connect_submit"
 CARD_PICK_ACTION = "mcp_pick_card"
 NAME_BLOCK = "name"
+MESSAGE_TEXT_LIMIT = 39_000
+"""chat.postMessage/update take 40,000 characters of text; the rest is cut."""
+ARGUMENTS_CHARS = 2500
+APPROVE_ACTION = "mcp_agent_approve"
+DENY_ACTION = "mcp_agent_deny"
 
 STATUS_BADGE = {
     ConnectionStatus.HEALTHY: "🟢 healthy",
@@ -312,3 +320,36 @@ def card_form(
         private_metadata=json.dumps(metadata),
         blocks=blocks,
     )
+
+
+def agent_answer(answer: str, used: list[str]) -> tuple[str, list[Block]]:
+    """The agent's answer as message text and blocks: the answer in sections (Slack's 3,000
+    characters each, at most ~48), then a context line with the tools used. Special mentions
+    (``<!channel>``, ``<!here>``) are defused: the model's text may echo a tool's output."""
+    text = clip(answer.replace("<!", "&lt;!"), MESSAGE_TEXT_LIMIT)  # no @channel/@here from the model
+    chunks = [text[i : i + SECTION_TEXT_LIMIT] for i in range(0, len(text), SECTION_TEXT_LIMIT)]
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=chunk)) for chunk in chunks[: MESSAGE_BLOCK_LIMIT - 2]
+    ]
+    if used:
+        summary = clip("Tools: " + " · ".join(used), SECTION_TEXT_LIMIT)
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=summary)]))
+    return text, blocks
+
+
+def approval_question(question_id: str, user_id: str, call: ToolCall) -> tuple[str, list[Block]]:
+    """Approve/Deny for one tool call, showing the tool, its connection and the arguments."""
+    text = texts.approval_question(call.name, user_id)
+    arguments = clip(json.dumps(call.arguments, indent=2, ensure_ascii=False), ARGUMENTS_CHARS)
+    description = call.entry.tool.description if call.entry is not None else ""
+    detail = f"{text}\n{_escape(clip(description, DESCRIPTION_CHARS))}\n```{_escape(arguments)}```"
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=clip(detail, SECTION_TEXT_LIMIT))),
+        ActionsBlock(
+            elements=[
+                ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=question_id, style="primary"),
+                ButtonElement(text="Deny", action_id=DENY_ACTION, value=question_id, style="danger"),
+            ]
+        ),
+    ]
+    return text, blocks

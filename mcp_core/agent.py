@@ -35,6 +35,7 @@ from openai import AsyncOpenAI
 
 from mcp_core import errors
 from mcp_core.models import CatalogEntry, ToolResult
+from mcp_core.settings import MAX_AGENT_STEPS
 
 __all__ = [
     "MAX_STEPS",
@@ -50,8 +51,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MAX_STEPS = 8
-"""Model rounds per turn before the model is told to answer without more tools."""
+MAX_STEPS = MAX_AGENT_STEPS
 MAX_DESCRIPTION_CHARS = 1024
 """OpenAI's limit on a function description."""
 SYSTEM_PROMPT = (
@@ -61,6 +61,8 @@ SYSTEM_PROMPT = (
     "suggest what to try. Never ask for passwords or tokens: the person connects servers with "
     "`/mcp connect`. Answer in Slack mrkdwn, concisely."
 )
+
+EMPTY_ANSWER = "(The model gave no answer. Try rephrasing the question.)"
 
 ApprovalPolicy = Literal["writes", "always", "never"]
 Message = Mapping[str, Any]
@@ -168,7 +170,7 @@ class Agent:
             reply.steps += 1
             tool_calls = (message.tool_calls or []) if allow_tools else []
             if not tool_calls:
-                reply.text = (message.content or "").strip()
+                reply.text = (message.content or "").strip() or EMPTY_ANSWER
                 return reply
             history.append(
                 {

@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_core.agent import Agent
 from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
 from mcp_core.registry import SecretSource, ToolRegistry
@@ -21,7 +23,10 @@ from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["Services", "build_services"]
+__all__ = ["LLM_MAX_RETRIES", "Services", "build_services"]
+
+LLM_MAX_RETRIES = 2
+"""Model requests change nothing, so the OpenAI client may retry them (with its own backoff)."""
 
 
 @dataclass
@@ -35,12 +40,17 @@ class Services:
     """Where the bot puts and deletes users' secrets: the local backend unless the caller
     passed ``secrets``; then that source if it is a full ``CredentialStore`` (put/get/delete),
     else None (a read-only test source)."""
+    agent: Agent | None = None
+    """The LLM agent; None without OPENAI_API_KEY (mentions and DMs then say so)."""
     _engine: AsyncEngine | None = None
+    _llm: AsyncOpenAI | None = None
 
     async def aclose(self) -> None:
-        """Close sessions (reaping children), flush usage, then release the engine we made."""
+        """Close sessions (reaping children), flush usage, then release the engine and LLM client we made."""
         await self.pool.aclose()
         await self.usage.aclose()
+        if self._llm is not None:
+            await self._llm.close()
         if self._engine is not None:
             await self._engine.dispose()
 
@@ -85,4 +95,15 @@ async def build_services(
     pool = ConnectionPool(idle_timeout_s=settings.mcp_idle_timeout_s, max_sessions=settings.mcp_max_sessions)
     registry = ToolRegistry(store, pool, usage, settings, secrets)
     pool.on_tools_changed = registry.on_tools_changed
-    return Services(settings, store, pool, usage, registry, credentials, engine if owned else None)
+    llm = agent = None
+    if settings.openai_api_key is not None:
+        llm = AsyncOpenAI(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            timeout=settings.openai_timeout_s,
+            max_retries=LLM_MAX_RETRIES,
+        )
+        agent = Agent(llm, settings.openai_model, max_steps=settings.agent_max_steps)
+    return Services(
+        settings, store, pool, usage, registry, credentials, agent, engine if owned else None, llm
+    )

@@ -20,6 +20,13 @@ CALL_TIMEOUT_S = 60.0
 IDLE_TIMEOUT_S = 15 * 60.0
 MAX_LIVE_SESSIONS = 50
 MAX_OUTPUT_CHARS = 100_000
+LLM_TIMEOUT_S = 60.0
+MAX_AGENT_STEPS = 8
+"""Model rounds per turn before the model must answer with what it has."""
+APPROVAL_TIMEOUT_S = 10 * 60.0
+"""How long an Approve/Deny question waits; no answer counts as Deny."""
+HISTORY_MESSAGES = 30
+"""Thread messages (newest) the agent reads as the conversation."""
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -59,6 +66,10 @@ class Settings(BaseSettings):
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
     openai_model: str = "gpt-4o-mini"
+    openai_timeout_s: float = Field(default=LLM_TIMEOUT_S, gt=0)
+    agent_max_steps: int = Field(default=MAX_AGENT_STEPS, ge=1, le=50)
+    agent_approval_timeout_s: float = Field(default=APPROVAL_TIMEOUT_S, gt=0)
+    agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)
 
     # People and policy
     admin_user_ids: CommaList = Field(default_factory=list)

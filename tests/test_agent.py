@@ -21,7 +21,7 @@ from mcp_core.models import CatalogEntry, ToolInfo, ToolResult
 from mcp_core.services import Services
 from mcp_core.store._tables import tool_usage
 from tests.support.fake_openai import FakeOpenAI, fake_openai
-from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, toy
+from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, make_settings, open_services, toy
 from tests.support.secrets import DictSecrets
 
 pytestmark = pytest.mark.anyio
@@ -272,3 +272,19 @@ def entry(read_only: bool | None) -> CatalogEntry:
 )
 def test_which_calls_need_approval(read_only: bool | None, policy: Any, asks: bool) -> None:
     assert needs_approval(entry(read_only), policy) is asks
+
+
+async def test_services_build_the_agent_from_the_openai_settings_only_when_a_key_is_set(
+    tmp_path, llm: FakeOpenAI
+) -> None:
+    async with open_services(make_settings(tmp_path)) as services:
+        assert services.agent is None
+
+    settings = make_settings(tmp_path, openai_api_key=llm.api_key, openai_base_url=llm.base_url)
+    async with open_services(settings) as services:
+        assert services.agent is not None
+        llm.reply("Configured.")
+        reply = await services.agent.run(QUESTION, [], as_user(services))
+
+    assert reply.text == "Configured."
+    assert llm.requests[0]["model"] == settings.openai_model

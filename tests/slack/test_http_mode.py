@@ -138,15 +138,18 @@ async def test_a_stale_timestamp_gets_401(slack: SlackDriver, fake: FakeSlack, a
 
 
 @pytest.mark.anyio
-async def test_mentions_and_dms_are_acked_so_slack_does_not_retry_them(
+async def test_without_an_llm_mentions_and_dms_are_acked_and_answered_with_what_to_configure(
     slack: SlackDriver, fake: FakeSlack
 ) -> None:
-    for event in (app_mention_event("hi", user_id=USER), message_im_event("hi", user_id=USER)):
+    events = (app_mention_event("hi", user_id=USER), message_im_event("hi", user_id=USER))
+    for event in events:
         reply = await slack.event(event)
 
         assert (reply.status, reply.text) == (200, "")
+    posts = await fake.await_for("chat.postMessage", 2)
     await listeners_done()
-    assert [r["method"] for r in fake.requests] == ["auth.test"]
+    assert {p["body"]["thread_ts"] for p in posts} == {e["ts"] for e in events}  # each in its thread
+    assert all("OPENAI_API_KEY" in p["body"]["text"] for p in posts)
 
 
 @pytest.mark.anyio

@@ -39,6 +39,7 @@ class FakeOpenAI:
         self.requests: list[dict[str, Any]] = []
         self._script: deque[tuple[int, dict[str, Any] | None]] = deque()
         self._ids = itertools.count(1)
+        self._drained = asyncio.Event()
 
     def reply(self, content: str) -> None:
         """Queue an assistant answer with text only (the end of a turn)."""
@@ -69,6 +70,12 @@ class FakeOpenAI:
         """Queued answers not served yet."""
         return len(self._script)
 
+    async def drained(self, timeout_s: float = 10.0) -> None:
+        """Wait until every queued answer has been served (at most ``timeout_s``)."""
+        if self._script:
+            self._drained.clear()
+            await asyncio.wait_for(self._drained.wait(), timeout_s)
+
     async def _completions(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bearer {self.api_key}":
             error = {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error"}}
@@ -79,6 +86,8 @@ class FakeOpenAI:
             error = {"error": {"message": "fake_openai: no answer scripted for this request", "type": "test"}}
             return web.json_response(error, status=500)
         status, payload = self._script.popleft()
+        if not self._script:
+            self._drained.set()
         if payload is None:
             await asyncio.Event().wait()  # stalled until the client gives up and the server closes
         if status != 200:
