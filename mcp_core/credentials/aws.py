@@ -74,7 +74,12 @@ class AwsCredentialStore:
 
     Implements :class:`~mcp_core.credentials.CredentialStore` and the registry's
     ``SecretSource``. ``client`` is a boto3 ``secretsmanager`` client (tests inject one);
-    without it one is built from the standard AWS environment, ``region`` overriding it.
+    without it one is built from the standard AWS environment, ``region`` overriding it, and
+    closed by :meth:`aclose`. An injected client is never closed here.
+
+    Any failure of AWS itself (unreachable, timed out, throttled, access or login refused) is a
+    :class:`~mcp_core.errors.CredentialBackendError`; only a secret that is not a JSON map of
+    strings is a plain :class:`~mcp_core.errors.CredentialError`.
 
     Raises:
         ConfigError: ``prefix`` has characters AWS does not allow in a name, or no region is
@@ -89,6 +94,7 @@ class AwsCredentialStore:
                 f"The AWS secret name prefix {prefix!r} may only use letters, digits and /_+=.@-."
             )
         _silence_bodies()
+        self._owns_client = client is None
         if client is None:
             try:
                 client = boto3.client("secretsmanager", region_name=region, config=CLIENT_CONFIG)
@@ -110,6 +116,12 @@ class AwsCredentialStore:
     def client(self) -> Any:
         """The boto3 ``secretsmanager`` client in use (its ``meta.endpoint_url`` shows where)."""
         return self._client
+
+    async def aclose(self) -> None:
+        """Close the client this store built (its connection pool); an injected client is left
+        to its owner. Safe to call twice."""
+        if self._owns_client:
+            self._client.close()  # clears the connection pool: quick, no network round trip
 
     async def put(self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None) -> str:
         """Store ``values`` as a secret; return their ref.

@@ -13,6 +13,11 @@ version number (best effort: a failure there is logged and the put still succeed
 reads ``versions/latest`` (the newest version) and checks the checksum; ``delete`` deletes
 the secret with all its versions. Every RPC has a deadline (``timeout``, 10 s) and retries
 only UNAVAILABLE, within that deadline.
+
+Any failure of Secret Manager itself (unreachable, deadline, quota, permission or login
+refused) is a :class:`~mcp_core.errors.CredentialBackendError`; only a latest version that
+cannot be read (disabled or destroyed: FAILED_PRECONDITION on access), fails its checksum or
+is not a map of strings is a plain :class:`~mcp_core.errors.CredentialError`.
 """
 
 from __future__ import annotations
@@ -51,7 +56,8 @@ class GcpCredentialStore:
     Implements :class:`~mcp_core.credentials.CredentialStore` and the registry's
     ``SecretSource``. ``client`` is a ``SecretManagerServiceAsyncClient`` (tests inject one on
     a plaintext channel); without it one is built on first use from the application default
-    credentials and closed by :meth:`aclose`. An injected client is never closed here.
+    credentials and closed by :meth:`aclose` (after which the store refuses further calls).
+    An injected client is never closed here.
 
     Raises:
         ConfigError: ``project`` is empty.
@@ -63,6 +69,7 @@ class GcpCredentialStore:
         self._project = project
         self._client = client
         self._owns_client = client is None
+        self._closed = False
         self._timeout = timeout
         self._retry = retry_async.AsyncRetry(
             predicate=retry_async.if_exception_type(gexc.ServiceUnavailable),
@@ -75,6 +82,16 @@ class GcpCredentialStore:
     @property
     def project(self) -> str:
         return self._project
+
+    @property
+    def client(self) -> Any:
+        """The ``SecretManagerServiceAsyncClient`` in use, built now if the store owns it.
+
+        Raises:
+            ConfigError: no application default credentials to build it from.
+            CredentialBackendError: the store was closed.
+        """
+        return self._get_client()
 
     async def put(self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None) -> str:
         """Store ``values`` as a new version of the ref's secret; return the ref.
@@ -246,8 +263,12 @@ class GcpCredentialStore:
         return found
 
     async def aclose(self) -> None:
-        """Close the client this store built (an injected client is left to its owner)."""
-        if self._owns_client and self._client is not None:
+        """Close the client (and its gRPC channel) this store built; an injected client is left
+        to its owner. Safe to call twice."""
+        if not self._owns_client:
+            return
+        self._closed = True
+        if self._client is not None:
             client, self._client = self._client, None
             await client.transport.close()
 
@@ -258,6 +279,8 @@ class GcpCredentialStore:
         return f"projects/{self._project}/secrets/{secret_id}"
 
     def _get_client(self) -> Any:
+        if self._closed:
+            raise CredentialBackendError("the Secret Manager client is closed (the bot is stopping)")
         if self._client is None:
             from google.auth.exceptions import DefaultCredentialsError
             from google.cloud.secretmanager_v1 import SecretManagerServiceAsyncClient
@@ -272,23 +295,23 @@ class GcpCredentialStore:
         return self._client
 
     async def _call(self, rpc: Awaitable[_T], action: str, team_id: str, user_id: str, ref: str) -> _T:
-        """Await one RPC; NotFound and AlreadyExists pass through, other failures become ours."""
+        """Await one RPC; NotFound and AlreadyExists pass through, other failures become ours.
+
+        Only FAILED_PRECONDITION on a read (the latest version is disabled or destroyed) is about
+        the record; every other failure, on any call, is Secret Manager's.
+        """
         try:
             return await rpc
         except (gexc.NotFound, gexc.AlreadyExists):
             raise
-        except gexc.FailedPrecondition as exc:
-            logger.warning(
-                "cannot %s stored credentials %s of %s/%s: %s", action, ref, team_id, user_id, _describe(exc)
-            )
-            raise CredentialError(f"Secret Manager could not {action} the secret: {_describe(exc)}") from None
         except gexc.GoogleAPIError as exc:
             logger.warning(
                 "cannot %s stored credentials %s of %s/%s: %s", action, ref, team_id, user_id, _describe(exc)
             )
-            raise CredentialBackendError(
-                f"Secret Manager could not {action} the secret: {_describe(exc)}"
-            ) from None
+            reason = f"Secret Manager could not {action} the secret: {_describe(exc)}"
+            if action == "read" and isinstance(exc, gexc.FailedPrecondition):
+                raise CredentialError(reason) from None
+            raise CredentialBackendError(reason) from None
 
     async def _destroy_older(self, name: str, newest: int) -> None:
         """Best effort: destroy the secret's live versions older than ``newest``.

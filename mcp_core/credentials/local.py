@@ -11,17 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_core.credentials._crypto import Keyring, aad_for, decrypt, encrypt, rewrap
-from mcp_core.errors import CredentialError
+from mcp_core.errors import CredentialBackendError, CredentialError, StoreError
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._tables import credentials
 
@@ -87,8 +88,8 @@ class LocalCredentialStore:
         Raises:
             ValueError: a key is not ``header:``/``env:``/``query:<name>``, a value is not a
                 string, or ``ref`` is empty or too long. The message never quotes a value.
-            StoreError: the database failed (or ``ref`` is taken by another owner); nothing
-                was written.
+            CredentialBackendError: the database did not answer or failed; nothing was written.
+            StoreError: ``ref`` is taken by another owner; nothing was written.
         """
         payload = _payload(values)
         if ref is not None and not 0 < len(ref) <= MAX_REF_CHARS:
@@ -97,7 +98,7 @@ class LocalCredentialStore:
         ref = ref or str(uuid.uuid4())
         record = encrypt(self._keyring, payload, aad_for(team_id, user_id, ref))
         now = datetime.now(UTC)
-        async with transaction(self._writer) as conn:
+        async with _database(self._writer, "store") as conn:
             if replacing:
                 replace = sa.update(credentials).where(*_owned(team_id, user_id, ref))
                 result = await conn.execute(replace.values(record=record, updated_at=now))
@@ -113,10 +114,10 @@ class LocalCredentialStore:
         Raises:
             CredentialError: the record cannot be decrypted (master key missing or wrong,
                 record tampered with or moved from another owner or ref).
-            StoreError: the database failed.
+            CredentialBackendError: the database did not answer or failed.
         """
         query = sa.select(credentials.c.record).where(*_owned(team_id, user_id, credential_ref))
-        async with transaction(self._engine) as conn:
+        async with _database(self._engine, "read") as conn:
             record = (await conn.execute(query)).scalar_one_or_none()
         if record is None:
             logger.warning("no stored credentials %s for %s/%s", credential_ref, team_id, user_id)
@@ -137,12 +138,15 @@ class LocalCredentialStore:
         """Remove the user's record under ``credential_ref``; False if they had none.
 
         Raises:
-            StoreError: the database failed.
+            CredentialBackendError: the database did not answer or failed.
         """
         query = sa.delete(credentials).where(*_owned(team_id, user_id, credential_ref))
-        async with transaction(self._writer) as conn:
+        async with _database(self._writer, "delete") as conn:
             result = await conn.execute(query)
         return result.rowcount > 0
+
+    async def aclose(self) -> None:
+        """Nothing to release: the engine is borrowed."""
 
     async def rotate(self, *, batch_size: int = ROTATE_BATCH) -> RotationReport:
         """Re-wrap every record's data key under the primary master key.
@@ -207,6 +211,23 @@ _REWRAP = (
     )
     .values(record=sa.bindparam("b_record", type_=credentials.c.record.type))
 )
+
+
+@asynccontextmanager
+async def _database(engine: AsyncEngine, action: str) -> AsyncIterator[AsyncConnection]:
+    """One :func:`transaction`; the database being down or failing is a CredentialBackendError.
+
+    A refused write (a ref another owner holds) stays a ``StoreError``: nothing is out of reach.
+    """
+    try:
+        async with transaction(engine) as conn:
+            yield conn
+    except StoreError as exc:
+        if isinstance(exc.__cause__, sa.exc.IntegrityError):
+            raise
+        reason = f"the credential database failed to {action}: {type(exc.__cause__ or exc).__name__}"
+        logger.warning("%s", reason)
+        raise CredentialBackendError(reason) from exc
 
 
 def _owned(team_id: str, user_id: str, ref: str) -> tuple[sa.ColumnElement[bool], ...]:

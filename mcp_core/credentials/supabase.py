@@ -11,8 +11,13 @@ is the JSON map of values::
 
 The name embeds team and user, so a lookup by another user finds nothing. Without the vault
 schema every call goes to the ``fallback`` :class:`LocalCredentialStore` (AES-GCM envelopes in
-``mcp_credentials``, the project's own table). Values only ever travel as bound parameters;
-database errors and timeouts become :class:`~mcp_core.errors.CredentialError` naming no secret.
+``mcp_credentials``, the project's own table). Values only ever travel as bound parameters.
+
+Errors never name a secret. The database being out of reach, slow (a timeout, a cancelled
+statement), refusing the bot (privileges, login) or failing in any other way is a
+:class:`~mcp_core.errors.CredentialBackendError`; only a secret that Vault cannot decrypt
+(SQLSTATE class 22 or 39 while reading) or that is not a map of strings is a plain
+:class:`~mcp_core.errors.CredentialError`, since only then is the record itself at fault.
 """
 
 from __future__ import annotations
@@ -27,9 +32,8 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mcp_core.credentials.local import MAX_REF_CHARS, LocalCredentialStore, _payload, _values
-from mcp_core.errors import ConfigError, CredentialError
-from mcp_core.store._engine import transaction
+from mcp_core.credentials.local import MAX_REF_CHARS, LocalCredentialStore, _database, _payload, _values
+from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
 from mcp_core.store._tables import credentials
 
 __all__ = ["NAME_PREFIX", "VAULT_TIMEOUT_S", "SupabaseCredentialStore", "has_vault", "secret_name"]
@@ -51,6 +55,10 @@ _DELETE = sa.text("DELETE FROM vault.secrets WHERE name = :name")
 _LIST = sa.text("SELECT name FROM vault.secrets WHERE starts_with(name, :prefix) ORDER BY name")
 
 _DB_ERRORS = (sa.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+_UNREADABLE_CLASSES = ("22", "39")
+"""SQLSTATE classes that, while reading, mean the stored secret does not decrypt: data exception
+(pgsodium's "invalid ciphertext", bad UTF-8) and external routine exception (pgcrypto's
+"Wrong key or corrupt data")."""
 
 
 async def has_vault(engine: AsyncEngine) -> bool:
@@ -59,7 +67,7 @@ async def has_vault(engine: AsyncEngine) -> bool:
     True when ``vault.create_secret(text,text,text,uuid)`` exists; always False off PostgreSQL.
 
     Raises:
-        CredentialError: the database could not be asked (unreachable, timed out).
+        CredentialBackendError: the database could not be asked (unreachable, timed out).
     """
     if engine.dialect.name != "postgresql":
         return False
@@ -97,7 +105,7 @@ class SupabaseCredentialStore:
 
         Raises:
             ConfigError: no Vault and no fallback.
-            CredentialError: the database could not be asked.
+            CredentialBackendError: the database could not be asked.
         """
         if self._vault is None:
             async with self._detect_lock:
@@ -126,8 +134,9 @@ class SupabaseCredentialStore:
                 string, ``ref`` is empty, too long or contains ``/``, or team/user contains
                 ``/``. The message never quotes a value.
             ConfigError: no Vault and no fallback.
-            CredentialError: Vault failed or timed out; nothing was written.
-            StoreError: (fallback only) the database failed.
+            CredentialBackendError: Vault (or the fallback's database) failed or timed out;
+                nothing was written.
+            StoreError: (fallback only) ``ref`` is taken by another owner.
         """
         if not await self.uses_vault():
             assert self._fallback is not None
@@ -154,8 +163,8 @@ class SupabaseCredentialStore:
 
         Raises:
             ConfigError: no Vault and no fallback.
-            CredentialError: Vault failed or timed out, or the secret is not a map of strings.
-            StoreError: (fallback only) the database failed.
+            CredentialError: the secret does not decrypt or is not a map of strings.
+            CredentialBackendError: Vault (or the fallback's database) failed or timed out.
         """
         if not await self.uses_vault():
             assert self._fallback is not None
@@ -163,7 +172,7 @@ class SupabaseCredentialStore:
         if not _valid_owner(team_id, user_id, credential_ref):
             return {}
         name = secret_name(team_id, user_id, credential_ref)
-        async with _vault_transaction(self._engine, "read", credential_ref) as conn:
+        async with _vault_transaction(self._engine, "read", credential_ref, reading=True) as conn:
             rows = (await conn.execute(_GET, {"name": name})).all()
         if not rows:
             logger.warning("no stored credentials %s for %s/%s", credential_ref, team_id, user_id)
@@ -181,8 +190,7 @@ class SupabaseCredentialStore:
 
         Raises:
             ConfigError: no Vault and no fallback.
-            CredentialError: Vault failed or timed out.
-            StoreError: (fallback only) the database failed.
+            CredentialBackendError: Vault (or the fallback's database) failed or timed out.
         """
         if not await self.uses_vault():
             assert self._fallback is not None
@@ -205,8 +213,7 @@ class SupabaseCredentialStore:
         Raises:
             ValueError: ``user_id`` given without ``team_id``.
             ConfigError: no Vault and no fallback.
-            CredentialError: Vault failed or timed out.
-            StoreError: (fallback only) the database failed.
+            CredentialBackendError: Vault (or the fallback's database) failed or timed out.
         """
         if user_id is not None and team_id is None:
             raise ValueError("list_refs: a user_id needs its team_id.")
@@ -223,6 +230,11 @@ class SupabaseCredentialStore:
                 refs.append((parts[1], parts[2], parts[3]))
         return sorted(refs)
 
+    async def aclose(self) -> None:
+        """Close the fallback; the engine is borrowed and stays open."""
+        if self._fallback is not None:
+            await self._fallback.aclose()
+
 
 async def _list_fallback(
     fallback: LocalCredentialStore, team_id: str | None, user_id: str | None
@@ -235,15 +247,16 @@ async def _list_fallback(
         query = query.where(credentials.c.user_id == user_id)
     # The fallback's own engine: its table lives in the project's database, which need not be
     # the Supabase one.
-    async with transaction(fallback._engine) as conn:
+    async with _database(fallback._engine, "list") as conn:
         return [(t, u, r) for t, u, r in (await conn.execute(query)).all()]
 
 
 @asynccontextmanager
 async def _vault_transaction(
-    engine: AsyncEngine, action: str, ref: str | None = None
+    engine: AsyncEngine, action: str, ref: str | None = None, *, reading: bool = False
 ) -> AsyncIterator[AsyncConnection]:
-    """One transaction bounded by :data:`VAULT_TIMEOUT_S`; DB errors become CredentialError.
+    """One transaction bounded by :data:`VAULT_TIMEOUT_S`; DB errors become CredentialBackendError,
+    except a secret that does not decrypt while ``reading`` (a CredentialError: the record is bad).
 
     The original exception is not chained: SQLAlchemy's text of it lists the bound parameters,
     which for a write include the secret. Only its class and SQLSTATE are kept, in ``reason``.
@@ -253,9 +266,13 @@ async def _vault_transaction(
         async with asyncio.timeout(VAULT_TIMEOUT_S), engine.begin() as conn:
             yield conn
     except TimeoutError:
-        error = CredentialError(f"Supabase Vault did not answer within {VAULT_TIMEOUT_S:g}s ({action})")
+        reason = f"Supabase Vault did not answer within {VAULT_TIMEOUT_S:g}s ({action})"
+        error = CredentialBackendError(reason)
     except _DB_ERRORS as exc:
-        error = CredentialError(f"Supabase Vault failed to {action}: {_describe(exc)}")
+        reason = f"Supabase Vault failed to {action}: {_describe(exc)}"
+        sqlstate = _sqlstate(exc) or ""
+        unreadable = reading and sqlstate[:2] in _UNREADABLE_CLASSES
+        error = CredentialError(reason) if unreadable else CredentialBackendError(reason)
     if error is not None:
         raise _logged(error, ref)
 
@@ -269,9 +286,16 @@ def _describe(exc: BaseException) -> str:
     """Class name and SQLSTATE of a database error, never its message or parameters."""
     original = getattr(exc, "orig", None) or exc
     cause = getattr(original, "__cause__", None)
-    sqlstate = getattr(original, "sqlstate", None) or getattr(cause, "sqlstate", None)
+    sqlstate = _sqlstate(exc)
     name = type(cause).__name__ if isinstance(cause, asyncpg.PostgresError) else type(original).__name__
     return f"{name} (SQLSTATE {sqlstate})" if sqlstate else name
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    """The SQLSTATE of a database error (SQLAlchemy's wrapper, asyncpg's error, or none)."""
+    original = getattr(exc, "orig", None) or exc
+    cause = getattr(original, "__cause__", None)
+    return getattr(original, "sqlstate", None) or getattr(cause, "sqlstate", None)
 
 
 def _valid_ref(ref: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from mcp_core.credentials._protocol import CredentialStore
 from mcp_core.credentials.backends import Selection, detect_backend, open_backend, preflight
 from mcp_core.errors import ConfigError, McpCoreError
 from mcp_core.settings import Settings
@@ -47,10 +48,13 @@ async def migrate_credentials(settings: Settings, target: str) -> MigrationRepor
     target_keys = preflight(target_selection, settings)
     engine = create_engine(settings)
     report = MigrationReport()
+    opened: list[CredentialStore] = []
     try:
         await migrate(engine)
         source = await open_backend(source_selection, settings, engine, source_keys)
+        opened.append(source)
         destination = await open_backend(target_selection, settings, engine, target_keys)
+        opened.append(destination)
         for team_id, user_id, ref, name in await Store(engine).credential_owners():
             where = f"{team_id}/{user_id}/{name}"
             try:
@@ -67,5 +71,7 @@ async def migrate_credentials(settings: Settings, target: str) -> MigrationRepor
                 continue
             report.copied += 1
     finally:
+        for backend in opened:
+            await backend.aclose()
         await engine.dispose()
     return report

@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import time
 import uuid
 
 import boto3
 import pytest
 from botocore.stub import Stubber
+from moto.server import ThreadedMotoServer
 
 from mcp_core import errors
 from mcp_core.credentials import CredentialStore
 from mcp_core.credentials.aws import AwsCredentialStore
 from mcp_core.errors import CredentialBackendError
 from tests.support.aws import aws_environment
+
+from .conftest import closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -42,12 +44,6 @@ def store(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> AwsCredentialStore:
 @pytest.fixture
 def team() -> str:
     return f"T{uuid.uuid4().hex[:10].upper()}"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 async def test_the_standard_environment_picks_the_endpoint(store: AwsCredentialStore, moto_url: str) -> None:
@@ -204,7 +200,7 @@ async def test_an_unreachable_endpoint_is_a_clear_credential_error(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    aws_environment(monkeypatch, f"http://127.0.0.1:{_closed_port()}")
+    aws_environment(monkeypatch, f"http://127.0.0.1:{closed_port()}")
     store = AwsCredentialStore()
     for call in (
         lambda: store.put("T1", USER, VALUES),
@@ -238,6 +234,7 @@ async def test_access_denied_is_a_clear_credential_error(caplog: pytest.LogCaptu
         stub.add_client_error("get_secret_value", "AccessDeniedException", "not allowed", 400)
         stub.add_client_error("create_secret", "AccessDeniedException", "not allowed", 400)
         stub.add_client_error("describe_secret", "AccessDeniedException", "not allowed", 400)
+        stub.add_client_error("get_secret_value", "ThrottlingException", "Rate exceeded", 400)
         with pytest.raises(CredentialBackendError, match="AccessDeniedException") as caught:
             await store.get("T1", USER, "r1")
         assert "ask an admin" in str(caught.value)
@@ -246,7 +243,54 @@ async def test_access_denied_is_a_clear_credential_error(caplog: pytest.LogCaptu
         assert "s3cret" not in str(caught.value)
         with pytest.raises(CredentialBackendError):
             await store.delete("T1", USER, "r1")
+        with pytest.raises(CredentialBackendError, match="ThrottlingException"):
+            await store.get("T1", USER, "r1")
     assert "s3cret" not in caplog.text
+
+
+async def test_a_stopped_server_is_a_backend_error(monkeypatch: pytest.MonkeyPatch, team: str) -> None:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    aws_environment(monkeypatch, f"http://{host}:{port}")
+    store = AwsCredentialStore()
+    try:
+        ref = await store.put(team, USER, VALUES)
+        assert await store.get(team, USER, ref) == VALUES
+    finally:
+        server.stop()
+    for call in (
+        lambda: store.get(team, USER, ref),
+        lambda: store.put(team, USER, VALUES, ref=ref),
+        lambda: store.delete(team, USER, ref),
+        lambda: store.list_refs(team),
+    ):
+        started = time.monotonic()
+        with pytest.raises(CredentialBackendError) as caught:
+            await call()
+        assert time.monotonic() - started < 10
+        assert "could not be reached" in caught.value.reason
+        assert "s3cret" not in str(caught.value)
+    await store.aclose()
+
+
+def _open_pools(client: object) -> int:
+    """Connection pools the botocore client holds open (``close()`` clears them)."""
+    return len(client._endpoint.http_session._manager.pools)  # type: ignore[attr-defined]
+
+
+async def test_aclose_closes_only_a_client_the_store_built(store: AwsCredentialStore, team: str) -> None:
+    ref = await store.put(team, USER, VALUES)
+    assert _open_pools(store.client) == 1
+    await store.aclose()
+    assert _open_pools(store.client) == 0
+    await store.aclose()  # twice is safe
+
+    injected = boto3.client("secretsmanager")
+    borrowing = AwsCredentialStore(injected)
+    assert await borrowing.get(team, USER, ref) == VALUES
+    await borrowing.aclose()
+    assert _open_pools(injected) == 1
 
 
 async def test_configuration_errors(monkeypatch: pytest.MonkeyPatch) -> None:

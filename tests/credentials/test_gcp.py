@@ -6,14 +6,20 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from concurrent import futures
+from contextlib import contextmanager
+from pathlib import Path
 
+import grpc
 import pytest
 from google.api_core import exceptions as gexc
 
 from mcp_core.credentials import CredentialStore
 from mcp_core.credentials.gcp import CredentialBackendError, GcpCredentialStore
 from mcp_core.errors import ConfigError, CredentialError
+from mcp_core.services import build_services
 from tests.support.fake_secret_manager import FakeSecretManager, running_fake_secret_manager
+from tests.support.registry import make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -34,6 +40,42 @@ async def store(fake: FakeSecretManager) -> AsyncIterator[GcpCredentialStore]:
     client = fake.async_client()
     yield GcpCredentialStore(PROJECT, client=client, timeout=3.0)
     await client.transport.close()
+
+
+@pytest.fixture
+def default_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Application default credentials from a file, so the store can build its own client
+    (no RPC is made with it: building a client touches no network)."""
+    path = tmp_path / "adc.json"
+    adc = {"type": "authorized_user", "client_id": "c", "client_secret": "s", "refresh_token": "r"}
+    path.write_text(json.dumps(adc))
+    monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(path))
+
+
+class _Refusing(grpc.GenericRpcHandler):
+    """Answers every Secret Manager RPC with one gRPC status, as an ailing service does."""
+
+    def __init__(self, code: grpc.StatusCode) -> None:
+        self.code = code
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        def refuse(request: bytes, context: grpc.ServicerContext) -> bytes:
+            context.abort(self.code, "refused by the test server")
+
+        return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+@contextmanager
+def refusing_server(code: grpc.StatusCode) -> Iterator[str]:
+    """A gRPC server on ``127.0.0.1`` answering ``code`` to everything; yields its address."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers((_Refusing(code),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(grace=None).wait()
 
 
 def _name(store: GcpCredentialStore, team: str, user: str, ref: str) -> str:
@@ -291,6 +333,102 @@ async def test_slow_server_hits_the_deadline(store: GcpCredentialStore, fake: Fa
     assert time.monotonic() - started < 3.0 + 1.0
     assert "DeadlineExceeded" in caught.value.reason
     fake.delay = 0.0
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.INTERNAL,
+    ],
+    ids=lambda code: code.name,
+)
+async def test_an_ailing_service_is_a_backend_error_on_every_call(code: grpc.StatusCode) -> None:
+    with refusing_server(code) as address:
+        client = FakeSecretManager(address=address).async_client()
+        store = GcpCredentialStore(PROJECT, client=client, timeout=1.0)  # UNAVAILABLE is retried
+        try:
+            for call in (
+                store.get(TEAM, USER, "ref"),
+                store.put(TEAM, USER, VALUES),
+                store.delete(TEAM, USER, "ref"),
+                store.list_refs(),
+            ):
+                started = time.monotonic()
+                with pytest.raises(CredentialBackendError) as caught:
+                    await call
+                assert time.monotonic() - started < 1.0 + 1.0
+                assert "can't be reached right now" in str(caught.value)
+                assert SECRET not in str(caught.value)
+                assert SECRET not in caught.value.reason
+        finally:
+            await client.transport.close()
+
+
+async def test_failed_precondition_is_about_the_record_only_when_reading() -> None:
+    with refusing_server(grpc.StatusCode.FAILED_PRECONDITION) as address:
+        client = FakeSecretManager(address=address).async_client()
+        store = GcpCredentialStore(PROJECT, client=client, timeout=1.0)
+        try:
+            with pytest.raises(CredentialError) as caught:
+                await store.get(TEAM, USER, "ref")
+            assert not isinstance(caught.value, CredentialBackendError)
+            with pytest.raises(CredentialBackendError):
+                await store.put(TEAM, USER, VALUES)
+            with pytest.raises(CredentialBackendError):
+                await store.delete(TEAM, USER, "ref")
+        finally:
+            await client.transport.close()
+
+
+async def test_aclose_closes_the_channel_of_a_client_the_store_built(default_credentials: None) -> None:
+    store = GcpCredentialStore(PROJECT)
+    channel = store.client.transport.grpc_channel
+    assert channel.get_state() != grpc.ChannelConnectivity.SHUTDOWN
+
+    await store.aclose()
+    await store.aclose()  # twice is safe
+
+    assert channel.get_state() == grpc.ChannelConnectivity.SHUTDOWN
+    with pytest.raises(CredentialBackendError, match="closed"):
+        await store.get(TEAM, USER, "ref")  # no new client is built after shutdown
+
+
+async def test_aclose_leaves_an_injected_client_open(store: GcpCredentialStore) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+
+    await store.aclose()
+    await store.aclose()
+
+    assert store.client.transport.grpc_channel.get_state() != grpc.ChannelConnectivity.SHUTDOWN
+    assert await store.get(TEAM, USER, ref) == VALUES
+
+
+async def test_services_aclose_closes_the_gcp_client(tmp_path: Path, default_credentials: None) -> None:
+    settings = make_settings(tmp_path, credential_backend="gcp", google_cloud_project=PROJECT)
+    services = await build_services(settings)
+    try:
+        assert isinstance(services.credentials, GcpCredentialStore)
+        channel = services.credentials.client.transport.grpc_channel
+    finally:
+        await services.aclose()
+
+    assert channel.get_state() == grpc.ChannelConnectivity.SHUTDOWN
+    await services.aclose()  # twice is safe
+
+
+async def test_services_leave_a_secret_source_passed_in_open(
+    tmp_path: Path, store: GcpCredentialStore
+) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    services = await build_services(make_settings(tmp_path), secrets=store)
+    await services.aclose()
+
+    assert await store.get(TEAM, USER, ref) == VALUES
 
 
 async def test_no_secret_in_logs(

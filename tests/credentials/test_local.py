@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import uuid
@@ -24,12 +25,13 @@ from mcp_core.credentials.keys import key_file_path
 from mcp_core.models import ConnectionStatus, NewConnection
 from mcp_core.services import build_services
 from mcp_core.settings import Settings
+from mcp_core.store import create_engine, migrate
 from mcp_core.store._tables import credentials
 from tests.support.registry import BEARER, TEAM, TEAM_2, USER, USER_B, add, make_settings, open_services
 from tests.support.secrets import DictSecrets
 from tests.support.servers import RunningServer
 
-from .conftest import KEY_1, KEY_2, pg_database
+from .conftest import KEY_1, KEY_2, closed_port, pg_database, tcp_proxy
 
 pytestmark = pytest.mark.anyio
 
@@ -122,8 +124,9 @@ async def test_put_with_a_ref_replaces_the_users_record_under_a_fresh_data_key(
 async def test_put_cannot_take_over_another_users_ref(store: LocalCredentialStore) -> None:
     ref = await store.put(TEAM, USER, VALUES)
 
-    with pytest.raises(errors.StoreError):
+    with pytest.raises(errors.StoreError) as info:
         await store.put(TEAM, USER_B, {"header:Authorization": "Bearer theirs"}, ref=ref)
+    assert not isinstance(info.value, errors.CredentialError)  # refused, not an outage
 
     assert await store.get(TEAM, USER, ref) == VALUES
     assert await store.get(TEAM, USER_B, ref) == {}
@@ -180,6 +183,7 @@ async def test_one_tampered_byte_makes_get_fail_with_a_credential_error(
         await store.get(TEAM, USER, ref)
 
     assert "Reconnect it, or ask an admin to check CREDENTIAL_KEYS" in str(info.value)
+    assert not isinstance(info.value, errors.CredentialBackendError)
     assert_safe(info.value)
 
 
@@ -198,8 +202,63 @@ async def test_a_malformed_record_is_a_credential_error(
     ref = await store.put(TEAM, USER, VALUES)
     await set_row(engine, ref, record=record)
 
-    with pytest.raises(errors.CredentialError):
+    with pytest.raises(errors.CredentialError) as info:
         await store.get(TEAM, USER, ref)
+    assert not isinstance(info.value, errors.CredentialBackendError)
+
+
+@pytest.mark.postgres
+async def test_a_database_that_is_not_there_is_a_backend_error() -> None:
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{closed_port()}/nowhere")
+    store = LocalCredentialStore(engine, parse_keyring(f"k1:{KEY_1}"))
+    try:
+        for call in (
+            store.put(TEAM, USER, VALUES),
+            store.put(TEAM, USER, VALUES, ref="r1"),
+            store.get(TEAM, USER, "r1"),
+            store.delete(TEAM, USER, "r1"),
+        ):
+            with pytest.raises(errors.CredentialBackendError) as info:
+                await asyncio.wait_for(call, 20)
+            assert "can't be reached right now" in str(info.value)
+            assert info.value.reason.startswith("the credential database failed to")
+            assert_safe(info.value)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_database_going_away_is_a_backend_error_naming_no_secret(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with pg_database() as url, tcp_proxy(url) as proxy:
+        engine = create_engine(proxy.url_for(url))
+        try:
+            await migrate(engine)
+            store = LocalCredentialStore(engine, parse_keyring(f"k1:{KEY_1}"))
+            ref = await store.put(TEAM, USER, VALUES)
+            await proxy.close()  # open connections cut, new ones refused
+            for call in (
+                store.get(TEAM, USER, ref),
+                store.put(TEAM, USER, VALUES, ref),
+                store.delete(TEAM, USER, ref),
+            ):
+                with pytest.raises(errors.CredentialBackendError) as info:
+                    await asyncio.wait_for(call, 20)
+                assert_safe(info.value)
+                assert_safe(info.value.for_connection("github"))
+        finally:
+            await engine.dispose()
+    for secret in (*VALUES.values(), "s3cret"):
+        assert secret not in caplog.text
+
+
+async def test_aclose_leaves_the_borrowed_engine_open(store: LocalCredentialStore) -> None:
+    ref = await store.put(TEAM, USER, VALUES)
+    await store.aclose()
+    await store.aclose()
+    assert await store.get(TEAM, USER, ref) == VALUES
 
 
 async def test_a_record_copied_to_another_users_row_does_not_decrypt(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,11 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_core.credentials import LocalCredentialStore, parse_keyring
 from mcp_core.credentials import supabase as supabase_module
 from mcp_core.credentials.supabase import SupabaseCredentialStore, has_vault, secret_name
-from mcp_core.errors import ConfigError, CredentialError
+from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
+from mcp_core.models import ConnectionStatus, NewConnection
 from mcp_core.store import create_engine, migrate
 from mcp_core.store._tables import credentials
+from tests.support.postgres import PG_ADMIN_URL
+from tests.support.registry import BEARER, add, make_settings, open_services
+from tests.support.servers import RunningServer
 
-from .conftest import KEY_1, pg_database
+from .conftest import KEY_1, closed_port, pg_database, tcp_proxy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -168,6 +173,9 @@ async def test_ciphertext_is_bound_to_its_row(vault_store, vault_engine) -> None
         )
     with pytest.raises(CredentialError) as caught:
         await vault_store.get(TEAM, USER_B, ref_b)
+    assert not isinstance(caught.value, CredentialBackendError)  # the record is bad, not Vault
+    assert "SQLSTATE 39000" in caught.value.reason  # pgcrypto: wrong key or corrupt data
+    assert "can't be read" in str(caught.value)
     assert_no_secret(str(caught.value), caught.value.reason)
 
 
@@ -246,11 +254,11 @@ async def test_list_refs_from_vault(vault_store, vault_engine) -> None:
         await vault_store.list_refs(user_id=USER)
 
 
-async def test_database_error_becomes_credential_error(vault_store, vault_engine) -> None:
+async def test_a_broken_vault_is_a_backend_error_naming_no_secret(vault_store, vault_engine) -> None:
     ref = await vault_store.put(TEAM, USER, VALUES)
     async with vault_engine.begin() as conn:
         await conn.execute(sa.text("DROP FUNCTION vault.update_secret(uuid, text, text, text, uuid)"))
-    with pytest.raises(CredentialError) as caught:
+    with pytest.raises(CredentialBackendError) as caught:
         await vault_store.put(TEAM, USER, NEW_VALUES, ref)
     error = caught.value
     assert error.reason.startswith("Supabase Vault failed to store")
@@ -259,7 +267,7 @@ async def test_database_error_becomes_credential_error(vault_store, vault_engine
     assert await vault_store.get(TEAM, USER, ref) == VALUES
 
 
-async def test_timeout_becomes_credential_error(
+async def test_a_locked_vault_past_the_timeout_is_a_backend_error(
     vault_store, pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert await vault_store.uses_vault()
@@ -269,13 +277,146 @@ async def test_timeout_becomes_credential_error(
         tx = blocker.transaction()
         await tx.start()
         await blocker.execute("LOCK TABLE vault.secrets IN ACCESS EXCLUSIVE MODE")
-        with pytest.raises(CredentialError) as caught:
+        with pytest.raises(CredentialBackendError) as caught:
             await asyncio.wait_for(vault_store.put(TEAM, USER, VALUES), 10)
         await tx.rollback()
     finally:
         await blocker.close()
     assert "did not answer" in caught.value.reason
+    assert "can't be reached right now" in str(caught.value)
     assert_no_secret(str(caught.value), caught.value.reason)
+
+
+async def replace_with_sleeper(engine: AsyncEngine, seconds: float) -> None:
+    """Vault's read view and create function now take ``seconds`` before answering."""
+    async with engine.begin() as conn:
+        await conn.execute(
+            sa.text(
+                "CREATE OR REPLACE FUNCTION vault._shim_decrypt(ciphertext text, row_id uuid) RETURNS text "
+                f"LANGUAGE sql VOLATILE AS $$ SELECT pg_sleep({seconds}); SELECT 'x'::text $$"
+            )
+        )
+        await conn.execute(
+            sa.text(
+                "CREATE OR REPLACE FUNCTION vault.create_secret(new_secret text, new_name text = NULL, "
+                "new_description text = '', new_key_id uuid = NULL) RETURNS uuid "
+                f"LANGUAGE sql AS $$ SELECT pg_sleep({seconds}); SELECT gen_random_uuid() $$"
+            )
+        )
+
+
+async def test_a_vault_sleeping_past_the_timeout_is_a_backend_error(
+    vault_store, vault_engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref = await vault_store.put(TEAM, USER, VALUES)
+    await replace_with_sleeper(vault_engine, 5)
+    monkeypatch.setattr(supabase_module, "VAULT_TIMEOUT_S", 0.5)
+
+    for call in (vault_store.get(TEAM, USER, ref), vault_store.put(TEAM, USER, VALUES)):
+        with pytest.raises(CredentialBackendError) as caught:
+            await asyncio.wait_for(call, 10)
+        assert "did not answer within 0.5s" in caught.value.reason
+        assert_no_secret(str(caught.value), caught.value.reason)
+
+
+async def test_a_postgres_statement_timeout_is_a_backend_error(pg_url: str, vault_engine) -> None:
+    ref = await SupabaseCredentialStore(vault_engine, fallback=None).put(TEAM, USER, VALUES)
+    await replace_with_sleeper(vault_engine, 5)
+    database = sa.make_url(pg_url).database
+    async with vault_engine.begin() as conn:
+        await conn.execute(sa.text(f"ALTER DATABASE \"{database}\" SET statement_timeout = '200ms'"))
+    engine = create_engine(pg_url)  # new connections get the database's statement_timeout
+    try:
+        store = SupabaseCredentialStore(engine, fallback=None)
+        for call in (store.get(TEAM, USER, ref), store.put(TEAM, USER, VALUES)):
+            with pytest.raises(CredentialBackendError) as caught:
+                await asyncio.wait_for(call, 10)
+            assert "QueryCanceledError (SQLSTATE 57014)" in caught.value.reason
+            assert_no_secret(str(caught.value), caught.value.reason)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_closed_server_is_a_backend_error(pg_url: str, vault_engine) -> None:
+    async with tcp_proxy(pg_url) as proxy:
+        engine = create_engine(proxy.url_for(pg_url))
+        try:
+            store = SupabaseCredentialStore(engine, fallback=None)
+            ref = await store.put(TEAM, USER, VALUES)
+            await proxy.close()  # the server goes away: open connections cut, new ones refused
+            for call in (
+                store.get(TEAM, USER, ref),
+                store.put(TEAM, USER, NEW_VALUES, ref),
+                store.delete(TEAM, USER, ref),
+                store.list_refs(),
+            ):
+                with pytest.raises(CredentialBackendError) as caught:
+                    await asyncio.wait_for(call, 10)
+                assert caught.value.reason.startswith("Supabase Vault failed to")
+                assert_no_secret(str(caught.value), caught.value.reason)
+        finally:
+            await engine.dispose()
+    assert await SupabaseCredentialStore(vault_engine, fallback=None).get(TEAM, USER, ref) == VALUES
+
+
+async def test_a_server_that_was_never_there_is_a_backend_error() -> None:
+    engine = create_engine(f"postgresql://postgres@127.0.0.1:{closed_port()}/nowhere")
+    try:
+        with pytest.raises(CredentialBackendError, match="detect Vault"):
+            await asyncio.wait_for(SupabaseCredentialStore(engine, fallback=None).get(TEAM, USER, "r"), 10)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_role_without_vault_privileges_is_a_backend_error(pg_url: str, vault_engine) -> None:
+    ref = await SupabaseCredentialStore(vault_engine, fallback=None).put(TEAM, USER, VALUES)
+    role = f"smb_test_{secrets.token_hex(6)}"
+    admin = await asyncpg.connect(plain_dsn(PG_ADMIN_URL), timeout=5)
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        async with vault_engine.begin() as conn:  # Vault is visible to the role, its secrets are not
+            await conn.execute(sa.text(f'GRANT USAGE ON SCHEMA vault TO "{role}"'))
+        engine = create_engine(sa.make_url(pg_url).set(username=role))
+        try:
+            store = SupabaseCredentialStore(engine, fallback=None)
+            assert await store.uses_vault() is True
+            for call in (store.get(TEAM, USER, ref), store.put(TEAM, USER, VALUES)):
+                with pytest.raises(CredentialBackendError) as caught:
+                    await call
+                assert "InsufficientPrivilegeError (SQLSTATE 42501)" in caught.value.reason
+        finally:
+            await engine.dispose()
+    finally:
+        async with vault_engine.begin() as conn:
+            await conn.execute(sa.text(f'REVOKE ALL ON SCHEMA vault FROM "{role}"'))
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
+
+
+async def test_a_vault_outage_marks_the_connection_error_not_needs_auth(
+    tmp_path, pg_url: str, vault_engine, bearer_server: RunningServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SupabaseCredentialStore(vault_engine, fallback=None)
+    settings = make_settings(tmp_path)
+    async with open_services(settings, store) as services:
+        ref = await store.put(TEAM, USER, {"header:Authorization": f"Bearer {BEARER}"})
+        new = NewConnection(
+            name="secured", transport="streamable_http", url=bearer_server.url, credential_ref=ref
+        )
+        connection = (await add(services, new, team=TEAM, user=USER)).connection
+        assert connection.status == ConnectionStatus.HEALTHY
+    await replace_with_sleeper(vault_engine, 5)
+    monkeypatch.setattr(supabase_module, "VAULT_TIMEOUT_S", 0.5)
+
+    async with open_services(settings, store) as services:  # no live session: Vault is asked again
+        with pytest.raises(CredentialBackendError) as caught:
+            await services.registry.discover(TEAM, USER, connection.id)
+        stored = await services.store.get_connection(TEAM, USER, connection.id)
+
+    assert str(caught.value).startswith("secured: the stored credentials can't be reached right now")
+    assert stored.status == ConnectionStatus.ERROR
+    assert stored.status_detail == str(caught.value)
+    assert BEARER not in str(caught.value)
 
 
 async def test_no_secret_in_logs(vault_store, vault_engine, caplog: pytest.LogCaptureFixture) -> None:
@@ -287,7 +428,7 @@ async def test_no_secret_in_logs(vault_store, vault_engine, caplog: pytest.LogCa
     await vault_store.list_refs()
     async with vault_engine.begin() as conn:
         await conn.execute(sa.text("DROP FUNCTION vault.update_secret(uuid, text, text, text, uuid)"))
-    with pytest.raises(CredentialError):
+    with pytest.raises(CredentialBackendError):
         await vault_store.put(TEAM, USER, VALUES, ref)
     await vault_store.delete(TEAM, USER, ref)
     assert caplog.records
@@ -321,6 +462,31 @@ async def test_without_vault_uses_fallback_table(plain_engine: AsyncEngine) -> N
     assert await store.delete(TEAM, USER_B, ref) is False
     assert await store.delete(TEAM, USER, ref) is True
     assert await store.get(TEAM, USER, ref) == {}
+
+
+async def test_without_vault_an_unreachable_database_is_a_backend_error(pg_url: str, plain_engine) -> None:
+    async with tcp_proxy(pg_url) as proxy:
+        engine = create_engine(proxy.url_for(pg_url))
+        try:
+            fallback = LocalCredentialStore(engine, parse_keyring(f"k1:{KEY_1}"))
+            store = SupabaseCredentialStore(engine, fallback=fallback)
+            ref = await store.put(TEAM, USER, VALUES)
+            await proxy.close()
+            for call in (store.get(TEAM, USER, ref), store.put(TEAM, USER, VALUES), store.list_refs()):
+                with pytest.raises(CredentialBackendError) as caught:
+                    await asyncio.wait_for(call, 10)
+                assert_no_secret(str(caught.value), caught.value.reason)
+        finally:
+            await engine.dispose()
+
+
+async def test_aclose_leaves_the_borrowed_engine_open(vault_store, vault_engine) -> None:
+    ref = await vault_store.put(TEAM, USER, VALUES)
+    await vault_store.aclose()
+    await vault_store.aclose()
+    async with vault_engine.connect() as conn:
+        assert (await conn.execute(sa.text("SELECT 1"))).scalar_one() == 1
+    assert await vault_store.get(TEAM, USER, ref) == VALUES
 
 
 async def test_without_vault_or_fallback_refuses(plain_engine: AsyncEngine) -> None:
