@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from slack_bolt import BoltResponse
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncBoltRequest, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
@@ -51,38 +51,60 @@ URL_CHECK_TIMEOUT_S = 2.0
 """View submissions must be acked within 3 s; the URL check (DNS) gets at most this."""
 _BEARER_PREFIX = re.compile(r"^bearer\s+", re.IGNORECASE)
 _INTERACTIVE = ("block_actions", "view_submission")
+_VERIFIED = "mcp_request_verified"
+"""Context key set once Bolt has checked a request; an unset key means nothing may be sent."""
 Listener = Callable[..., Awaitable[None]]
+
+
+# The readers below are total: a value of an unexpected type or shape reads as absent, and
+# the listener then answers as it does for a missing value (a field error, "not yours").
 
 
 def _channel(body: dict[str, Any]) -> str:
     """The channel a command or a button click came from ("" on the Home tab)."""
-    return str(body.get("channel_id") or (body.get("channel") or {}).get("id") or "")
+    channel = body.get("channel")
+    found = body.get("channel_id") or (channel.get("id") if isinstance(channel, dict) else None)
+    return found if isinstance(found, str) else ""
 
 
 def _form_values(view: dict[str, Any]) -> dict[str, str]:
-    """``{block_id: value}`` of a submitted form's plain-text inputs."""
+    """``{block_id: value}`` of a submitted form's plain-text inputs ("" for any other value)."""
+    state = view.get("state")
+    blocks = state.get("values") if isinstance(state, dict) else None
     values: dict[str, str] = {}
-    for block, actions in (view.get("state") or {}).get("values", {}).items():
-        state = next(iter(actions.values()), None) if isinstance(actions, dict) else None
-        values[block] = str((state or {}).get("value") or "")
+    for block, actions in blocks.items() if isinstance(blocks, dict) else ():
+        element = next(iter(actions.values()), None) if isinstance(actions, dict) else None
+        value = element.get("value") if isinstance(element, dict) else None
+        values[block] = value if isinstance(value, str) else ""
     return values
 
 
 def _metadata(view: dict[str, Any]) -> dict[str, str]:
+    """The string entries of a modal's private_metadata (a JSON object we wrote)."""
+    raw = view.get("private_metadata")
     try:
-        metadata = json.loads(view.get("private_metadata") or "{}")
-    except ValueError:
+        metadata = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except (ValueError, RecursionError):
         return {}
-    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {k: v for k, v in metadata.items() if isinstance(v, str)}
 
 
-def _tools_target(value: str) -> tuple[str, int]:
-    """(connection id, page) from a Tools / Next / Previous button's value."""
+def _tools_target(value: Any) -> tuple[str, int]:
+    """(connection id, page) from a Tools / Next / Previous button's value; an odd page is 0."""
+    if not isinstance(value, str):
+        return "", 0
     try:
         target = json.loads(value)
-        return str(target["c"]), int(target.get("p", 0))
-    except (ValueError, TypeError, KeyError, AttributeError):
+    except (ValueError, RecursionError):
+        return value, 0  # a bare connection id
+    if not isinstance(target, dict):
         return value, 0
+    connection_id, page = target.get("c"), target.get("p", 0)
+    if not isinstance(page, int) or isinstance(page, bool):
+        page = 0  # a float (1e999 is inf), a string, null...: views clamp an int to the pages there are
+    return (connection_id if isinstance(connection_id, str) else ""), page
 
 
 def create_app(
@@ -123,6 +145,13 @@ def create_app(
         return dict(operator_values.get(card.id, {})) if user_id in settings.admin_user_ids else {}
 
     @app.middleware
+    async def mark_verified(context: AsyncBoltContext, request: AsyncBoltRequest, next: Any) -> Any:
+        """Bolt runs our middleware only once its own checks passed (the signature, in HTTP
+        mode); from here on the request's body may be answered (see ``report``)."""
+        context[_VERIFIED] = signing_secret is not None or request.mode == "socket_mode"
+        return await next()
+
+    @app.middleware
     async def drop_retried_events(body: dict[str, Any], next: Any) -> BoltResponse | None:
         """Slack retries events it thinks failed; the store remembers event ids across processes."""
         event_id = body.get("event_id") if isinstance(body, dict) else None
@@ -137,8 +166,17 @@ def create_app(
             context["respond"] = PooledRespond(response_url=context.respond.response_url, session=responses)
         return await next()
 
-    async def report(error: Exception, body: dict[str, Any], respond: AsyncRespond | None) -> None:
-        """Say what happened in the user's words; log anything unexpected (with its trace)."""
+    async def report(
+        error: Exception, body: dict[str, Any], respond: AsyncRespond | None, *, verified: bool
+    ) -> None:
+        """Say what happened in the user's words; log anything unexpected (with its trace).
+
+        Nothing at all is sent for a request that was not verified: its response_url and user
+        are whatever the sender wrote, and answering would make us their messenger.
+        """
+        if not verified:
+            logger.warning("a request failed before it was verified (nothing sent): %s", type(error).__name__)
+            return
         if isinstance(error, errors.McpCoreError):
             message = texts.failed(error)
         else:
@@ -152,9 +190,11 @@ def create_app(
             logger.warning("could not tell the user about an error: %s", type(exc).__name__)
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any], respond: AsyncRespond | None) -> None:
-        """Failures before the ack (Bolt answers 500) and in middleware."""
-        await report(error, body, respond)
+    async def on_error(
+        error: Exception, body: dict[str, Any], respond: AsyncRespond | None, context: AsyncBoltContext
+    ) -> None:
+        """Failures before the ack (Bolt answers 500) and in middleware, Bolt's own included."""
+        await report(error, body, respond, verified=context.get(_VERIFIED) is True)
 
     def after_ack(listener: Listener) -> Listener:
         """Report a listener's failure itself once it has acked.
@@ -172,7 +212,8 @@ def create_app(
                 ack = kwargs.get("ack")
                 if ack is not None and ack.response is None:
                     raise  # not acked yet: Bolt answers with an error and calls on_error
-                await report(exc, kwargs.get("body") or {}, kwargs.get("respond"))
+                # a listener runs only after every middleware, mark_verified included
+                await report(exc, kwargs.get("body") or {}, kwargs.get("respond"), verified=True)
 
         return guarded
 
@@ -413,14 +454,20 @@ def create_app(
         """A card picked in the catalog: the picker turns into that card's form."""
         await ack()
         _, user_id = owner(body)
-        view = body.get("view") or {}
+        view = body.get("view") if isinstance(body.get("view"), dict) else {}
+        view_id, view_hash = view.get("id"), view.get("hash")
         card = usable_card(user_id, str(action.get("value", "")))
         if card is None:
             logger.warning("refused %s a card not offered to them: %.64r", user_id, action.get("value"))
             return
+        if not view_id or not isinstance(view_id, str):  # not clicked in a picker: open the form
+            await open_connect(body, None, card.id)
+            return
         channel = _metadata(view).get("channel", "")
         form = card_form(user_id, card, {"channel": channel})
-        await client.views_update(view_id=view.get("id"), hash=view.get("hash"), view=form)
+        await client.views_update(
+            view_id=view_id, hash=view_hash if isinstance(view_hash, str) else None, view=form
+        )
 
     @app.action("mcp_edit")
     @after_ack
@@ -507,6 +554,11 @@ def create_app(
         existing = await store.find_connection(team_id, user_id, name) if name else None
         if existing is not None and (editing is None or existing.id != editing.id):
             problems[views.NAME_BLOCK] = texts.duplicate_name(name)
+        if editing is None:
+            try:
+                await registry.check_room(team_id, user_id)
+            except errors.LimitError as exc:
+                problems[views.NAME_BLOCK] = str(exc)
         if secrets and credentials is None:
             problems[next(f.key for f in card.fields if f.secret)] = texts.NO_CREDENTIAL_STORE
         if problems or new is None:
@@ -558,8 +610,9 @@ def create_app(
     @app.event("app_home_opened")
     @after_ack
     async def home_opened(event: dict[str, Any], body: dict[str, Any]) -> None:
-        if event.get("tab", "home") == "home":
-            await publish_home(str(body.get("team_id")), event["user"])
+        user = event.get("user")
+        if event.get("tab", "home") == "home" and isinstance(user, str) and user:
+            await publish_home(str(body.get("team_id")), user)
 
     register_chat(app, services, client, cards)
 

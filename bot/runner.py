@@ -16,8 +16,10 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot._edge import SlackEdge
 from bot._respond import SharedSession
 from bot.app import create_app
 from mcp_core.errors import McpCoreError
@@ -39,7 +41,11 @@ EVENT_PURGE_INTERVAL_S = 600.0
 def _client(settings: Settings) -> AsyncWebClient:
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
-    return AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
+    client = AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
+    # A 429 means Slack did nothing, so one retry after Retry-After is safe; without it a busy
+    # workspace could lose an agent's answer (chat.update is rate-limited per app).
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
+    return client
 
 
 async def sync_cards(services: Services, catalog: CardCatalog) -> None:
@@ -51,7 +57,11 @@ async def sync_cards(services: Services, catalog: CardCatalog) -> None:
 
 
 def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Application:
-    """The aiohttp application of HTTP mode (also what tests serve on a real port)."""
+    """The aiohttp application of HTTP mode (also what tests serve on a real port).
+
+    Raises:
+        ValueError: without a signing secret (HTTP mode cannot tell Slack's requests apart).
+    """
     settings = services.settings
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     responses = SharedSession()
@@ -59,7 +69,9 @@ def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Appl
     app = create_app(
         services, client=_client(settings), signing_secret=secret, responses=responses, catalog=cards
     )
-    web_app = app.web_app(path="/slack/events")
+    # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
+    web_app = web.Application()
+    web_app.router.add_post("/slack/events", SlackEdge(app, secret or "").handle)
 
     async def sync_on_startup(_: web.Application) -> None:
         await sync_cards(services, cards)
