@@ -5,6 +5,13 @@ mcp 2.x validates every inbound result strictly: one tool whose ``inputSchema`` 
 and raises too, even for good tools. Filtering the raw JSON-RPC response before the session
 sees it keeps the server's good tools usable; each dropped tool is reported once.
 
+An ``outputSchema`` the bot cannot use — not valid JSON Schema, or referring to documents
+outside itself — is removed and the tool kept. The SDK checks ``structuredContent`` against
+it after every call; mcp 2.3 resolves references with an empty registry (no fetch), but then
+fails each call of that tool *after it ran*. Without the schema the result is passed on
+unchecked, which is how the bot treats every result anyway. Removing it here also keeps the
+no-fetch guarantee independent of the SDK version (see ``mcp_core._schemas``).
+
 The wrapper also notices end-of-stream, which is how the pool learns that a stdio server
 died while idle (the SDK's dispatcher only marks itself closed).
 """
@@ -17,9 +24,12 @@ from typing import Any
 
 import anyio
 import mcp_types as types
+from jsonschema.exceptions import SchemaError
 from mcp.shared.message import SessionMessage
 from mcp_types.methods import validate_server_result
 from pydantic import ValidationError
+
+from mcp_core._schemas import unresolved_references, validator_class
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +74,7 @@ class SanitizingReadStream:
         for tool in result["tools"]:
             problem = _tool_problem(tool, result, version)
             if problem is None:
+                _drop_unusable_output_schema(tool)
                 kept.append(tool)
             else:
                 name = tool.get("name") if isinstance(tool, dict) else None
@@ -91,6 +102,23 @@ class SanitizingReadStream:
 
 def _looks_like_tool_listing(result: object) -> bool:
     return isinstance(result, dict) and isinstance(result.get("tools"), list) and "content" not in result
+
+
+def _drop_unusable_output_schema(tool: dict[str, Any]) -> None:
+    schema = tool.get("outputSchema")
+    if not isinstance(schema, dict):
+        return
+    try:
+        validator_class(schema).check_schema(schema)
+    except SchemaError as exc:
+        why = f"invalid outputSchema: {exc.message[:150]}"
+    else:
+        unresolved = unresolved_references(schema)
+        if not unresolved:
+            return
+        why = unresolved[0].reason("outputSchema")[:200]
+    del tool["outputSchema"]
+    logger.warning("tool %r: ignoring its outputSchema (%s)", tool.get("name"), why)
 
 
 def _tool_problem(tool: object, result: dict[str, Any], version: str) -> str | None:

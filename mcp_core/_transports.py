@@ -2,7 +2,9 @@
 
 Headers (bearer tokens, API keys) go on every HTTP transport. One SSL context is shared by
 every HTTP client because building a fresh truststore context costs 30–60 ms per client.
-A stdio child's stderr is piped into our log instead of the bot's terminal, line by line.
+A stdio child's stderr is piped into our log instead of the bot's terminal, line by line, and
+the child runs in the pool's ``mcp_core.sandbox.StdioSandbox`` (limits, private directory,
+bubblewrap where it works).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx2
 import truststore
 from mcp import StdioServerParameters
@@ -27,6 +30,7 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from mcp_core.models import SessionSpec
+from mcp_core.sandbox import ExitWatch, StdioLaunch, StdioSandbox
 
 logger = logging.getLogger(__name__)
 
@@ -78,20 +82,26 @@ def _http_client(
 
 
 async def open_transport(
-    spec: SessionSpec, stack: AsyncExitStack, scrub: Callable[[str], str], on_refused: Any = None
+    spec: SessionSpec,
+    stack: AsyncExitStack,
+    scrub: Callable[[str], str],
+    on_refused: Any = None,
+    *,
+    sandbox: StdioSandbox | None = None,
+    on_sandbox_stop: Callable[[str], None] | None = None,
 ) -> TransportStreams:
     """Enter the transport for ``spec`` on ``stack`` and return its (read, write) streams.
 
+    A stdio server runs in ``sandbox`` (None: as given, unconfined); ``on_sandbox_stop`` hears
+    why, if the sandbox stopped it (a limit), before its read stream ends.
+
     Raises:
         OSError: the stdio command cannot be started.
+        ServerUnavailableError: the sandbox asked for cannot work here.
         httpx2.HTTPError: the HTTP endpoint cannot be reached (often inside an ExceptionGroup).
     """
     if spec.transport == "stdio":
-        errlog = await stack.enter_async_context(_stderr_to_log(spec.name, scrub))
-        params = StdioServerParameters(
-            command=spec.command or "", args=list(spec.args), env=dict(spec.env), cwd=spec.cwd
-        )
-        return await stack.enter_async_context(stdio_client(params, errlog=errlog))
+        return await _open_stdio(spec, stack, scrub, sandbox, on_sandbox_stop)
     if spec.transport == "sse":
 
         def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None):
@@ -110,13 +120,56 @@ async def open_transport(
     return await stack.enter_async_context(streamable_http_client(spec.url or "", http_client=http))
 
 
+async def _open_stdio(
+    spec: SessionSpec,
+    stack: AsyncExitStack,
+    scrub: Callable[[str], str],
+    sandbox: StdioSandbox | None,
+    on_stop: Callable[[str], None] | None,
+) -> TransportStreams:
+    if sandbox is None:
+        launch, watch = StdioLaunch.unconfined(spec), None
+    else:
+        launch = await sandbox.launch(spec)
+        watch = ExitWatch(sandbox, spec.name, on_stop) if launch.supervised else None
+    errlog = await stack.enter_async_context(_stderr_to_log(spec.name, scrub, watch))
+    params = StdioServerParameters(command=launch.command, args=launch.args, env=launch.env, cwd=launch.cwd)
+    read, write = await stack.enter_async_context(stdio_client(params, errlog=errlog))
+    if watch is None:
+        return read, write
+    errlog.close()  # the child has its copy; without ours, stderr ends when the server's tree does
+    return _EndAfterExitReport(read, watch), write
+
+
+class _EndAfterExitReport:
+    """A stdio read stream whose end waits (up to ``STDERR_DRAIN_S``) for the sandbox's report
+    of how the server ended, so the pool's error for a dead server can say why."""
+
+    def __init__(self, inner: Any, watch: ExitWatch) -> None:
+        self._inner = inner
+        self._watch = watch
+
+    async def receive(self) -> Any:
+        try:
+            return await self._inner.receive()
+        except anyio.EndOfStream:
+            with anyio.move_on_after(STDERR_DRAIN_S):
+                await self._watch.ended.wait()
+            raise
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
 @asynccontextmanager
-async def _stderr_to_log(name: str, scrub: Callable[[str], str]) -> AsyncIterator[Any]:
+async def _stderr_to_log(
+    name: str, scrub: Callable[[str], str], watch: ExitWatch | None = None
+) -> AsyncIterator[Any]:
     """Yield a writable file whose lines end up in the log under the connection's name.
 
     The child inherits the pipe's write end; we read the other end with asyncio. Our copy of
     the write end is closed on exit, after which the reader drains briefly and is cancelled (a
-    grandchild may keep the pipe open forever).
+    grandchild may keep the pipe open forever). ``watch`` sees every line, then the end.
     """
     read_fd, write_fd = os.pipe()
     writer = os.fdopen(write_fd, "w")
@@ -140,8 +193,17 @@ async def _stderr_to_log(name: str, scrub: Callable[[str], str]) -> AsyncIterato
                 text = line.decode("utf-8", "replace").rstrip()
                 if text:
                     child_log.info("%s", scrub(text)[:STDERR_LINE_MAX_CHARS])
+                    if watch is not None:
+                        watch.feed(text)
 
-    task = asyncio.create_task(pump(), name=f"stderr:{name}")
+    async def pump_and_tell() -> None:
+        try:
+            await pump()
+        finally:
+            if watch is not None:
+                watch.close()
+
+    task = asyncio.create_task(pump_and_tell(), name=f"stderr:{name}")
     try:
         yield writer
     finally:

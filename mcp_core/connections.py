@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import math
 import time
@@ -45,6 +44,7 @@ from mcp_core import errors
 from mcp_core._sanitize import SanitizingReadStream
 from mcp_core._transports import open_transport
 from mcp_core.models import SessionSpec
+from mcp_core.sandbox import StdioSandbox
 from mcp_core.security import scrub
 from mcp_core.settings import IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS
 
@@ -84,6 +84,8 @@ class _Live:
         self.task: asyncio.Task[None] | None = None
         self.skipped: list[tuple[str, str]] = []
         self.refused_status: int | None = None
+        self.sandbox_stop: str | None = None
+        """Why the stdio sandbox stopped the server (a limit it hit), told before its stream ends."""
         self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
 
     @property
@@ -99,6 +101,8 @@ class ConnectionPool:
     """Owns every live MCP session of the process, keyed by connection id.
 
     ``on_tools_changed`` is awaited (in its own task) when a server says its tool list changed.
+    Local (stdio) servers run in ``sandbox``; None runs them unconfined, as given (tests that
+    are not about the sandbox; ``build_services`` always passes one).
     """
 
     def __init__(
@@ -107,8 +111,10 @@ class ConnectionPool:
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         max_sessions: int = MAX_LIVE_SESSIONS,
         on_tools_changed: ToolsChangedHook | None = None,
+        sandbox: StdioSandbox | None = None,
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
+        self._sandbox = sandbox
         self._max_sessions = max_sessions
         self.on_tools_changed = on_tools_changed
         self._live: OrderedDict[uuid.UUID, _Live] = OrderedDict()
@@ -152,7 +158,7 @@ class ConnectionPool:
             try:
                 with anyio.fail_after(timeout + CALL_GRACE_S):
                     result = await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
-                return _scrub_result(result, live.scrub)
+                return _scrub_result(result, live.scrub) if live.spec.secret_values else result
             except MCPError as exc:
                 if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                     raise errors.ServerTimeoutError(
@@ -164,7 +170,7 @@ class ConnectionPool:
                     self._retire(connection_id, live)
                     raise errors.ServerCrashedError(
                         live.spec.name,
-                        f"the server stopped while running {tool}. It was not retried because it may "
+                        f"{_stopped(live)} while running {tool}. It was not retried because it may "
                         "have run; the next request starts a new session.",
                     ) from exc
                 text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
@@ -202,18 +208,24 @@ class ConnectionPool:
             except Exception as exc:
                 self._retire(connection_id, live)
                 raise _call_error(live, "tools/list", timeout, exc) from exc
-            return ToolListing(tools=tools, skipped=list(live.skipped))
+            kept, leaking = _scrub_tools(tools, live.scrub, live.spec.secret_values)
+            for name in leaking:
+                _dropped_tool(live, name, "its name contains one of the connection's secrets")
+            return ToolListing(tools=kept, skipped=list(live.skipped))
 
-    async def discard(self, connection_id: uuid.UUID) -> None:
-        """Close the connection's session (if any) and wait until its process is gone."""
+    async def discard(self, connection_id: uuid.UUID, *, delete_files: bool = False) -> None:
+        """Close the connection's session (if any) and wait until its process is gone; with
+        ``delete_files``, also delete the private folder its stdio server kept (the connection
+        is being removed)."""
         live = self._live.get(connection_id)
         self._locks.pop(connection_id, None)
-        if live is None:
-            return
-        self._retire(connection_id, live)
-        if live.task is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(live.task), CLOSE_ALL_TIMEOUT_S)
+        if live is not None:
+            self._retire(connection_id, live)
+            if live.task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(live.task), CLOSE_ALL_TIMEOUT_S)
+        if delete_files and self._sandbox is not None:
+            await asyncio.to_thread(self._sandbox.remove_private_dir, connection_id)
 
     async def aclose(self) -> None:
         """Close every session and reap every child process. Safe to call twice."""
@@ -285,7 +297,12 @@ class ConnectionPool:
             with connect:
                 async with AsyncExitStack() as stack:
                     read, write = await open_transport(
-                        spec, stack, live.scrub, on_refused=functools.partial(setattr, live, "refused_status")
+                        spec,
+                        stack,
+                        live.scrub,
+                        on_refused=functools.partial(setattr, live, "refused_status"),
+                        sandbox=self._sandbox,
+                        on_sandbox_stop=functools.partial(setattr, live, "sandbox_stop"),
                     )
                     stream = SanitizingReadStream(
                         read,
@@ -418,6 +435,8 @@ def _connect_error(live: _Live, exc: BaseException) -> errors.McpCoreError:
     leaf = leaves[0] if leaves else exc
     if isinstance(leaf, errors.McpCoreError):
         return leaf
+    if live.sandbox_stop is not None:
+        return errors.ServerUnavailableError(name, f"{_stopped(live)} during startup.")
     if isinstance(leaf, (TimeoutError, asyncio.CancelledError, anyio.get_cancelled_exc_class())):
         return errors.ServerTimeoutError(
             name, f"did not finish connecting within {spec.connect_timeout_s:g} s."
@@ -473,9 +492,19 @@ def _mcp_connect_error(live: _Live, exc: MCPError) -> errors.McpServerError:
     return errors.ServerUnavailableError(name, f"the server refused the MCP handshake: {message[:300]}")
 
 
+def _stopped(live: _Live) -> str:
+    if live.sandbox_stop is None:
+        return "the server stopped"
+    return f"the sandbox stopped the server ({live.sandbox_stop})"
+
+
 def _call_error(live: _Live, tool: str, timeout: float, exc: BaseException) -> errors.McpServerError:
     name = live.spec.name
     leaf = _leaves(exc)[0]
+    if live.sandbox_stop is not None:
+        return errors.ServerCrashedError(
+            name, f"{_stopped(live)} while running {tool}; it was not retried. The next request restarts it."
+        )
     if isinstance(leaf, TimeoutError):
         return errors.ServerTimeoutError(
             name,
@@ -494,26 +523,44 @@ def _call_error(live: _Live, tool: str, timeout: float, exc: BaseException) -> e
     return errors.ServerCrashedError(name, f"{tool} failed unexpectedly ({type(leaf).__name__}).")
 
 
+def _scrub_tree(node: Any, clean: Callable[[str], str]) -> Any:
+    """``node`` (JSON-like) with ``clean`` applied to every string in it, keys included."""
+    if isinstance(node, str):
+        return clean(node)
+    if isinstance(node, dict):
+        return {clean(k) if isinstance(k, str) else k: _scrub_tree(v, clean) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_scrub_tree(item, clean) for item in node]
+    return node
+
+
+def _scrub_model(model: Any, clean: Callable[[str], str]) -> Any:
+    """A pydantic MCP object with every string it carries scrubbed, whatever its content types
+    (text, resource links' uri/name/title, embedded resources, annotations, ``_meta``…)."""
+    dumped = model.model_dump(by_alias=True, exclude_none=True)
+    cleaned = _scrub_tree(dumped, clean)
+    return model if cleaned == dumped else type(model).model_validate(cleaned)
+
+
+def _scrub_tools(
+    tools: list[types.Tool], clean: Callable[[str], str], secrets: tuple[str, ...]
+) -> tuple[list[types.Tool], list[str]]:
+    """Tools with secrets scrubbed from every string (descriptions, titles, schemas) before they
+    are stored, shown in /mcp tools or sent to the model; a tool whose *name* holds a secret
+    cannot be renamed (the server would not know it), so it is dropped and reported."""
+    if not secrets:
+        return tools, []
+    kept: list[types.Tool] = []
+    leaking: list[str] = []
+    for tool in tools:
+        if clean(tool.name) != tool.name:
+            leaking.append(clean(tool.name))
+        else:
+            kept.append(_scrub_model(tool, clean))
+    return kept, leaking
+
+
 def _scrub_result(result: types.CallToolResult, clean: Callable[[str], str]) -> types.CallToolResult:
-    """``result`` with the connection's secrets replaced in every text it carries to Slack or the LLM."""
-    content: list[Any] = []
-    for block in result.content:
-        if isinstance(block, types.TextContent):
-            block = block.model_copy(update={"text": clean(block.text)})
-        elif isinstance(block, types.EmbeddedResource) and isinstance(
-            block.resource, types.TextResourceContents
-        ):
-            block = block.model_copy(
-                update={"resource": block.resource.model_copy(update={"text": clean(block.resource.text)})}
-            )
-        content.append(block)
-    structured = result.structured_content
-    if structured is not None:
-        dumped = json.dumps(structured, ensure_ascii=False, default=str)
-        cleaned = clean(dumped)
-        if cleaned != dumped:
-            try:
-                structured = json.loads(cleaned)
-            except ValueError:  # the secret spanned JSON syntax: drop what cannot be cleaned
-                structured = None
-    return result.model_copy(update={"content": content, "structured_content": structured})
+    """``result`` with the connection's secrets replaced in every string it carries to Slack or
+    the LLM: every content type, structured content and metadata."""
+    return _scrub_model(result, clean)

@@ -12,7 +12,11 @@ what to do, and never contains a secret or a stack trace::
     │   └── ConnectionNotFoundError     no such connection for this user
     ├── CredentialError             stored credentials cannot be decrypted (wrong or retired
     │                               master key, tampered or misplaced record); names the connection
+    │   └── CredentialBackendError      the secret store is down, slow, throttling or refusing
+    │                                   the bot (an outage: retrying later can work)
     ├── PolicyError                 a URL or command the security policy refuses
+    ├── LimitError                  one person reached a limit (connections, answers in
+    │                               progress, tool calls per minute); others are unaffected
     ├── McpServerError              a user's MCP server failed (names the connection)
     │   ├── ServerUnavailableError      could not connect: refused, missing command, handshake
     │   │   └── ServerAuthError             the server refused our credentials (401/403)
@@ -37,6 +41,7 @@ __all__ = [
     "CredentialBackendError",
     "CredentialError",
     "DuplicateConnectionError",
+    "LimitError",
     "LlmError",
     "McpCoreError",
     "McpServerError",
@@ -134,6 +139,10 @@ class CredentialBackendError(CredentialError):
 
 class PolicyError(McpCoreError):
     """The security policy refuses a URL, host or command."""
+
+
+class LimitError(McpCoreError):
+    """One person reached a per-user limit; the text says which and what to do."""
 
 
 class McpServerError(McpCoreError):

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import re
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
-import jsonschema
 import mcp_types as types
 from jsonschema.exceptions import SchemaError
 from jsonschema.protocols import Validator
@@ -36,7 +36,9 @@ from referencing.exceptions import Unresolvable
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
+from mcp_core._schemas import no_fetch_validator, unresolved_references, validator_class
 from mcp_core.connections import ConnectionPool, SpecFactory
+from mcp_core.limits import UserLimits, too_many_connections
 from mcp_core.models import (
     CatalogEntry,
     Connection,
@@ -47,7 +49,7 @@ from mcp_core.models import (
     ToolResult,
     UsageRecord,
 )
-from mcp_core.security import check_endpoint, check_remote_url
+from mcp_core.security import check_endpoint, check_remote_url, scrub
 from mcp_core.settings import Settings
 from mcp_core.store import Store
 from mcp_core.usage import UsageRecorder
@@ -169,7 +171,12 @@ class ToolRegistry:
         usage: UsageRecorder,
         settings: Settings,
         secrets: SecretSource | None = None,
+        limits: UserLimits | None = None,
     ) -> None:
+        self.limits = limits or UserLimits(
+            max_turns=settings.agent_max_turns_per_user,
+            max_calls_per_minute=settings.mcp_max_calls_per_minute,
+        )
         self._store = store
         self._pool = pool
         self._usage = usage
@@ -178,6 +185,7 @@ class ToolRegistry:
         self._catalogs: dict[tuple[str, str], _Catalog] = {}
         self._validators: dict[tuple[uuid.UUID, str], Validator] = {}
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
+        self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
 
     # -- connections ---------------------------------------------------------------------
 
@@ -190,7 +198,9 @@ class ToolRegistry:
         Raises:
             PolicyError: the URL is not allowed (nothing is stored).
             DuplicateConnectionError: the user already has a connection with this name.
+            LimitError: the user already has MCP_MAX_CONNECTIONS_PER_USER connections.
         """
+        await self.check_room(team_id, user_id)
         await self._check_policy(new.transport, new.url, new.config)
         connection = await self._store.create_connection(team_id, user_id, new)
         self._invalidate(team_id, user_id)
@@ -199,6 +209,16 @@ class ToolRegistry:
         except errors.McpCoreError as exc:
             return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
         return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
+
+    async def check_room(self, team_id: str, user_id: str) -> None:
+        """Refuse a new connection once the person has MCP_MAX_CONNECTIONS_PER_USER of them.
+
+        Raises:
+            LimitError: with the limit and what to do.
+        """
+        limit = self._settings.mcp_max_connections_per_user
+        if len(await self._store.list_connections(team_id, user_id)) >= limit:
+            raise errors.LimitError(too_many_connections(limit))
 
     async def update_connection(
         self, team_id: str, user_id: str, connection_id: uuid.UUID, **changes: Any
@@ -227,7 +247,7 @@ class ToolRegistry:
     async def remove_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
         """Close the live session, then delete the row. Returns False if it was not theirs."""
         await self._store.get_connection(team_id, user_id, connection_id)  # ownership first
-        await self._pool.discard(connection_id)
+        await self._pool.discard(connection_id, delete_files=True)
         removed = await self._store.delete_connection(team_id, user_id, connection_id)
         self._forget(connection_id)
         self._invalidate(team_id, user_id)
@@ -303,6 +323,7 @@ class ToolRegistry:
         Raises:
             UnknownToolError: not in this user's catalog.
             ToolArgumentsError: arguments do not match the inputSchema (nothing sent).
+            LimitError: the user made MCP_MAX_CALLS_PER_MINUTE calls in the last minute (nothing sent).
             McpServerError: the server failed; see ``mcp_core.errors``.
         """
         catalog = await self._catalog(team_id, user_id)
@@ -311,6 +332,7 @@ class ToolRegistry:
             raise errors.UnknownToolError(tool)
         arguments = arguments or {}
         self._validate(entry, arguments)
+        self.limits.count_call(team_id, user_id)
         started = time.perf_counter()
         try:
             result = await self._pool.call_tool(
@@ -344,6 +366,25 @@ class ToolRegistry:
             structured=structured,
             latency_ms=latency_ms,
         )
+
+    def redactor(self, team_id: str, user_id: str) -> Callable[[str], str]:
+        """Scrub the secrets of this user's connections (those opened by this process) out of
+        text the bot is about to show: the agent's answer, approval questions, progress.
+
+        Tool results are scrubbed per connection already; this is the second line, for text a
+        model wrote after reading something that slipped through.
+        """
+        forms = sorted(
+            {
+                form
+                for connection_id, owner in self._owners.items()
+                if owner == (team_id, user_id)
+                for form in self._secret_forms.get(connection_id, ())
+            },
+            key=len,
+            reverse=True,
+        )
+        return functools.partial(scrub, secrets=forms)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -410,7 +451,9 @@ class ToolRegistry:
             del self._validators[key]
 
     def _usable_tools(self, tools: Sequence[types.Tool]) -> tuple[list[ToolInfo], list[tuple[str, str]]]:
-        """Keep tools whose inputSchema is itself a valid JSON Schema; first of duplicate names wins."""
+        """Keep tools whose inputSchema is a valid JSON Schema with every reference inside it (the
+        bot fetches no schema, so a tool that needs one could never be validated); first of
+        duplicate names wins."""
         kept: dict[str, ToolInfo] = {}
         skipped: list[tuple[str, str]] = []
         for tool in tools:
@@ -418,9 +461,12 @@ class ToolRegistry:
                 skipped.append((tool.name, "duplicate tool name"))
                 continue
             try:
-                jsonschema.validators.validator_for(tool.input_schema).check_schema(tool.input_schema)
+                validator_class(tool.input_schema).check_schema(tool.input_schema)
             except SchemaError as exc:
                 skipped.append((tool.name, f"invalid inputSchema: {exc.message[:150]}"))
+                continue
+            if unresolved := unresolved_references(tool.input_schema):
+                skipped.append((tool.name, unresolved[0].reason("inputSchema")[:200]))
                 continue
             kept[tool.name] = _tool_info(tool)
         for name, why in skipped:
@@ -431,8 +477,7 @@ class ToolRegistry:
         key = (entry.connection_id, entry.tool.name)
         validator = self._validators.get(key)
         if validator is None:
-            schema = entry.tool.input_schema
-            validator = jsonschema.validators.validator_for(schema)(schema)
+            validator = no_fetch_validator(entry.tool.input_schema)  # a stored tool may predate the check
             self._validators[key] = validator
         try:
             if validator.is_valid(arguments):  # the fast path; errors are listed only on failure
@@ -459,6 +504,7 @@ class ToolRegistry:
                 except errors.CredentialError as exc:  # the source knows the ref, not the name
                     raise exc.for_connection(connection.name) from exc
             spec = self._spec(connection, secrets)
+            self._secret_forms[connection_id] = spec.secret_values
             await self._check_policy(spec.transport, spec.url, connection.config)
             return spec
 

@@ -17,6 +17,7 @@ from mcp_core.agent import Agent
 from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
 from mcp_core.registry import SecretSource, ToolRegistry
+from mcp_core.sandbox import StdioSandbox
 from mcp_core.settings import Settings
 from mcp_core.store import Store, create_engine, migrate
 from mcp_core.usage import UsageRecorder
@@ -44,11 +45,17 @@ class Services:
     """The LLM agent; None without OPENAI_API_KEY (mentions and DMs then say so)."""
     _engine: AsyncEngine | None = None
     _llm: AsyncOpenAI | None = None
+    _owns_credentials: bool = False
+    """True when ``credentials`` was opened here (not passed in as ``secrets``)."""
 
     async def aclose(self) -> None:
-        """Close sessions (reaping children), flush usage, then release the engine and LLM client we made."""
+        """Close sessions (reaping children), flush usage, then release the credential backend,
+        LLM client and engine we made (the engine last: the backend may borrow it). Safe to
+        call twice."""
         await self.pool.aclose()
         await self.usage.aclose()
+        if self._owns_credentials and self.credentials is not None:
+            await self.credentials.aclose()
         if self._llm is not None:
             await self._llm.close()
         if self._engine is not None:
@@ -92,7 +99,11 @@ async def build_services(
     else:
         credentials = secrets if isinstance(secrets, CredentialStore) else None
     usage = UsageRecorder(store)
-    pool = ConnectionPool(idle_timeout_s=settings.mcp_idle_timeout_s, max_sessions=settings.mcp_max_sessions)
+    pool = ConnectionPool(
+        idle_timeout_s=settings.mcp_idle_timeout_s,
+        max_sessions=settings.mcp_max_sessions,
+        sandbox=StdioSandbox.from_settings(settings),
+    )
     registry = ToolRegistry(store, pool, usage, settings, secrets)
     pool.on_tools_changed = registry.on_tools_changed
     llm = agent = None
@@ -105,5 +116,14 @@ async def build_services(
         )
         agent = Agent(llm, settings.openai_model, max_steps=settings.agent_max_steps)
     return Services(
-        settings, store, pool, usage, registry, credentials, agent, engine if owned else None, llm
+        settings,
+        store,
+        pool,
+        usage,
+        registry,
+        credentials,
+        agent,
+        engine if owned else None,
+        llm,
+        _owns_credentials=selection is not None,
     )

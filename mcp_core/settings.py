@@ -27,6 +27,20 @@ APPROVAL_TIMEOUT_S = 10 * 60.0
 """How long an Approve/Deny question waits; no answer counts as Deny."""
 HISTORY_MESSAGES = 30
 """Thread messages (newest) the agent reads as the conversation."""
+MAX_CONNECTIONS_PER_USER = 10
+"""Connections one person may keep (the origin documents' suggestion)."""
+MAX_TURNS_PER_USER = 2
+"""Agent answers one person may have in progress at once (in this process)."""
+MAX_CALLS_PER_MINUTE = 60
+"""Tool calls one person may make in any 60 s (in this process)."""
+STDIO_MEMORY_MB = 16384
+"""Address-space limit of a stdio server. V8 reserves far more than it uses: node 20 starts
+in ~1 GB, and its built-in ``fetch`` (undici's llhttp is WebAssembly) reserves ~10 GB more,
+so any node server making an HTTP request needs at least 11264 (measured; see mcp_core.sandbox)."""
+STDIO_CPU_S = 3600
+"""CPU seconds a stdio server may use over its life (idle sessions are closed and restarted)."""
+STDIO_MAX_FILES = 1024
+STDIO_MAX_PROCESSES = 256
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -70,6 +84,7 @@ class Settings(BaseSettings):
     agent_max_steps: int = Field(default=MAX_AGENT_STEPS, ge=1, le=50)
     agent_approval_timeout_s: float = Field(default=APPROVAL_TIMEOUT_S, gt=0)
     agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)
+    agent_max_turns_per_user: int = Field(default=MAX_TURNS_PER_USER, ge=1)
 
     # People and policy
     admin_user_ids: CommaList = Field(default_factory=list)
@@ -82,6 +97,15 @@ class Settings(BaseSettings):
     mcp_idle_timeout_s: float = Field(default=IDLE_TIMEOUT_S, gt=0)
     mcp_max_sessions: int = Field(default=MAX_LIVE_SESSIONS, ge=1)
     mcp_max_output_chars: int = Field(default=MAX_OUTPUT_CHARS, ge=1000)
+    mcp_max_connections_per_user: int = Field(default=MAX_CONNECTIONS_PER_USER, ge=1)
+    mcp_max_calls_per_minute: int = Field(default=MAX_CALLS_PER_MINUTE, ge=1)
+
+    # Sandbox of local (stdio) servers
+    mcp_stdio_sandbox: Literal["auto", "bwrap", "rlimits", "off"] = "auto"
+    mcp_stdio_memory_mb: int = Field(default=STDIO_MEMORY_MB, ge=64)
+    mcp_stdio_cpu_s: int = Field(default=STDIO_CPU_S, ge=1)
+    mcp_stdio_max_files: int = Field(default=STDIO_MAX_FILES, ge=16)
+    mcp_stdio_max_processes: int = Field(default=STDIO_MAX_PROCESSES, ge=1)
 
     log_level: str = "INFO"
 

@@ -314,12 +314,13 @@ async def test_a_tool_added_by_the_server_appears_in_the_catalog_after_list_chan
 # --- removing --------------------------------------------------------------------------------------
 
 
-async def test_removing_a_connection_stops_its_server_and_deletes_the_row(
+async def test_removing_a_connection_stops_its_server_and_deletes_the_row_and_its_folder(
     services_on_each_db: Services,
 ) -> None:
     services = services_on_each_db
     outcome = await add(services, toy("doomed"))
     pid = int((await call(services, "doomed__pid")).text)
+    assert (services.settings.data_dir / "servers" / str(outcome.connection.id)).is_dir()
 
     with anyio.fail_after(WAIT_S):
         removed = await services.registry.remove_connection(TEAM, USER, outcome.connection.id)
@@ -327,6 +328,7 @@ async def test_removing_a_connection_stops_its_server_and_deletes_the_row(
     assert removed is True
     assert not psutil.pid_exists(pid)  # remove waits until the process is gone
     assert not services.pool.is_live(outcome.connection.id)
+    assert not (services.settings.data_dir / "servers" / str(outcome.connection.id)).exists()
     with pytest.raises(errors.ConnectionNotFoundError):
         await services.store.get_connection(TEAM, USER, outcome.connection.id)
     assert await services.registry.catalog(TEAM, USER) == []

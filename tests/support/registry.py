@@ -79,7 +79,8 @@ CREDENTIAL_REF = "dict"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
-    """Settings for a test: SQLite in ``tmp_path``, loopback allowed, short timeouts, no ``.env``."""
+    """Settings for a test: SQLite in ``tmp_path``, loopback allowed, short timeouts, stdio
+    servers under rlimits only, no ``.env``."""
     values: dict[str, Any] = {
         "data_dir": tmp_path,
         "database_url": None,
@@ -87,6 +88,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "mcp_connect_timeout_s": CONNECT_TIMEOUT_S,
         "mcp_call_timeout_s": CALL_TIMEOUT_S,
         "mcp_max_output_chars": MAX_OUTPUT_CHARS,
+        # Tests of other behaviour look at servers' pids and files in /tmp, which bubblewrap
+        # hides; tests/test_sandbox.py covers the bwrap path (and `auto` picks it in production).
+        "mcp_stdio_sandbox": "rlimits",
     }
     return Settings(_env_file=None, **(values | overrides))  # type: ignore[call-arg]
 
