@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from mcp_core.agent import ToolProgress
@@ -35,6 +36,12 @@ AGENT_NOT_CONFIGURED = (
 )
 APPROVAL_NOT_YOURS = "Only the person who asked can approve or deny this call."
 APPROVAL_GONE = "This question is no longer open (it was answered, it expired, or the bot restarted)."
+FORM_DID_NOT_OPEN_ARGS = "⚠️ The arguments could not open in time. Click *Show all arguments* again."
+ARGUMENTS_TOO_LONG = (
+    "The arguments are too long for the person to review before approving, so the call was not "
+    "run. Use shorter arguments, or split the work into several calls."
+)
+OTHERS_WROTE = "Someone else wrote in this thread, so I ask before every tool: check that *you* want this."
 HEALTH_ERROR_CHARS = 500
 
 
@@ -108,9 +115,15 @@ def health(report: HealthReport) -> str:
 _TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫"}
 
 
+def shown_tool_name(name: str) -> str:
+    """A tool name the model wrote, fit to show: catalog names are ``[A-Za-z0-9_-]{1,64}``,
+    so anything else (mentions, markup, a pasted secret) is dropped rather than rendered."""
+    return re.sub(r"[^A-Za-z0-9_-]", "", name)[:64] or "?"
+
+
 def tool_line(progress: ToolProgress) -> str:
     """One progress line: state, tool name and, once finished, its time."""
-    line = f"{_TOOL_STATE[progress.state]} `{progress.call.name}`"
+    line = f"{_TOOL_STATE[progress.state]} `{shown_tool_name(progress.call.name)}`"
     if progress.state == "running":
         return line + " …"
     if progress.state == "denied":
@@ -124,8 +137,17 @@ def working(lines: list[str]) -> str:
     return "\n".join(["🤔 Working on it…", *lines])
 
 
-def approval_question(tool: str, user_id: str) -> str:
+def approval_question(tool: str, user_id: str, *, others_wrote: bool = False) -> str:
+    if others_wrote:
+        return f"<@{user_id}>, may I run `{tool}`? {OTHERS_WROTE}"
     return f"<@{user_id}>, may I run `{tool}`? It may change something."
+
+
+def arguments_too_long_to_show(chars: int) -> str:
+    return (
+        f"The arguments are {chars:,} characters, too long for this message. *Show all arguments* "
+        "opens them whole: read them before you approve."
+    )
 
 
 def approval_outcome(tool: str, user_id: str, outcome: str) -> str:

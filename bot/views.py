@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
@@ -41,6 +41,7 @@ __all__ = [
     "agent_answer",
     "all_tools_blocks",
     "approval_question",
+    "arguments_modal",
     "card_form",
     "card_picker",
     "clip",
@@ -60,9 +61,11 @@ CARD_PICK_ACTION = "mcp_pick_card"
 NAME_BLOCK = "name"
 MESSAGE_TEXT_LIMIT = 39_000
 """chat.postMessage/update take 40,000 characters of text; the rest is cut."""
-ARGUMENTS_CHARS = 2500
 APPROVE_ACTION = "mcp_agent_approve"
 DENY_ACTION = "mcp_agent_deny"
+ARGUMENTS_ACTION = "mcp_agent_arguments"
+CODE_CHUNK_CHARS = SECTION_TEXT_LIMIT - 8
+"""Escaped characters per code section (the fences and a newline take the rest)."""
 
 STATUS_BADGE = {
     ConnectionStatus.HEALTHY: "🟢 healthy",
@@ -337,19 +340,65 @@ def agent_answer(answer: str, used: list[str]) -> tuple[str, list[Block]]:
     return text, blocks
 
 
-def approval_question(question_id: str, user_id: str, call: ToolCall) -> tuple[str, list[Block]]:
-    """Approve/Deny for one tool call, showing the tool, its connection and the arguments."""
-    text = texts.approval_question(call.name, user_id)
-    arguments = clip(json.dumps(call.arguments, indent=2, ensure_ascii=False), ARGUMENTS_CHARS)
+def _arguments_json(call: ToolCall, redact: Callable[[str], str]) -> str:
+    """The call's arguments as the exact JSON document that will be sent, fit for a code block:
+    a backtick is written ``\\u0060`` (the same JSON value), so no string can close the block."""
+    return redact(json.dumps(call.arguments, indent=2, ensure_ascii=False)).replace("`", "\\u0060")
+
+
+def _code_chunks(text: str, limit: int = CODE_CHUNK_CHARS) -> list[str]:
+    """``text`` escaped for mrkdwn, in pieces of at most ``limit`` characters, never splitting
+    an entity; pieces break at line ends where they can."""
+    chunks: list[str] = []
+    current = ""
+    for char in text:
+        escaped = _escape(char)
+        if len(current) + len(escaped) > limit:
+            cut = current.rfind("\n") + 1
+            if cut == 0 or len(current) - cut + len(escaped) > limit:
+                cut = len(current)
+            chunks.append(current[:cut])
+            current = current[cut:]
+        current += escaped
+    return [*chunks, current] if current or not chunks else chunks
+
+
+def approval_question(
+    value: str,
+    user_id: str,
+    call: ToolCall,
+    *,
+    others_wrote: bool = False,
+    redact: Callable[[str], str] = str,
+) -> tuple[str, list[Block]] | None:
+    """Approve/Deny for one tool call, showing the tool, its description and the complete
+    arguments; arguments too long for the message get a *Show all arguments* button (a modal),
+    and arguments too long even for that give None: the person cannot review them, so nobody
+    may approve them. ``value`` binds the buttons to this question and these arguments."""
+    text = texts.approval_question(call.name, user_id, others_wrote=others_wrote)
+    arguments = _arguments_json(call, redact)
+    chunks = _code_chunks(arguments)
+    if len(chunks) > VIEW_BLOCK_LIMIT - 1:
+        return None
     description = call.entry.tool.description if call.entry is not None else ""
-    detail = f"{text}\n{_escape(clip(description, DESCRIPTION_CHARS))}\n```{_escape(arguments)}```"
-    blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=clip(detail, SECTION_TEXT_LIMIT))),
-        ActionsBlock(
-            elements=[
-                ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=question_id, style="primary"),
-                ButtonElement(text="Deny", action_id=DENY_ACTION, value=question_id, style="danger"),
-            ]
-        ),
+    head = f"{text}\n{_escape(clip(redact(description), DESCRIPTION_CHARS))}"
+    buttons = [
+        ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=value, style="primary"),
+        ButtonElement(text="Deny", action_id=DENY_ACTION, value=value, style="danger"),
     ]
+    if len(chunks) == 1 and len(head) + len(chunks[0]) + 8 <= SECTION_TEXT_LIMIT:
+        detail = f"{head}\n```{chunks[0]}```"
+    else:
+        detail = f"{head}\n{texts.arguments_too_long_to_show(len(arguments))}"
+        buttons.insert(0, ButtonElement(text="Show all arguments", action_id=ARGUMENTS_ACTION, value=value))
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=detail)), ActionsBlock(elements=buttons)]
     return text, blocks
+
+
+def arguments_modal(call: ToolCall, redact: Callable[[str], str] = str) -> View:
+    """A read-only modal with a call's complete arguments, in as many code sections as needed
+    (``approval_question`` only offers it when they fit in one view)."""
+    chunks = _code_chunks(_arguments_json(call, redact))[: VIEW_BLOCK_LIMIT - 1]
+    blocks: list[Block] = [ContextBlock(elements=[MarkdownTextObject(text=f"Arguments of `{call.name}`")])]
+    blocks += [SectionBlock(text=MarkdownTextObject(text=f"```{chunk}```")) for chunk in chunks]
+    return View(type="modal", title="Arguments", close="Close", blocks=blocks)

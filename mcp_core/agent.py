@@ -3,8 +3,8 @@
 Independent of Slack: it takes the conversation, the user's tool catalog, a function that calls
 a tool *as that user* (``ToolRegistry.call`` bound to the verified team and user) and two
 callbacks — ``on_progress`` (a tool started or ended, for a progress message) and
-``ask_approval`` (may this call that changes things run?). The surface decides how to show
-progress and how to ask.
+``ask_approval`` (may this call that changes things run? True, False, or why it could not be
+asked, which the model reads). The surface decides how to show progress and how to ask.
 
 Rules, from what users of other Slack+MCP bots ran into:
 
@@ -19,13 +19,19 @@ Rules, from what users of other Slack+MCP bots ran into:
 - A tool call is never retried by the loop (it may have run). Model requests may be retried by
   the OpenAI client (``max_retries``): they change nothing.
 - Secrets never reach the model: tool results are already scrubbed by the registry, and the
-  model sees tool names, descriptions, schemas and results only.
+  model sees tool names, descriptions, schemas and results only. What the model writes back is
+  passed through ``redact`` all the same (the asker's secrets), in case something slipped by.
+- Words of other people are instructions the asker never gave: when the conversation holds
+  any (``others_wrote``), every call of the turn asks the asker first, whatever the policy.
+- The model's output is hostile too: an answer that is not a chat completion, a choice without
+  a message, a tool call without an id are all an ``LlmError`` or a failed call, never a crash.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,6 +51,7 @@ __all__ = [
     "ApprovalPolicy",
     "ToolCall",
     "ToolProgress",
+    "approval_rule",
     "needs_approval",
     "openai_tools",
 ]
@@ -63,6 +70,10 @@ SYSTEM_PROMPT = (
 )
 
 EMPTY_ANSWER = "(The model gave no answer. Try rephrasing the question.)"
+NOT_A_COMPLETION = (
+    "The language model endpoint answered with something that is not an OpenAI-compatible chat "
+    "completion. Ask an admin to check OPENAI_BASE_URL and OPENAI_MODEL."
+)
 
 ApprovalPolicy = Literal["writes", "always", "never"]
 Message = Mapping[str, Any]
@@ -107,6 +118,19 @@ def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy = "writes") -> bo
     return entry.tool.read_only is not True
 
 
+def approval_rule(
+    policies: Mapping[uuid.UUID, ApprovalPolicy], *, others_wrote: bool
+) -> Callable[[CatalogEntry], bool]:
+    """Which calls of one turn ask first: each connection's policy (``writes`` when unknown), or
+    every call when the conversation holds words of someone other than the asker and the bot —
+    those words may be instructions the asker never gave ("call X and paste the result")."""
+
+    def check(entry: CatalogEntry) -> bool:
+        return others_wrote or needs_approval(entry, policies.get(entry.connection_id, "writes"))
+
+    return check
+
+
 def openai_tools(catalog: Sequence[CatalogEntry]) -> list[dict[str, Any]]:
     """The catalog as OpenAI function tools (names are already unique and OpenAI-valid)."""
     tools = []
@@ -148,13 +172,14 @@ class Agent:
         call_tool: ToolRunner,
         *,
         on_progress: Callable[[ToolProgress], Awaitable[None]] | None = None,
-        ask_approval: Callable[[ToolCall], Awaitable[bool]] | None = None,
+        ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None = None,
         approval: Callable[[CatalogEntry], bool] = needs_approval,
+        redact: Callable[[str], str] = str,
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
         ``call_tool(name, arguments)`` runs a catalog tool as the asking user. ``approval``
-        says which entries need ``ask_approval`` first.
+        says which entries need ``ask_approval`` first. ``redact`` cleans the answer's text.
 
         Raises:
             LlmError: the model could not be reached or refused the request.
@@ -170,50 +195,49 @@ class Agent:
             reply.steps += 1
             tool_calls = (message.tool_calls or []) if allow_tools else []
             if not tool_calls:
-                reply.text = (message.content or "").strip() or EMPTY_ANSWER
+                reply.text = redact(_text(message.content)) or EMPTY_ANSWER
                 return reply
+            calls = [_parse_call(raw, index, by_name) for index, raw in enumerate(tool_calls)]
             history.append(
                 {
                     "role": "assistant",
-                    "content": message.content,
-                    "tool_calls": [call.model_dump(exclude_none=True) for call in tool_calls],
+                    "content": _text(message.content) or None,
+                    "tool_calls": [call.wire() for call in calls],
                 }
             )
-            for raw in tool_calls:
-                progress = await self._run_call(raw, by_name, call_tool, on_progress, ask_approval, approval)
+            for call in calls:
+                progress = await self._run_call(call, call_tool, on_progress, ask_approval, approval)
                 reply.calls.append(progress)
-                history.append({"role": "tool", "tool_call_id": raw.id, "content": _for_model(progress)})
+                history.append({"role": "tool", "tool_call_id": call.id, "content": _for_model(progress)})
 
     async def _run_call(
         self,
-        raw: Any,
-        by_name: Mapping[str, CatalogEntry],
+        call: _ParsedCall,
         call_tool: ToolRunner,
         on_progress: Callable[[ToolProgress], Awaitable[None]] | None,
-        ask_approval: Callable[[ToolCall], Awaitable[bool]] | None,
+        ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None,
         approval: Callable[[CatalogEntry], bool],
     ) -> ToolProgress:
-        name = getattr(getattr(raw, "function", None), "name", "") or ""
-        entry = by_name.get(name)
-        try:
-            arguments = json.loads(raw.function.arguments or "{}")
-        except (ValueError, AttributeError):
-            arguments = None
-        call = ToolCall(
-            id=raw.id, name=name, arguments=arguments if isinstance(arguments, dict) else {}, entry=entry
-        )
+        entry = call.entry
         if entry is None:
-            return ToolProgress(call, "failed", _error(f"There is no tool named “{name}”."))
-        if not isinstance(arguments, dict):
+            return ToolProgress(call, "failed", _error(f"There is no tool named “{call.name[:64]}”."))
+        if not call.arguments_ok:
             return ToolProgress(
                 call, "failed", _error("The arguments were not a JSON object; nothing was run.")
             )
-        if approval(entry) and (ask_approval is None or not await ask_approval(call)):
-            return ToolProgress(call, "denied", _error("The person denied this call; it was not run."))
+        answer: bool | str = True
+        if approval(entry):
+            answer = await ask_approval(call) if ask_approval is not None else False
+        if answer is not True:
+            why = answer if isinstance(answer, str) else "The person denied this call; it was not run."
+            denied = ToolProgress(call, "denied", _error(why))
+            if on_progress is not None:
+                await on_progress(denied)
+            return denied
         if on_progress is not None:
             await on_progress(ToolProgress(call, "running"))
         try:
-            result = await call_tool(name, arguments)
+            result = await call_tool(call.name, call.arguments)
         except errors.McpCoreError as exc:  # tool failures are data for the model
             progress = ToolProgress(call, "failed", _error(str(exc)))
         else:
@@ -234,11 +258,61 @@ class Agent:
                 messages=history,  # type: ignore[arg-type]
                 **extra,
             )
+        except openai.APIResponseValidationError:
+            raise errors.LlmError(NOT_A_COMPLETION) from None
         except openai.OpenAIError as exc:
             raise errors.LlmError(_llm_failure(exc)) from None
-        if not response.choices:
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):
+            raise errors.LlmError(NOT_A_COMPLETION)
+        if not choices:
             raise errors.LlmError("The language model returned no answer. Try again in a moment.")
-        return response.choices[0].message
+        message = getattr(choices[0], "message", None)
+        if message is None or not hasattr(message, "content"):
+            raise errors.LlmError(NOT_A_COMPLETION)
+        tool_calls = getattr(message, "tool_calls", None)
+        if tool_calls is not None and not isinstance(tool_calls, list):
+            raise errors.LlmError(NOT_A_COMPLETION)
+        return message
+
+
+@dataclass(frozen=True)
+class _ParsedCall(ToolCall):
+    raw_arguments: str = "{}"
+    arguments_ok: bool = True
+    """False when the model's arguments were not a JSON object (nothing is run)."""
+
+    def wire(self) -> dict[str, Any]:
+        """The call as it goes back to the model in the conversation."""
+        function = {"name": self.name, "arguments": self.raw_arguments}
+        return {"id": self.id, "type": "function", "function": function}
+
+
+def _parse_call(raw: Any, index: int, by_name: Mapping[str, CatalogEntry]) -> _ParsedCall:
+    """One tool call of the model's answer, read defensively (it may be any shape)."""
+    name = getattr(getattr(raw, "function", None), "name", None)
+    name = name if isinstance(name, str) else ""
+    call_id = getattr(raw, "id", None)
+    call_id = call_id if isinstance(call_id, str) and call_id else f"call_{index}"
+    raw_arguments = getattr(getattr(raw, "function", None), "arguments", None)
+    raw_arguments = raw_arguments if isinstance(raw_arguments, str) else "{}"
+    try:
+        arguments = json.loads(raw_arguments or "{}")
+    except ValueError:
+        arguments = None
+    ok = isinstance(arguments, dict)
+    return _ParsedCall(
+        id=call_id,
+        name=name,
+        arguments=arguments if ok else {},
+        entry=by_name.get(name),
+        raw_arguments=raw_arguments,
+        arguments_ok=ok,
+    )
+
+
+def _text(content: object) -> str:
+    return content.strip() if isinstance(content, str) else ""
 
 
 def _error(text: str) -> ToolResult:

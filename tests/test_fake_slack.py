@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -120,6 +121,62 @@ async def test_an_override_injects_an_api_error(fake: FakeSlack, client: AsyncWe
     with pytest.raises(SlackApiError) as raised:
         await client.views_open(trigger_id="old", view=MODAL)
     assert raised.value.response["error"] == "expired_trigger_id"
+
+
+LONG = "x" * 3001
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("method", "payload", "error"),
+    [
+        (
+            "chat.postMessage",
+            {
+                "channel": "C1",
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3001}}],
+            },
+            "must be less than 3001 characters [json-pointer:/blocks/0/text/text]",
+        ),
+        (
+            "chat.update",
+            {"channel": "C1", "ts": "1.2", "blocks": [{"type": "divider"}] * 51},
+            "no more than 50 items allowed [json-pointer:/blocks]",
+        ),
+        (
+            "views.open",
+            {"trigger_id": "t", "view": {"type": "modal", "blocks": [{"type": "divider"}] * 101}},
+            "no more than 100 items allowed [json-pointer:/view/blocks]",
+        ),
+        (
+            "chat.postMessage",
+            {
+                "channel": "C1",
+                "blocks": [{"type": "actions", "elements": [{"type": "button", "value": "v" * 2001}]}],
+            },
+            "must be less than 2001 characters [json-pointer:/blocks/0/elements/0/value]",
+        ),
+        ("chat.postMessage", {"channel": "C1", "text": "x" * 40_001}, "msg_too_long [json-pointer:/text]"),
+    ],
+)
+async def test_blocks_slack_would_refuse_are_refused_as_invalid_blocks(
+    fake: FakeSlack, client: AsyncWebClient, method: str, payload: dict[str, Any], error: str
+) -> None:
+    with pytest.raises(SlackApiError) as raised:
+        await client.api_call(method, json=payload)
+
+    assert raised.value.response["error"] == "invalid_blocks"
+    assert raised.value.response["errors"] == [error]
+
+
+@pytest.mark.anyio
+async def test_blocks_at_the_limits_are_accepted(fake: FakeSlack, client: AsyncWebClient) -> None:
+    section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}}
+    await client.chat_postMessage(channel="C1", text="t", blocks=[section] * 50)
+    await client.views_open(
+        trigger_id="t",
+        view={"type": "modal", "title": {"type": "plain_text", "text": "x"}, "blocks": [section] * 100},
+    )
 
 
 @pytest.mark.anyio

@@ -211,3 +211,22 @@ async def test_a_connection_secret_never_reaches_slack_or_the_model(
     assert SECRET not in fake.all_traffic_text()
     assert SECRET not in caplog.text
     assert "It is set &lt;!channel>." in fake.all_traffic_text()  # no @channel from the model
+
+
+async def test_a_rate_limited_answer_is_retried_after_retry_after(tmp_path: Path, fake: FakeSlack) -> None:
+    limited: list[dict[str, Any]] = []
+
+    def once_rate_limited(body: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if not limited:
+            limited.append(body)
+            return 429, {"Retry-After": "0"}, {"ok": False, "error": "ratelimited"}
+        payload, headers = fake._canned("chat.update", body)
+        return 200, headers, payload
+
+    fake.overrides["chat.update"] = once_rate_limited
+    async with agent_bot(tmp_path, fake) as (slack, llm):
+        llm.reply("Delivered anyway.")
+        await slack.event(app_mention_event(f"<@{BOT_USER_ID}> hi", user_id=USER))
+        await turn_done(llm)
+
+    assert [c["body"]["text"] for c in fake.calls("chat.update")] == ["Delivered anyway."] * 2

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 import pytest
 
 from bot import texts
 from mcp_core.errors import StoreError
-from tests.slack.conftest import SlackDriver, listeners_done
+from mcp_core.models import NewConnection
+from tests.slack.conftest import TEAM, USER, SlackDriver, listeners_done
 from tests.support.fake_slack import FakeSlack
 from tests.support.registry import BEARER
 from tests.support.servers import RunningServer
 
 WRONG_TOKEN = "tok-wrong-8d1e2f3a4b"
+HOSTILE = Path(__file__).resolve().parents[1] / "servers" / "hostile.py"
+HOSTILE_TOKEN = "hostile-slack-tok-4e7d2a91"
 
 
 @pytest.mark.anyio
@@ -116,3 +121,27 @@ async def test_a_failing_home_refresh_does_not_spoil_a_successful_action(
     assert "Traceback" not in traffic
     [post] = fake.calls("chat.postEphemeral")
     assert post["body"]["text"].startswith("✅ Connected *toy*")
+
+
+@pytest.mark.anyio
+async def test_a_server_that_puts_its_secret_in_tool_descriptions_never_gets_it_shown(
+    slack: SlackDriver, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    credentials = slack.services.credentials
+    assert credentials is not None
+    ref = await credentials.put(TEAM, USER, {"env:HOSTILE_TOKEN": HOSTILE_TOKEN})
+    new = NewConnection(
+        name="hostile", transport="stdio", command=sys.executable, args=[str(HOSTILE)], credential_ref=ref
+    )
+    outcome = await slack.services.registry.add_connection(TEAM, USER, new)
+    assert outcome.error is None, outcome.error
+
+    for text in ("tools", "tools hostile", "list", "test hostile"):
+        await slack.command(text)
+    await listeners_done()
+
+    traffic = fake.all_traffic_text()
+    assert "Use the key [redacted] when asked." in traffic
+    assert HOSTILE_TOKEN not in traffic
+    assert HOSTILE_TOKEN not in caplog.text

@@ -9,8 +9,9 @@
 
 Answers are served in the order they were queued; a request with nothing queued gets a 500
 naming the problem, so a test that under-scripts fails loudly instead of hanging. ``fail``
-queues an HTTP error in OpenAI's error shape and ``stall`` an answer that never comes (for
-timeouts). Requests with another API key get a 401, as the real service does.
+queues an HTTP error in OpenAI's error shape, ``raw`` a 200 with any body (an endpoint that is
+not OpenAI-compatible) and ``stall`` an answer that never comes (for timeouts). Requests with
+another API key get a 401, as the real service does.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from aiohttp import web
 __all__ = ["FakeOpenAI", "fake_openai"]
 
 API_KEY = "sk-test-fake-openai"
+_RAW = "__raw_body__"
 
 
 class FakeOpenAI:
@@ -61,6 +63,11 @@ class FakeOpenAI:
         """Queue an HTTP error in OpenAI's error format."""
         self._script.append((status, {"error": {"message": message, "type": "server_error", "code": None}}))
 
+    def raw(self, body: str | dict[str, Any] | list[Any], *, content_type: str = "application/json") -> None:
+        """Queue an HTTP 200 whose body is exactly ``body`` (a broken or off-spec endpoint)."""
+        text = body if isinstance(body, str) else json.dumps(body)
+        self._script.append((200, {_RAW: text, "content_type": content_type}))
+
     def stall(self) -> None:
         """Queue an answer that never comes: the client's timeout must end the wait."""
         self._script.append((0, None))
@@ -92,6 +99,8 @@ class FakeOpenAI:
             await asyncio.Event().wait()  # stalled until the client gives up and the server closes
         if status != 200:
             return web.json_response(payload, status=status)
+        if payload is not None and _RAW in payload:
+            return web.Response(text=payload[_RAW], content_type=payload["content_type"])
         finish = "tool_calls" if payload and payload.get("tool_calls") else "stop"
         return web.json_response(
             {

@@ -170,6 +170,8 @@ class FakeSlack:
         status, headers, payload = 200, {}, {"ok": True}
         if api and not request.headers.get("Authorization", "").startswith("Bearer x"):
             payload = {"ok": False, "error": "not_authed"}
+        elif api and (problems := block_problems(record["method"], body)):
+            payload = {"ok": False, "error": "invalid_blocks", "errors": problems}
         elif api and (override := self.overrides.get(record["method"])):
             status, headers, payload = override(body)
         elif api:
@@ -333,6 +335,52 @@ class FakeSlack:
     async def await_ack(self, envelope_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         """`wait_ack` without blocking the caller's event loop."""
         return await anyio.to_thread.run_sync(partial(self.wait_ack, envelope_id, timeout_s))
+
+
+MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+VIEW_METHODS = frozenset({"views.open", "views.push", "views.update", "views.publish"})
+LIMITS = {"message_blocks": 50, "view_blocks": 100, "section_text": 3000, "text": 40_000}
+ELEMENT_LIMITS = {"value": 2000, "action_id": 255, "block_id": 255}
+CONTEXT_ELEMENTS = 10
+ACTIONS_ELEMENTS = 25
+
+
+def block_problems(method: str, body: dict[str, Any]) -> list[str]:
+    """What Slack's Block Kit validation would refuse in this call (``invalid_blocks``), with
+    Slack's json-pointer style; empty when the call is valid. Limits from Slack's Block Kit
+    reference: 50 blocks per message, 100 per view, 3,000 characters of section text, 2,000 of
+    a button value, 10 context elements, 25 actions elements; 40,000 characters of text."""
+    if method in MESSAGE_METHODS:
+        blocks, pointer, most = body.get("blocks"), "/blocks", LIMITS["message_blocks"]
+        if len(str(body.get("text") or "")) > LIMITS["text"]:
+            return ["msg_too_long [json-pointer:/text]"]
+    elif method in VIEW_METHODS:
+        blocks, pointer, most = (body.get("view") or {}).get("blocks"), "/view/blocks", LIMITS["view_blocks"]
+    else:
+        return []
+    if not isinstance(blocks, list):
+        return []
+    problems = [f"no more than {most} items allowed [json-pointer:{pointer}]"] if len(blocks) > most else []
+    for index, block in enumerate(blocks):
+        where = f"{pointer}/{index}"
+        if not isinstance(block, dict):
+            problems.append(f"must be an object [json-pointer:{where}]")
+            continue
+        text = block.get("text")
+        section_text = str(text.get("text") or "") if isinstance(text, dict) else ""
+        if block.get("type") == "section" and len(section_text) > LIMITS["section_text"]:
+            problems.append(f"must be less than 3001 characters [json-pointer:{where}/text/text]")
+        elements = block.get("elements") or []
+        if block.get("type") == "context" and len(elements) > CONTEXT_ELEMENTS:
+            problems.append(f"no more than {CONTEXT_ELEMENTS} items allowed [json-pointer:{where}/elements]")
+        if block.get("type") == "actions" and len(elements) > ACTIONS_ELEMENTS:
+            problems.append(f"no more than {ACTIONS_ELEMENTS} items allowed [json-pointer:{where}/elements]")
+        for n, element in enumerate(elements if isinstance(elements, list) else []):
+            for key, limit in ELEMENT_LIMITS.items():
+                if isinstance(element, dict) and len(str(element.get(key) or "")) > limit:
+                    at = f"{where}/elements/{n}/{key}"
+                    problems.append(f"must be less than {limit + 1} characters [json-pointer:{at}]")
+    return problems
 
 
 def _parse_body(text: str, content_type: str, query: dict[str, str]) -> dict[str, Any]:
