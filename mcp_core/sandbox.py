@@ -10,12 +10,14 @@
     and, unless the connection's config sets ``cwd``, its working directory. The server still
     sees and may write everything the bot's user may (the database in DATA_DIR included).
 ``bwrap``
-    The same inside bubblewrap: ``/`` read-only, its own ``/dev`` and ``/proc``, an empty
-    tmpfs on ``/tmp``, a tmpfs over DATA_DIR with only the connection's own directory (and
-    the shared npm cache) bound back read-write, its own pid/ipc/uts namespaces, every
-    capability dropped (as root too), killed when the bot dies. The network is kept: servers
-    such as GitHub or Postgres need it; where they may connect is ``mcp_core.security``'s job.
-    A connection whose ``cwd`` lies in /tmp or DATA_DIR cannot start under bwrap.
+    The same inside bubblewrap: ``/`` read-only (``/tmp`` included: it stays visible because
+    installs, checkouts and preinstalled servers live there too; ``TMPDIR`` is the connection's
+    own ``tmp/``), its own ``/dev`` and ``/proc``, a tmpfs over DATA_DIR with only the
+    connection's own directory (and the shared npm cache) bound back read-write, its own
+    pid/ipc/uts namespaces, every capability dropped (as root too), killed when the bot dies.
+    The network is kept: servers such as GitHub or Postgres need it; where they may connect is
+    ``mcp_core.security``'s job. A connection whose ``cwd`` lies in DATA_DIR cannot start
+    under bwrap.
 ``auto`` (default)
     bwrap when it is installed and a trial sandbox (the real flags and launcher, run once per
     process) works here, else rlimits, with one WARNING. An explicit ``bwrap`` that does not
@@ -158,7 +160,7 @@ class StdioSandbox:
         command = _resolve(spec.command or "", spec.env)
         home = self.private_dir(spec.connection_id)
         writable = [home]
-        env = {"HOME": str(home)}
+        env = {"HOME": str(home), "TMPDIR": str(_private(home / "tmp"))}
         if not any(key.lower() == "npm_config_cache" for key in spec.env):
             writable.append(_private(self.data_dir / "npm-cache"))
             env["npm_config_cache"] = str(writable[-1])
@@ -214,7 +216,6 @@ class StdioSandbox:
             "--ro-bind", "/", "/",
             "--dev", "/dev",
             "--proc", "/proc",
-            "--tmpfs", "/tmp",
             "--tmpfs", str(self.data_dir),
             "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--die-with-parent",

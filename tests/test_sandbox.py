@@ -223,9 +223,11 @@ async def test_under_bwrap_the_server_sees_no_bot_data_and_cannot_write_the_syst
     assert top["look_for_entries"] == ["npm-cache", "servers"]  # only what is bound back
     assert servers["look_for_entries"] == [str(spec.connection_id)]
     assert database["look_for_exists"] is False
-    assert host_tmp["look_for_exists"] is False
+    assert host_tmp["look_for_exists"] is True  # /tmp is read-only, not hidden: installs may live there
     assert top["can_write"]["/"] is False
     assert top["can_write"]["/usr"] is False
+    assert top["can_write"]["/tmp"] is False
+    assert top["tmpdir"] == str(data_dir / "servers" / str(spec.connection_id) / "tmp")
 
 
 # --- sandbox kills -----------------------------------------------------------------------------

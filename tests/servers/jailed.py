@@ -20,6 +20,7 @@ import json
 import os
 import resource
 import sys
+import tempfile
 import time
 
 from mcp.server import MCPServer
@@ -68,7 +69,8 @@ def main() -> None:
                 "look_for_exists": seen,
                 "look_for_entries": sorted(os.listdir(look_for)) if seen and os.path.isdir(look_for) else [],
                 "tmp_entries": sorted(os.listdir("/tmp")),
-                "can_write": {place: _can_create_in(place) for place in ("/", "/usr", os.getcwd())},
+                "tmpdir": tempfile.gettempdir(),
+                "can_write": {place: _can_create_in(place) for place in ("/", "/usr", "/tmp", os.getcwd())},
             }
         )
 
