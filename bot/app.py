@@ -20,6 +20,7 @@ from typing import Any
 
 from slack_bolt import BoltResponse
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncBoltRequest, AsyncRespond
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import Block
 from slack_sdk.web.async_client import AsyncWebClient
@@ -126,12 +127,24 @@ def create_app(
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
     """
     responses = responses or SharedSession()
-    app = AsyncApp(
-        client=client,
-        signing_secret=signing_secret or "socket-mode-does-not-sign",
-        request_verification_enabled=signing_secret is not None,
-        ignoring_self_events_enabled=True,
-    )
+    # Given no token, Bolt falls back to $SLACK_BOT_TOKEN and then warns that the client's token
+    # wins over it. The client carries that same token, so the warning is noise; no argument
+    # avoids Bolt's fallback, hence the filter around the construction alone.
+    bolt_logger = logging.getLogger("slack_bolt.AsyncApp")
+
+    def not_token_skipped(record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+    bolt_logger.addFilter(not_token_skipped)
+    try:
+        app = AsyncApp(
+            client=client,
+            signing_secret=signing_secret or "socket-mode-does-not-sign",
+            request_verification_enabled=signing_secret is not None,
+            ignoring_self_events_enabled=True,
+        )
+    finally:
+        bolt_logger.removeFilter(not_token_skipped)
     store, registry, credentials = services.store, services.registry, services.credentials
     settings = services.settings
     cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)

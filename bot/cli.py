@@ -1,18 +1,22 @@
-"""The ``slack-mcp-bot`` command: check, migrate, run."""
+"""The ``slack-mcp-bot`` command: check, migrate, run, credentials, manifest."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
-import os
 import sys
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
 
 import click
+import sqlalchemy as sa
+import yaml
 from pydantic import SecretStr, ValidationError
 
-from bot.runner import run_bot
-from mcp_core.credentials import describe_keys, detect_backend, rotate_credentials
+from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot, slack_client
+from mcp_core.credentials import describe_backend, detect_backend, rotate_credentials
 from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
 from mcp_core.settings import Settings
@@ -38,11 +42,18 @@ From an app manifest), install it to your workspace, then put in .env:
 
 
 def _load_settings() -> Settings:
+    """Settings from the environment and ``.env``; LOG_LEVEL applies unless --log-level was given."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as exc:
         lines = [f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()]
         raise click.ClickException("Invalid configuration:\n" + "\n".join(lines)) from None
+    if not click.get_current_context().find_root().params.get("log_level"):
+        try:
+            logging.getLogger().setLevel(settings.log_level.upper())
+        except ValueError:
+            raise click.ClickException(f"LOG_LEVEL: unknown level {settings.log_level!r}") from None
+    return settings
 
 
 def _shown(value: object) -> str:
@@ -63,13 +74,16 @@ def _missing(settings: Settings, fields: tuple[str, ...]) -> list[str]:
 @click.option("--log-level", default=None, help="Override LOG_LEVEL.")
 def main(log_level: str | None) -> None:
     """slack-mcp-bot: every Slack member's own MCP servers, used through an LLM agent."""
-    level = (log_level or os.environ.get("LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # LOG_LEVEL (environment or .env) is applied once the settings are read (_load_settings).
+    logging.basicConfig(
+        level=(log_level or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 @main.command()
 def check() -> None:
-    """Print the effective configuration (secrets hidden) and what each mode still needs."""
+    """Print the effective configuration (secrets hidden), what each mode still needs, and
+    whether Slack accepts the bot token. Creates nothing (no DATA_DIR, database or key file)."""
     settings = _load_settings()
     click.echo("Configuration:")
     for name in type(settings).model_fields:
@@ -78,14 +92,14 @@ def check() -> None:
     for mode, fields in MODES.items():
         missing = _missing(settings, fields)
         click.echo(f"  {mode:<40} {'ready' if not missing else 'missing ' + ', '.join(missing)}")
-    click.echo(f"\nDatabase: {_database_status(settings)}")
+    click.echo(f"\nSlack: {_slack_status(settings)}")
+    click.echo(f"Database: {_database_status(settings)}")
     selection = detect_backend(settings)
     line = f"Credentials: {selection.backend} backend ({selection.reason})"
-    if selection.backend == "local":
-        try:
-            line += f"; {describe_keys(settings)}"
-        except McpCoreError as exc:
-            line += f"; PROBLEM: {exc}"
+    try:
+        line += f"; {describe_backend(selection, settings)}"
+    except McpCoreError as exc:
+        line += f"; PROBLEM: {exc}"
     click.echo(line)
     click.echo(_cards_status(settings))
 
@@ -102,9 +116,40 @@ def _cards_status(settings: Settings) -> str:
     return line
 
 
+def _slack_status(settings: Settings) -> str:
+    """auth.test with SLACK_BOT_TOKEN: who the bot is, or what is wrong (never the token)."""
+    if settings.slack_bot_token is None:
+        return "not checked (SLACK_BOT_TOKEN is not set)"
+    try:
+        identity = asyncio.run(check_bot_token(slack_client(settings, retries=False)))
+    except SlackRefused as exc:
+        return f"PROBLEM: {exc}"
+    except SlackUnreachable as exc:
+        return f"NOT reachable ({exc})"
+    return f"SLACK_BOT_TOKEN accepted: {identity}"
+
+
+def _read_only_url(settings: Settings) -> str | Path:
+    """The database URL to probe without creating anything: an SQLite file opened read-only,
+    PostgreSQL as it is; or the path of an SQLite file that does not exist yet."""
+    url = sa.make_url(settings.sqlalchemy_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database.startswith("file:"):
+        return settings.sqlalchemy_url
+    if url.database == ":memory:" or not Path(url.database).is_file():
+        return Path(url.database)
+    return f"sqlite+aiosqlite:///file:{quote(url.database)}?mode=ro&uri=true"
+
+
 def _database_status(settings: Settings) -> str:
+    try:
+        url = _read_only_url(settings)
+    except (ValueError, sa.exc.ArgumentError) as exc:
+        return f"NOT usable ({exc})"
+    if isinstance(url, Path):
+        return f"sqlite, no database yet at {url} (created by the first start or `slack-mcp-bot migrate`)"
+
     async def probe() -> str:
-        engine = create_engine(settings)
+        engine = create_engine(url)
         try:
             async with asyncio.timeout(CHECK_DB_TIMEOUT_S):
                 pending = await pending_migrations(engine)
@@ -177,13 +222,101 @@ def credentials_migrate(target: str) -> None:
 
 @main.command()
 @click.option("--http", "http_mode", is_flag=True, help="Serve Slack's HTTP endpoint instead of Socket Mode.")
-@click.option("--port", type=int, default=3000, envvar="PORT", show_default=True)
-def run(http_mode: bool, port: int) -> None:
-    """Start the bot (Socket Mode by default)."""
+@click.option("--port", type=int, default=None, help="HTTP mode's port  [default: PORT, else 3000]")
+def run(http_mode: bool, port: int | None) -> None:
+    """Start the bot (Socket Mode by default). Exits 2 when Slack refuses a token."""
     settings = _load_settings()
     mode = "HTTP mode (slack-mcp-bot run --http)" if http_mode else "Socket Mode (slack-mcp-bot run)"
     missing = _missing(settings, MODES[mode])
     if missing:  # before touching the database: this is the first thing a new user meets
         click.echo(f"Cannot start in {mode}: missing {', '.join(missing)}.\n\n{HOW_TO_GET_TOKENS}", err=True)
         sys.exit(2)
-    asyncio.run(run_bot(settings, http=http_mode, port=port))
+    try:
+        asyncio.run(run_bot(settings, http=http_mode, port=settings.port if port is None else port))
+    except SlackRefused as exc:
+        click.echo(f"Cannot start in {mode}: {exc}", err=True)
+        sys.exit(2)
+    except McpCoreError as exc:  # configuration the core refused (a missing extra, a bad key…)
+        click.echo(f"Cannot start in {mode}: {exc}", err=True)
+        sys.exit(2)
+
+
+# --- manifest ----------------------------------------------------------------------------------------
+
+_HERE = Path(__file__).resolve().parent
+MANIFEST_PATH = next(
+    (path for path in (_HERE.parent / "manifest.yml", _HERE / "manifest.yml") if path.is_file()),
+    _HERE.parent / "manifest.yml",
+)
+"""The app manifest in Socket Mode (what Slack's "From an app manifest" takes): the repository
+root's in a checkout or editable install, the copy inside the package in a wheel."""
+EVENTS_PATH = "/slack/events"
+"""Where HTTP mode serves Slack (bot.runner.http_app): events, interactivity and /mcp alike."""
+PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def events_url(base_url: str) -> str:
+    """``<base_url>/slack/events``: the one request URL of HTTP mode.
+
+    Raises:
+        click.BadParameter: ``base_url`` is not an absolute ``https://`` URL with a host (plain
+            ``http://`` only for localhost), or carries credentials, a query or a fragment.
+    """
+    parts = urlsplit(base_url.strip())
+    try:
+        _ = parts.port  # only to reject a malformed port
+    except ValueError:
+        raise click.BadParameter(f"{base_url!r} has an invalid port.", param_hint="--http") from None
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("https", "http") or not host:
+        raise click.BadParameter(
+            f"{base_url!r} is not a base URL such as https://bot.example.com.", param_hint="--http"
+        )
+    if parts.scheme == "http" and host not in PLAIN_HTTP_HOSTS:
+        raise click.BadParameter(
+            f"{base_url!r} must use https: Slack sends its requests, signed, to a public https URL "
+            "(plain http only for localhost).",
+            param_hint="--http",
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise click.BadParameter(
+            f"{base_url!r} must be a plain base URL, without user, query or fragment.", param_hint="--http"
+        )
+    path = parts.path.rstrip("/").removesuffix(EVENTS_PATH)
+    return f"{parts.scheme}://{parts.netloc}{path}{EVENTS_PATH}"
+
+
+def http_manifest(manifest: dict[str, Any], url: str) -> dict[str, Any]:
+    """``manifest`` for HTTP mode: Socket Mode off, events, interactivity and slash commands at ``url``."""
+    result = copy.deepcopy(manifest)
+    settings = result["settings"]
+    settings["socket_mode_enabled"] = False
+    settings["event_subscriptions"]["request_url"] = url
+    settings["interactivity"]["request_url"] = url
+    for command in result["features"]["slash_commands"]:
+        command["url"] = url
+    return result
+
+
+@main.command("manifest")
+@click.option(
+    "--http",
+    "base_url",
+    metavar="BASE_URL",
+    default=None,
+    help="HTTP mode: the bot's public https base URL; Slack will post to BASE_URL/slack/events.",
+)
+def manifest_command(base_url: str | None) -> None:
+    """Print the Slack app manifest: manifest.yml as is (Socket Mode), or for HTTP mode with --http."""
+    try:
+        text = MANIFEST_PATH.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {MANIFEST_PATH}: {exc.strerror}") from None
+    if base_url is None:
+        click.echo(text, nl=False)
+        return
+    url = events_url(base_url)
+    manifest = http_manifest(yaml.safe_load(text), url)
+    click.echo(f"# Slack app manifest for slack-mcp-bot in HTTP mode: every request goes to {url}")
+    click.echo("# (made by `slack-mcp-bot manifest --http`; paste it into Create New App → From a manifest)")
+    click.echo(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=1000), nl=False)

@@ -1,8 +1,20 @@
 """Start the bot in Socket Mode or HTTP mode and shut it down cleanly on SIGINT/SIGTERM.
 
 HTTP mode serves Slack at ``POST /slack/events`` and a health check at ``GET /healthz``
-(200 when the database answers, 503 otherwise). Shutdown closes every MCP session (reaping
-stdio children) and flushes usage rows before the process exits.
+(200 when the database answers and Slack accepted the bot token, 503 otherwise). Shutdown
+closes every MCP session (reaping stdio children) and flushes usage rows before the process
+exits.
+
+Starting, in both modes: ``auth.test`` checks SLACK_BOT_TOKEN first. Slack refusing a token
+(``invalid_auth``, ``token_revoked``…) is :class:`SlackRefused`: the bot stops and says which
+variable and where to get a good one, since no retry can help. Slack not answering (connection
+refused, timeout, 5xx, ``ratelimited``) is :class:`SlackUnreachable`: one log line, then a retry
+after 1, 2, 4… up to 60 s. HTTP mode serves meanwhile (``/healthz`` says ``"slack":
+"unreachable"``); Socket Mode cannot work without Slack, so it waits, and then opens its
+connection the same way (``apps.connections.open`` with SLACK_APP_TOKEN, then the WebSocket).
+
+Stopping: SIGINT/SIGTERM cancel the task running the bot wherever it waits (connecting,
+retrying, serving), so the process exits within about a second in every state.
 """
 
 from __future__ import annotations
@@ -12,10 +24,15 @@ import contextlib
 import gc
 import logging
 import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
+import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -29,23 +46,180 @@ from run_cards import BUILTIN_DIR, CardCatalog, load_cards
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["http_app", "run_bot", "sync_cards"]
+__all__ = [
+    "BotIdentity",
+    "SlackHealth",
+    "SlackRefused",
+    "SlackUnreachable",
+    "check_bot_token",
+    "http_app",
+    "run_bot",
+    "slack_client",
+    "sync_cards",
+]
+
+T = TypeVar("T")
 
 SLACK_API_TIMEOUT_S = 15
+SLACK_CHECK_TIMEOUT_S = 10.0
+"""One start-up call (auth.test, apps.connections.open); a failure is retried with back-off."""
+SOCKET_CONNECT_TIMEOUT_S = 20.0
+"""Opening the WebSocket once apps.connections.open gave its URL."""
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 60.0
+"""Back-off between attempts to reach Slack: 1, 2, 4… seconds, at most this."""
+SOCKET_CLOSE_TIMEOUT_S = 1.0
+"""Closing the WebSocket politely; past this the process exits anyway."""
+HTTP_SHUTDOWN_TIMEOUT_S = 2.0
+"""Requests still in flight at SIGTERM get this long (Slack wants its ack within 3 s anyway)."""
 HEALTH_TIMEOUT_S = 2.0
 EVENT_MEMORY_S = 3600.0
 """Slack retries an event for about 5 minutes; remembering ids for an hour is plenty."""
 EVENT_PURGE_INTERVAL_S = 600.0
 
+REFUSED_TOKEN_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "not_allowed_token_type",
+        "missing_scope",
+    }
+)
+"""Slack's answers that mean "this token will never work"; anything else may pass."""
+WHERE_TO_GET = {
+    "SLACK_BOT_TOKEN": "https://api.slack.com/apps → your app → OAuth & Permissions → "
+    "Bot User OAuth Token (xoxb-…; reinstall the app if it was revoked)",
+    "SLACK_APP_TOKEN": "https://api.slack.com/apps → your app → Basic Information → "
+    "App-Level Tokens (xapp-…, with the scope connections:write)",
+}
 
-def _client(settings: Settings) -> AsyncWebClient:
+
+class SlackRefused(Exception):
+    """Slack refused a token: retrying cannot help. The message names the variable and where
+    to get a working token, never the token itself."""
+
+    def __init__(self, variable: str, error: str) -> None:
+        self.variable, self.error = variable, error
+        super().__init__(
+            f"Slack refused {variable} ({error}). Get a valid one at {WHERE_TO_GET[variable]} "
+            f"and set {variable} in .env or the environment."
+        )
+
+
+class SlackUnreachable(Exception):
+    """Slack did not answer, or answered "not now" (timeout, connection error, 5xx,
+    ratelimited); the message is the reason, on one line."""
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    """Who SLACK_BOT_TOKEN is, as auth.test says."""
+
+    team: str
+    team_id: str
+    user: str
+    user_id: str
+
+    def __str__(self) -> str:
+        return f"bot user @{self.user} ({self.user_id}) in {self.team} ({self.team_id})"
+
+
+@dataclass
+class SlackHealth:
+    """Whether Slack has accepted the bot token yet (``/healthz`` reports it)."""
+
+    ok: bool = False
+
+
+def slack_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+    """The Web API client of SLACK_BOT_TOKEN (and SLACK_API_URL), every call bounded in time.
+
+    ``retries=False`` is for start-up checks, which retry with their own back-off (and one
+    log line per attempt) instead of slack_sdk's immediate retry of a failed connection.
+    """
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
+    if not retries:
+        return AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, retry_handlers=[], **kwargs)
     client = AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
     # A 429 means Slack did nothing, so one retry after Retry-After is safe; without it a busy
     # workspace could lose an agent's answer (chat.update is rate-limited per app).
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
     return client
+
+
+async def _start_up_call(variable: str, call: Awaitable[Any]) -> Any:
+    """One start-up Web API call made with ``variable``'s token, within SLACK_CHECK_TIMEOUT_S.
+
+    Raises:
+        SlackRefused: Slack refused the token.
+        SlackUnreachable: anything else that went wrong.
+    """
+    try:
+        async with asyncio.timeout(SLACK_CHECK_TIMEOUT_S):
+            return await call
+    except SlackApiError as exc:
+        error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        if error in REFUSED_TOKEN_ERRORS:
+            raise SlackRefused(variable, error) from None
+        raise SlackUnreachable(error or f"HTTP {exc.response.status_code}") from None
+    except TimeoutError:
+        raise SlackUnreachable(f"no answer within {SLACK_CHECK_TIMEOUT_S:g} s") from None
+    except (aiohttp.ClientError, OSError, SlackClientError, ValueError) as exc:
+        raise SlackUnreachable(" ".join(f"{type(exc).__name__}: {exc}".split())) from None
+
+
+async def check_bot_token(client: AsyncWebClient) -> BotIdentity:
+    """Ask Slack (auth.test) who the client's token is.
+
+    Raises:
+        SlackRefused: Slack refused SLACK_BOT_TOKEN.
+        SlackUnreachable: Slack did not answer within SLACK_CHECK_TIMEOUT_S, or not usefully.
+    """
+    answer = await _start_up_call("SLACK_BOT_TOKEN", client.auth_test())
+    return BotIdentity(
+        team=str(answer.get("team", "")),
+        team_id=str(answer.get("team_id", "")),
+        user=str(answer.get("user", "")),
+        user_id=str(answer.get("user_id", "")),
+    )
+
+
+async def _retrying(
+    what: str, attempt: Callable[[], Awaitable[T]], *, failed: SlackUnreachable | None = None
+) -> T:
+    """``attempt()`` until it succeeds: each SlackUnreachable is one log line, then a back-off.
+    ``failed`` is the failure of an attempt already made.
+
+    Raises:
+        SlackRefused: as soon as an attempt raises it.
+    """
+    delay = RETRY_FIRST_S
+    while True:
+        if failed is not None:
+            logger.warning("%s failed (%s); retrying in %g s", what, failed, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+        try:
+            return await attempt()
+        except SlackUnreachable as exc:
+            failed = exc
+
+
+def _accepted(health: SlackHealth, identity: BotIdentity) -> None:
+    health.ok = True
+    logger.info("Slack accepted SLACK_BOT_TOKEN: %s", identity)
+
+
+async def _confirm_bot_token(
+    client: AsyncWebClient, health: SlackHealth, *, failed: SlackUnreachable | None = None
+) -> None:
+    """auth.test until Slack answers (see ``_retrying``)."""
+    check = _retrying("Checking SLACK_BOT_TOKEN with Slack", lambda: check_bot_token(client), failed=failed)
+    _accepted(health, await check)
 
 
 async def sync_cards(services: Services, catalog: CardCatalog) -> None:
@@ -56,8 +230,13 @@ async def sync_cards(services: Services, catalog: CardCatalog) -> None:
         logger.warning("could not sync run cards to the store: %s", exc)
 
 
-def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Application:
+def http_app(
+    services: Services, catalog: CardCatalog | None = None, *, slack: SlackHealth | None = None
+) -> web.Application:
     """The aiohttp application of HTTP mode (also what tests serve on a real port).
+
+    ``slack`` is what ``/healthz`` reports about Slack (``run_bot`` passes it; without it the
+    health check is about the database only).
 
     Raises:
         ValueError: without a signing secret (HTTP mode cannot tell Slack's requests apart).
@@ -67,7 +246,7 @@ def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Appl
     responses = SharedSession()
     cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)
     app = create_app(
-        services, client=_client(settings), signing_secret=secret, responses=responses, catalog=cards
+        services, client=slack_client(settings), signing_secret=secret, responses=responses, catalog=cards
     )
     # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
     web_app = web.Application()
@@ -84,11 +263,15 @@ def http_app(services: Services, catalog: CardCatalog | None = None) -> web.Appl
     web_app.on_cleanup.append(close_responses)
 
     async def healthz(_: web.Request) -> web.Response:
+        report: dict[str, object] = {"ok": True, "live_sessions": services.pool.live_count}
         try:
             await asyncio.wait_for(services.store.healthcheck(), HEALTH_TIMEOUT_S)
         except Exception:  # boundary: any failure means unhealthy
-            return web.json_response({"ok": False, "database": "unreachable"}, status=503)
-        return web.json_response({"ok": True, "live_sessions": services.pool.live_count})
+            report = {"ok": False, "database": "unreachable"}
+        if slack is not None:
+            report["slack"] = "ok" if slack.ok else "unreachable"
+            report["ok"] = report["ok"] and slack.ok
+        return web.json_response(report, status=200 if report["ok"] else 503)
 
     web_app.router.add_get("/healthz", healthz)
     return web_app
@@ -106,44 +289,150 @@ async def _purge_events(services: Services) -> None:
         await asyncio.sleep(EVENT_PURGE_INTERVAL_S)
 
 
+def _one_line(record: logging.LogRecord) -> bool:
+    """slack_sdk's Socket Mode client logs each failed (re)connect with a traceback, and Web API
+    errors over several lines: keep the reason, on one line."""
+    record.msg = " ".join(record.getMessage().split())
+    record.args = None
+    record.exc_info = record.exc_text = None
+    return True
+
+
+_socket_mode_logger = logging.getLogger(f"{__name__}.socket_mode")
+_socket_mode_logger.addFilter(_one_line)
+
+
+async def _connect_socket_mode(
+    handler: AsyncSocketModeHandler, checks: AsyncWebClient, app_token: str
+) -> None:
+    """One attempt: a WebSocket URL from apps.connections.open, then the WebSocket itself.
+
+    Raises:
+        SlackRefused: Slack refused SLACK_APP_TOKEN.
+        SlackUnreachable: either step failed or took too long.
+    """
+    answer = await _start_up_call("SLACK_APP_TOKEN", checks.apps_connections_open(app_token=app_token))
+    handler.client.wss_uri = answer["url"]
+    try:
+        async with asyncio.timeout(SOCKET_CONNECT_TIMEOUT_S):
+            await handler.connect_async()
+    except TimeoutError:
+        raise SlackUnreachable(f"no WebSocket connection within {SOCKET_CONNECT_TIMEOUT_S:g} s") from None
+
+
+async def _close_socket_mode(handler: AsyncSocketModeHandler) -> None:
+    """Close the connection within SOCKET_CLOSE_TIMEOUT_S, whatever state it is in."""
+    try:
+        async with asyncio.timeout(SOCKET_CLOSE_TIMEOUT_S):
+            await handler.close_async()
+    except Exception as exc:  # boundary: shutting down, nothing more to do than say so
+        logger.info("the Socket Mode connection did not close cleanly (%s)", type(exc).__name__)
+    with contextlib.suppress(Exception):  # a close cut short leaves its HTTP session open
+        await handler.client.aiohttp_client_session.close()
+
+
+class _Stopper:
+    """SIGINT/SIGTERM cancel the task running the bot, wherever it is waiting."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._task = asyncio.current_task()
+        self._loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            self._loop.add_signal_handler(sig, self._stop, sig)
+
+    def _stop(self, sig: signal.Signals) -> None:
+        if self.requested:
+            logger.info("%s: already stopping", sig.name)
+            return
+        self.requested = True
+        logger.info("%s: stopping", sig.name)
+        assert self._task is not None
+        self._task.cancel()
+
+    def remove(self) -> None:
+        for sig in self.SIGNALS:
+            self._loop.remove_signal_handler(sig)
+
+
 async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0.0.0") -> None:
-    """Run until SIGINT/SIGTERM."""
-    services = await build_services(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    """Run until SIGINT/SIGTERM, which stop it within about a second in every state.
+
+    Raises:
+        SlackRefused: Slack refused SLACK_BOT_TOKEN or (Socket Mode) SLACK_APP_TOKEN, at start
+            or, for a bot token first checked while Slack was unreachable, later.
+    """
+    stopper = _Stopper()
+    try:
+        await _run(settings, http=http, port=port, host=host)
+    except asyncio.CancelledError:
+        if not stopper.requested:
+            raise
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()
+    finally:
+        stopper.remove()
+
+
+async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
+    checks = slack_client(settings, retries=False)
+    health = SlackHealth()
+    background: list[asyncio.Task[None]] = []
+    services: Services | None = None
     runner: web.AppRunner | None = None
     responses = SharedSession()
     handler: AsyncSocketModeHandler | None = None
     try:
         if http:
-            runner = web.AppRunner(http_app(services))
+            try:  # refused: stop before anything is created; unreachable: serve, keep trying
+                _accepted(health, await check_bot_token(checks))
+            except SlackUnreachable as exc:
+                background.append(asyncio.create_task(_confirm_bot_token(checks, health, failed=exc)))
+        else:
+            await _confirm_bot_token(checks, health)
+        services = await build_services(settings)
+        if http:
+            runner = web.AppRunner(http_app(services, slack=health), shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             logger.info("serving Slack on http://%s:%d/slack/events", host, port)
         else:
             assert settings.slack_app_token is not None
+            app_token = settings.slack_app_token.get_secret_value()
             cards = load_cards(BUILTIN_DIR, settings.run_cards_dir)
             await sync_cards(services, cards)
             app = create_app(
-                services, client=_client(settings), signing_secret=None, responses=responses, catalog=cards
+                services,
+                client=slack_client(settings),
+                signing_secret=None,
+                responses=responses,
+                catalog=cards,
             )
-            handler = AsyncSocketModeHandler(app, settings.slack_app_token.get_secret_value())
-            await handler.connect_async()
+            handler = AsyncSocketModeHandler(app, app_token, logger=_socket_mode_logger)
+            await _retrying(
+                "Connecting to Slack over Socket Mode",
+                lambda: _connect_socket_mode(handler, checks, app_token),
+            )
             logger.info("connected to Slack over Socket Mode")
         # Everything imported and built so far lives as long as the process: keep it out of the
         # collector, whose full passes over ~170k start-up objects otherwise stall acks ~80 ms.
         gc.freeze()
-        purger = asyncio.create_task(_purge_events(services), name="purge-slack-events")
-        await stop.wait()
-        purger.cancel()
+        background.append(asyncio.create_task(_purge_events(services), name="purge-slack-events"))
+        await asyncio.gather(*background)  # forever, unless a late auth.test is refused
     finally:
         logger.info("shutting down")
+        # The process exits next: freezing spares its exit a full collection (~0.6 s measured
+        # when stopped before the freeze above, e.g. while connecting).
+        gc.freeze()
+        for task in background:
+            task.cancel()
         if handler is not None:
-            with contextlib.suppress(Exception):
-                await handler.close_async()
+            await _close_socket_mode(handler)
         if runner is not None:
             await runner.cleanup()
         await responses.aclose()
-        await services.aclose()
+        if services is not None:
+            await services.aclose()

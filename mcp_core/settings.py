@@ -54,13 +54,18 @@ def _split_commas(value: object) -> object:
 class Settings(BaseSettings):
     """The bot's configuration. Build with ``Settings()``; tests pass values directly."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # env_ignore_empty: `SLACK_BOT_TOKEN=` or `PORT=` (a line uncommented, not filled in) means
+    # "not set" — the default, or "missing" in `check` — never an empty token sent to Slack.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True
+    )
 
     # Slack
     slack_bot_token: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str | None = Field(default=None, description="Web API base URL override")
+    port: int = Field(default=3000, ge=1, le=65535, description="HTTP mode's port; --port wins")
 
     # Storage
     data_dir: Path = Path("./data")

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from click.testing import CliRunner, Result
 from bot.cli import main
 from mcp_core.services import build_services
 from mcp_core.settings import Settings
+from tests.support.fake_slack import FakeSlack
 from tests.support.postgres import reachable_pg_server
 
 BOT_TOKEN = "xoxb-111-222-secretbot"
@@ -93,13 +96,92 @@ def test_check_with_nothing_set_names_every_missing_variable(env: pytest.MonkeyP
     assert mode_line(result.output, "LLM agent").endswith("missing OPENAI_API_KEY")
 
 
-def test_check_reports_the_database_and_its_pending_migrations(env: pytest.MonkeyPatch) -> None:
+def test_check_reports_the_database_and_its_pending_migrations(
+    env: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     before = invoke("check")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "slack-mcp-bot.db").touch()  # an empty file is an empty SQLite database
+    empty = invoke("check")
     invoke("migrate")
     after = invoke("check")
 
-    assert re.search(r"Database: sqlite reachable; \d+ migration\(s\) pending", before.output)
+    assert (
+        f"Database: sqlite, no database yet at {tmp_path / 'data' / 'slack-mcp-bot.db'} (created"
+        in before.output
+    )
+    assert re.search(r"Database: sqlite reachable; \d+ migration\(s\) pending", empty.output)
     assert "Database: sqlite reachable; schema up to date" in after.output
+
+
+def test_check_creates_no_data_dir_database_or_key_file(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    before = sorted(tmp_path.rglob("*"))
+
+    result = invoke("check")
+
+    assert result.exit_code == 0, result.output
+    assert sorted(tmp_path.rglob("*")) == before == []
+    assert "no key yet; one will be generated" in result.output
+
+
+def test_check_shows_who_the_bot_is_when_slack_accepts_the_token(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    with FakeSlack() as fake:
+        env.setenv("SLACK_API_URL", fake.base_url)
+
+        result = invoke("check")
+
+    assert "Slack: SLACK_BOT_TOKEN accepted: bot user @mcp-bot (U_BOT) in Fake Team (T_TEST)" in result.output
+    assert BOT_TOKEN not in result.output
+
+
+def test_check_says_which_token_slack_refused_and_where_to_get_one(env: pytest.MonkeyPatch) -> None:
+    env.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    with FakeSlack() as fake:
+        env.setenv("SLACK_API_URL", fake.base_url)
+        fake.overrides["auth.test"] = lambda body: (200, {}, {"ok": False, "error": "token_revoked"})
+
+        result = invoke("check")
+
+    assert result.exit_code == 0, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("Slack:")]
+    assert "PROBLEM: Slack refused SLACK_BOT_TOKEN (token_revoked)" in line
+    assert "OAuth & Permissions → Bot User OAuth Token" in line
+    assert BOT_TOKEN not in result.output
+
+
+def test_check_reports_an_unreachable_slack(env: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:  # a port nothing listens on once closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env.setenv("SLACK_BOT_TOKEN", BOT_TOKEN)
+    env.setenv("SLACK_API_URL", f"http://127.0.0.1:{port}/api/")
+
+    result = invoke("check")
+
+    assert "Slack: NOT reachable (ClientConnectorError: Cannot connect to host" in result.output
+    assert BOT_TOKEN not in result.output
+
+
+def test_log_level_is_read_from_dot_env(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LOG_LEVEL=error\n")
+    root = logging.getLogger()
+    env.setattr(root, "level", root.level)  # restored after the test
+
+    invoke("check")
+
+    assert root.level == logging.ERROR
+
+
+def test_an_empty_value_in_dot_env_means_not_set(env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PORT=\nSLACK_BOT_TOKEN=\nMCP_CALL_TIMEOUT_S=\n")
+
+    settings = Settings()
+    result = invoke("check")
+
+    assert (settings.port, settings.slack_bot_token, settings.mcp_call_timeout_s) == (3000, None, 60.0)
+    assert result.exit_code == 0, result.output
+    assert "SLACK_BOT_TOKEN" in mode_line(result.output, "Socket Mode")  # named as missing
 
 
 def test_check_reports_an_unreachable_database_without_its_password(env: pytest.MonkeyPatch) -> None:

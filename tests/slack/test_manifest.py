@@ -48,4 +48,5 @@ def test_the_manifest_declares_mcp_the_home_tab_events_and_minimal_scopes(manife
         "im:history",
         "channels:history",
         "groups:history",
+        "mpim:history",
     }
