@@ -16,7 +16,14 @@ from __future__ import annotations
 
 from mcp_core.credentials._crypto import Keyring, parse_keyring
 from mcp_core.credentials._protocol import CredentialStore
-from mcp_core.credentials.backends import Selection, detect_backend, open_backend, preflight
+from mcp_core.credentials.backends import (
+    Selection,
+    backend_module,
+    describe_backend,
+    detect_backend,
+    open_backend,
+    preflight,
+)
 from mcp_core.credentials.keys import describe_keys, load_keyring, load_or_create_keyring
 from mcp_core.credentials.local import LocalCredentialStore, RotationReport
 from mcp_core.errors import ConfigError
@@ -29,6 +36,8 @@ __all__ = [
     "LocalCredentialStore",
     "RotationReport",
     "Selection",
+    "backend_module",
+    "describe_backend",
     "describe_keys",
     "detect_backend",
     "load_keyring",

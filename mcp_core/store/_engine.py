@@ -4,6 +4,9 @@ SQLite needs two fixes before the store can trust it: foreign keys are off unles
 connection turns them on, and Python's ``sqlite3`` does not open a transaction before DDL,
 so a migration would commit statement by statement. The listeners below fix both; the store
 and the migrator refuse an SQLite engine that lacks them (:func:`check_engine`).
+
+asyncpg, PostgreSQL's driver, is the optional ``[postgres]`` extra: without it only SQLite
+engines can be built, and asking for PostgreSQL is a ``ConfigError`` saying what to install.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -21,7 +23,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from mcp_core.errors import ConfigError, McpCoreError, StoreError
 from mcp_core.settings import Settings
 
-__all__ = ["BEGIN_IMMEDIATE", "check_engine", "create_engine", "transaction", "writer"]
+try:
+    from asyncpg import PostgresError
+except ModuleNotFoundError:  # no [postgres] extra: no asyncpg errors can arise either
+    PostgresError = None
+
+__all__ = ["BEGIN_IMMEDIATE", "DB_ERRORS", "check_engine", "create_engine", "transaction", "writer"]
+
+DB_ERRORS: tuple[type[Exception], ...] = (
+    (sa.exc.SQLAlchemyError, OSError)
+    if PostgresError is None
+    else (sa.exc.SQLAlchemyError, PostgresError, OSError)
+)
+"""What a failing database raises: SQLAlchemy's errors, asyncpg's own (raw connection use), sockets."""
+POSTGRES_EXTRA_MISSING = (
+    "DATABASE_URL points at PostgreSQL, which needs the postgres extra: "
+    "pip install 'slack-mcp-bot[postgres]'."
+)
 
 # How long an SQLite writer waits for another connection's lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 5.0
@@ -51,11 +69,14 @@ def create_engine(settings_or_url: Settings | str | sa.URL) -> AsyncEngine:
     and disposes of it; :class:`~mcp_core.store.Store` only borrows it.
 
     Raises:
-        ConfigError: the URL names a database other than PostgreSQL or SQLite.
+        ConfigError: the URL names a database other than PostgreSQL or SQLite, or PostgreSQL
+            without the postgres extra (asyncpg) installed.
     """
     url = _async_url(settings_or_url)
     backend = url.get_backend_name()
     if backend == "postgresql":
+        if PostgresError is None:
+            raise ConfigError(POSTGRES_EXTRA_MISSING)
         return create_async_engine(
             url,
             pool_size=PG_POOL_SIZE,
@@ -99,7 +120,7 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         raise
     except sa.exc.IntegrityError as exc:
         raise StoreError(_REFUSED) from exc
-    except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
+    except DB_ERRORS as exc:
         raise StoreError(_UNAVAILABLE) from exc
 
 

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_core.errors import StoreError
-from mcp_core.store._engine import check_engine, writer
+from mcp_core.store._engine import DB_ERRORS, check_engine, writer
 from mcp_core.store._tables import schema_migrations
 
 __all__ = ["Migration", "default_sql_dir", "discover", "migrate", "pending_migrations", "split_sqlite_script"]
@@ -127,7 +126,7 @@ async def migrate(engine: AsyncEngine, *, sql_dir: Path | None = None) -> list[i
                     )
                 logger.info("Applied migration %s", migration.path.name)
                 applied.append(migration.version)
-    except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
+    except DB_ERRORS as exc:
         raise StoreError(f"Could not apply database migration {step}; it was rolled back.") from exc
     return applied
 
@@ -146,7 +145,7 @@ async def pending_migrations(engine: AsyncEngine, *, sql_dir: Path | None = None
             if not await conn.run_sync(lambda c: sa.inspect(c).has_table(schema_migrations.name)):
                 return [m.version for m in migrations]
             recorded = set((await conn.execute(sa.select(schema_migrations.c.version))).scalars())
-    except (sa.exc.SQLAlchemyError, asyncpg.PostgresError, OSError) as exc:
+    except DB_ERRORS as exc:
         raise StoreError("The database is not answering, so its migrations cannot be checked.") from exc
     return [m.version for m in migrations if m.version not in recorded]
 
