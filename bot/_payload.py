@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from mcp_core import errors
 
-__all__ = ["owner"]
+__all__ = ["channel_of", "form_values", "metadata_of", "owner"]
 
 
 def owner(body: dict[str, Any]) -> tuple[str, str]:
@@ -36,3 +37,38 @@ def _text(value: Any) -> str:
 
 def _field(value: Any, key: str) -> str:
     return _text(value.get(key)) if isinstance(value, dict) else ""
+
+
+# The readers below are total: a value of an unexpected type or shape reads as absent, and
+# the listener then answers as it does for a missing value (a field error, "not yours").
+
+
+def channel_of(body: dict[str, Any]) -> str:
+    """The channel a command or a button click came from ("" on the Home tab)."""
+    channel = body.get("channel")
+    found = body.get("channel_id") or (channel.get("id") if isinstance(channel, dict) else None)
+    return found if isinstance(found, str) else ""
+
+
+def form_values(view: dict[str, Any]) -> dict[str, str]:
+    """``{block_id: value}`` of a submitted form's plain-text inputs ("" for any other value)."""
+    state = view.get("state")
+    blocks = state.get("values") if isinstance(state, dict) else None
+    values: dict[str, str] = {}
+    for block, actions in blocks.items() if isinstance(blocks, dict) else ():
+        element = next(iter(actions.values()), None) if isinstance(actions, dict) else None
+        value = element.get("value") if isinstance(element, dict) else None
+        values[block] = value if isinstance(value, str) else ""
+    return values
+
+
+def metadata_of(view: dict[str, Any]) -> dict[str, str]:
+    """The string entries of a modal's private_metadata (a JSON object we wrote)."""
+    raw = view.get("private_metadata")
+    try:
+        metadata = json.loads(raw) if isinstance(raw, str) and raw else {}
+    except (ValueError, RecursionError):
+        return {}
+    if not isinstance(metadata, dict):
+        return {}
+    return {k: v for k, v in metadata.items() if isinstance(v, str)}
