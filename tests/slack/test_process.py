@@ -100,6 +100,18 @@ def _wait_health(url: str, process: subprocess.Popen[bytes], status: int = 200) 
     pytest.fail(f"the bot's /healthz never answered {status} (last: {seen})")
 
 
+def _assert_stopped_cleanly(
+    process: subprocess.Popen[bytes], output: str, stop_s: float, *secrets: str
+) -> None:
+    """Exit 0 within STOP_FAST_S of SIGTERM, no traceback, no Bolt token warning, no secret."""
+    assert process.returncode == 0, output
+    assert stop_s < STOP_FAST_S, output
+    assert "Traceback" not in output
+    assert BOLT_TOKEN_WARNING not in output
+    for secret in secrets:
+        assert secret not in output
+
+
 @pytest.mark.anyio
 async def test_http_mode_serves_slack_and_healthz_then_stops_on_sigterm(
     fake: FakeSlack, tmp_path: Path
@@ -118,12 +130,8 @@ async def test_http_mode_serves_slack_and_healthz_then_stops_on_sigterm(
     assert health == {"ok": True, "live_sessions": 0, "slack": "ok"}
     assert status == 200
     assert "/mcp connect" in reply["body"]["text"]
-    assert process.returncode == 0, output
-    assert stop_s < STOP_FAST_S, output
+    _assert_stopped_cleanly(process, output, stop_s, "xoxb-process-test")
     assert "Slack accepted SLACK_BOT_TOKEN: bot user @mcp-bot (U_BOT) in Fake Team (T_TEST)" in output
-    assert "Traceback" not in output
-    assert BOLT_TOKEN_WARNING not in output
-    assert "xoxb-process-test" not in output
 
 
 @pytest.mark.anyio
@@ -141,11 +149,7 @@ async def test_socket_mode_connects_answers_commands_then_stops_on_sigterm(
 
     assert ack["envelope_id"] == envelope
     assert "/mcp connect" in reply["body"]["text"]
-    assert process.returncode == 0, output
-    assert stop_s < STOP_FAST_S, output
-    assert "Traceback" not in output
-    assert BOLT_TOKEN_WARNING not in output
-    assert "xapp-process-test" not in output
+    _assert_stopped_cleanly(process, output, stop_s, "xapp-process-test")
 
 
 @pytest.mark.anyio
