@@ -33,6 +33,8 @@ __all__ = ["ApprovalDesk", "Asking", "arguments_digest", "ask_approval", "regist
 logger = logging.getLogger(__name__)
 
 Answer = Literal["ok", "not_yours", "gone"]
+_REFUSED = {"not_yours": texts.APPROVAL_NOT_YOURS, "gone": texts.APPROVAL_GONE}
+"""What a click that is not the asker's, or that comes too late, is told."""
 
 
 @dataclass
@@ -101,13 +103,9 @@ def register_approvals(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond | None
     ) -> None:
         await ack()
-        team_id, user_id = owner(body)
-        outcome = desk.answer(
-            str(action.get("value", "")), team_id, user_id, action["action_id"] == views.APPROVE_ACTION
-        )
+        outcome = desk.answer(*_click(body, action), approved=action["action_id"] == views.APPROVE_ACTION)
         if outcome != "ok":
-            text = texts.APPROVAL_NOT_YOURS if outcome == "not_yours" else texts.APPROVAL_GONE
-            await privately(respond, text)
+            await privately(respond, _REFUSED[outcome])
 
     @app.action(views.ARGUMENTS_ACTION)
     async def on_show_arguments(
@@ -115,11 +113,10 @@ def register_approvals(
     ) -> None:
         """The complete arguments of a long call, in a modal, for the asker only."""
         await ack()
-        team_id, user_id = owner(body)
-        call = desk.call_for(str(action.get("value", "")), team_id, user_id)
+        value, team_id, user_id = _click(body, action)
+        call = desk.call_for(value, team_id, user_id)
         if isinstance(call, str):
-            text = texts.APPROVAL_NOT_YOURS if call == "not_yours" else texts.APPROVAL_GONE
-            await privately(respond, text)
+            await privately(respond, _REFUSED[call])
             return
         modal = views.arguments_modal(call, registry.redactor(team_id, user_id))
         try:
@@ -127,6 +124,11 @@ def register_approvals(
         except SlackApiError as exc:
             logger.warning("could not open the arguments modal: %s", exc.response.get("error"))
             await privately(respond, texts.FORM_DID_NOT_OPEN_ARGS)
+
+
+def _click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, str]:
+    """(button value, team, user) of a click on a question."""
+    return str(action.get("value", "")), *owner(body)
 
 
 @dataclass(frozen=True)
