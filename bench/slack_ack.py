@@ -8,7 +8,7 @@ One run starts FakeSlack (tests/support/fake_slack.py: Web API and ``response_ur
 own thread and loop) and serves two aiohttp apps on ``127.0.0.1`` port 0, each with
 ``web.AppRunner`` + ``web.TCPSite`` as ``bot.runner.run_bot`` does:
 
-* slack-mcp-bot: ``bot.runner.http_app(services)``, with ``build_services`` on the real store
+* slack-mcp-bot: ``bot.runner.http_app(services, cards)``, with ``build_services`` on the real store
   (SQLite in a temporary DATA_DIR, or ``--database-url``; rows seeded under a team id of
   this run's own and deleted at the end), with 3 connections of 12 tools seeded per bench
   user so ``list`` has rows to read and render;
@@ -78,7 +78,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import event
 
 from bot import texts, views
-from bot.runner import SLACK_API_TIMEOUT_S, http_app
+from bot.runner import SLACK_API_TIMEOUT_S, http_app, load_run_cards
 from mcp_core.models import NewConnection, ToolInfo
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
@@ -553,7 +553,10 @@ async def run(args: argparse.Namespace, fake: FakeSlack, data_dir: Path) -> dict
     try:
         await seed(services, team_id)
         urls = {}
-        for side, app in (("baseline", baseline_app(settings)), ("app", http_app(services))):
+        for side, app in (
+            ("baseline", baseline_app(settings)),
+            ("app", http_app(services, load_run_cards(settings))),
+        ):
             runner, urls[side] = await serve(app)
             runners.append(runner)
         connector = aiohttp.TCPConnector(limit=args.concurrency)

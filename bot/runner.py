@@ -53,9 +53,9 @@ __all__ = [
     "SlackUnreachable",
     "check_bot_token",
     "http_app",
+    "load_run_cards",
     "run_bot",
     "slack_client",
-    "sync_cards",
 ]
 
 T = TypeVar("T")
@@ -222,17 +222,12 @@ async def _confirm_bot_token(
     _accepted(health, await check)
 
 
-async def sync_cards(services: Services, catalog: CardCatalog) -> None:
-    """Write the catalog to the run-cards table; a failure is logged, the bot still starts."""
-    try:
-        await services.store.sync_run_cards(catalog.to_store_rows())
-    except Exception as exc:  # boundary: the cards still work from memory
-        logger.warning("could not sync run cards to the store: %s", exc)
+def load_run_cards(settings: Settings) -> CardCatalog:
+    """The run cards: the built-in ones and RUN_CARDS_DIR's, read once at start."""
+    return load_cards(BUILTIN_DIR, settings.run_cards_dir)
 
 
-def http_app(
-    services: Services, catalog: CardCatalog | None = None, *, slack: SlackHealth | None = None
-) -> web.Application:
+def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | None = None) -> web.Application:
     """The aiohttp application of HTTP mode (also what tests serve on a real port).
 
     ``slack`` is what ``/healthz`` reports about Slack (``run_bot`` passes it; without it the
@@ -244,18 +239,12 @@ def http_app(
     settings = services.settings
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     responses = SharedSession()
-    cards = catalog if catalog is not None else load_cards(BUILTIN_DIR, settings.run_cards_dir)
     app = create_app(
-        services, client=slack_client(settings), signing_secret=secret, responses=responses, catalog=cards
+        services, client=slack_client(settings), signing_secret=secret, responses=responses, cards=cards
     )
     # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
     web_app = web.Application()
     web_app.router.add_post("/slack/events", SlackEdge(app, secret or "").handle)
-
-    async def sync_on_startup(_: web.Application) -> None:
-        await sync_cards(services, cards)
-
-    web_app.on_startup.append(sync_on_startup)
 
     async def close_responses(_: web.Application) -> None:
         await responses.aclose()
@@ -393,23 +382,19 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
                 background.append(asyncio.create_task(_confirm_bot_token(checks, health, failed=exc)))
         else:
             await _confirm_bot_token(checks, health)
+        cards = load_run_cards(settings)  # a broken card stops the start before the database is touched
         services = await build_services(settings)
         if http:
-            runner = web.AppRunner(http_app(services, slack=health), shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
+            web_app = http_app(services, cards, slack=health)
+            runner = web.AppRunner(web_app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
             await runner.setup()
             await web.TCPSite(runner, host, port).start()
             logger.info("serving Slack on http://%s:%d/slack/events", host, port)
         else:
             assert settings.slack_app_token is not None
             app_token = settings.slack_app_token.get_secret_value()
-            cards = load_cards(BUILTIN_DIR, settings.run_cards_dir)
-            await sync_cards(services, cards)
             app = create_app(
-                services,
-                client=slack_client(settings),
-                signing_secret=None,
-                responses=responses,
-                catalog=cards,
+                services, client=slack_client(settings), signing_secret=None, responses=responses, cards=cards
             )
             handler = AsyncSocketModeHandler(app, app_token, logger=_socket_mode_logger)
             await _retrying(

@@ -10,16 +10,11 @@ from mcp_core.models import Connection
 from mcp_core.registry import HealthReport
 from run_cards import operator_var
 
-USAGE = """\
-*/mcp* — connect your own MCP servers and use their tools.
-• `/mcp connect [card]` — connect a server (`custom`: any remote MCP URL)
-• `/mcp list` — your connections, their status and usage
-• `/mcp tools [name]` — browse tools of one or all connections
-• `/mcp test [name]` — health check of one or all connections
-• `/mcp disconnect <name>` — remove a connection and its stored credentials
-• `/mcp help` — this message
-Then mention me in a channel or DM me: I answer in the thread with *your* tools, \
-and ask before running one that may change things."""
+USAGE_INTRO = "*/mcp* — connect your own MCP servers and use their tools."
+USAGE_OUTRO = (
+    "Then mention me in a channel or DM me: I answer in the thread with *your* tools, "
+    "and ask before running one that may change things."
+)
 
 NO_CONNECTIONS = "You have no MCP connections yet. Try `/mcp connect`."
 INTERNAL_ERROR = "⚠️ Something went wrong on our side. It has been logged; please try again in a moment."
@@ -43,6 +38,11 @@ ARGUMENTS_TOO_LONG = (
 )
 OTHERS_WROTE = "Someone else wrote in this thread, so I ask before every tool: check that *you* want this."
 HEALTH_ERROR_CHARS = 500
+
+
+def usage(lines: Sequence[str]) -> str:
+    """The ``/mcp`` help around one line per subcommand (``bot.commands`` writes the lines)."""
+    return "\n".join([USAGE_INTRO, *lines, USAGE_OUTRO])
 
 
 def list_summary(connections: Sequence[Connection]) -> str:

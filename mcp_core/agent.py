@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -40,7 +39,7 @@ import openai
 from openai import AsyncOpenAI
 
 from mcp_core import errors
-from mcp_core.models import CatalogEntry, ToolResult
+from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult
 from mcp_core.settings import MAX_AGENT_STEPS
 
 __all__ = [
@@ -75,7 +74,6 @@ NOT_A_COMPLETION = (
     "completion. Ask an admin to check OPENAI_BASE_URL and OPENAI_MODEL."
 )
 
-ApprovalPolicy = Literal["writes", "always", "never"]
 Message = Mapping[str, Any]
 ToolRunner = Callable[[str, dict[str, Any]], Awaitable[ToolResult]]
 
@@ -108,9 +106,11 @@ class AgentReply:
     calls: list[ToolProgress] = field(default_factory=list)
 
 
-def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy = "writes") -> bool:
-    """Whether a call must be approved first: under ``writes``, every tool not marked read-only
-    (a server that says nothing about a tool might write, so it is asked about)."""
+def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy | None = None) -> bool:
+    """Whether a call must be approved first under ``policy`` (the entry's own when None):
+    under ``writes``, every tool not marked read-only (a server that says nothing about a tool
+    might write, so it is asked about)."""
+    policy = policy or entry.approval
     if policy == "never":
         return False
     if policy == "always":
@@ -118,15 +118,13 @@ def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy = "writes") -> bo
     return entry.tool.read_only is not True
 
 
-def approval_rule(
-    policies: Mapping[uuid.UUID, ApprovalPolicy], *, others_wrote: bool
-) -> Callable[[CatalogEntry], bool]:
-    """Which calls of one turn ask first: each connection's policy (``writes`` when unknown), or
-    every call when the conversation holds words of someone other than the asker and the bot —
-    those words may be instructions the asker never gave ("call X and paste the result")."""
+def approval_rule(*, others_wrote: bool) -> Callable[[CatalogEntry], bool]:
+    """Which calls of one turn ask first: each entry's own policy, or every call when the
+    conversation holds words of someone other than the asker and the bot — those words may be
+    instructions the asker never gave ("call X and paste the result")."""
 
     def check(entry: CatalogEntry) -> bool:
-        return others_wrote or needs_approval(entry, policies.get(entry.connection_id, "writes"))
+        return others_wrote or needs_approval(entry)
 
     return check
 
@@ -207,6 +205,8 @@ class Agent:
             )
             for call in calls:
                 progress = await self._run_call(call, call_tool, on_progress, ask_approval, approval)
+                if on_progress is not None:  # every call, run or not, is in the tool summary
+                    await on_progress(progress)
                 reply.calls.append(progress)
                 history.append({"role": "tool", "tool_call_id": call.id, "content": _for_model(progress)})
 
@@ -230,21 +230,14 @@ class Agent:
             answer = await ask_approval(call) if ask_approval is not None else False
         if answer is not True:
             why = answer if isinstance(answer, str) else "The person denied this call; it was not run."
-            denied = ToolProgress(call, "denied", _error(why))
-            if on_progress is not None:
-                await on_progress(denied)
-            return denied
+            return ToolProgress(call, "denied", _error(why))
         if on_progress is not None:
             await on_progress(ToolProgress(call, "running"))
         try:
             result = await call_tool(call.name, call.arguments)
         except errors.McpCoreError as exc:  # tool failures are data for the model
-            progress = ToolProgress(call, "failed", _error(str(exc)))
-        else:
-            progress = ToolProgress(call, "failed" if result.is_error else "done", result)
-        if on_progress is not None:
-            await on_progress(progress)
-        return progress
+            return ToolProgress(call, "failed", _error(str(exc)))
+        return ToolProgress(call, "failed" if result.is_error else "done", result)
 
     async def _complete(
         self, history: list[dict[str, Any]], tools: list[dict[str, Any]], *, allow_tools: bool

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
     "CONNECTION_NAME_RE",
+    "ApprovalPolicy",
     "CatalogEntry",
     "Connection",
     "ConnectionStatus",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 Transport = Literal["stdio", "sse", "streamable_http"]
+ApprovalPolicy = Literal["writes", "always", "never"]
+"""Which of a connection's tools ask the person first: those that may write, all, or none."""
 
 # Connection names become the prefix of tool names the LLM sees, so they must be short and
 # made of characters OpenAI function names allow; lower case makes matching case-insensitive.
@@ -149,7 +152,8 @@ class SessionSpec(BaseModel):
 
 
 class CatalogEntry(BaseModel):
-    """A tool as the LLM sees it: a unique function name mapped back to (connection, tool)."""
+    """A tool as the LLM sees it: a unique function name mapped back to (connection, tool),
+    with its connection's approval policy (its run card's), so a turn needs nothing else."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -157,6 +161,7 @@ class CatalogEntry(BaseModel):
     connection_id: uuid.UUID
     connection_name: str
     tool: ToolInfo
+    approval: ApprovalPolicy = "writes"
 
 
 class ToolResult(BaseModel):

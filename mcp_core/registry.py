@@ -40,6 +40,7 @@ from mcp_core._schemas import no_fetch_validator, unresolved_references, validat
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
 from mcp_core.models import (
+    ApprovalPolicy,
     CatalogEntry,
     Connection,
     ConnectionStatus,
@@ -186,6 +187,7 @@ class ToolRegistry:
         self._validators: dict[tuple[uuid.UUID, str], Validator] = {}
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
+        self._card_approvals: dict[str, ApprovalPolicy] = {}
 
     # -- connections ---------------------------------------------------------------------
 
@@ -311,6 +313,15 @@ class ToolRegistry:
 
     # -- catalog and calls ---------------------------------------------------------------
 
+    def use_card_approvals(self, approvals: Mapping[str, ApprovalPolicy]) -> None:
+        """Each run card's approval policy (card id → policy), given once the cards are loaded.
+
+        A catalog entry carries its connection's card policy; a connection without a card, or
+        whose card is gone, gets ``writes``. Cached catalogs are rebuilt with the new policies.
+        """
+        self._card_approvals = dict(approvals)
+        self._catalogs.clear()
+
     async def catalog(self, team_id: str, user_id: str) -> list[CatalogEntry]:
         """The user's tools under unique OpenAI-valid names, healthy-or-not connections alike."""
         return list((await self._catalog(team_id, user_id)).entries.values())
@@ -434,10 +445,15 @@ class ToolRegistry:
         connections = await self._store.list_connections(team_id, user_id)
         entries: dict[str, CatalogEntry] = {}
         for connection in connections:
+            approval = self._card_approvals.get(connection.card_id or "", "writes")
             for tool in sorted(connection.tools, key=lambda t: t.name):
                 name = function_name(connection.name, tool.name, set(entries))
                 entries[name] = CatalogEntry(
-                    name=name, connection_id=connection.id, connection_name=connection.name, tool=tool
+                    name=name,
+                    connection_id=connection.id,
+                    connection_name=connection.name,
+                    tool=tool,
+                    approval=approval,
                 )
         catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
         self._catalogs[key] = catalog

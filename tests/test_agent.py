@@ -178,6 +178,69 @@ async def test_tool_failures_unknown_tools_and_bad_arguments_come_back_to_the_mo
     assert bad_args.startswith("Error: Arguments for toy__add do not match its schema")
 
 
+async def test_every_call_ends_in_on_progress_whether_it_ran_was_denied_or_could_not_run(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(
+        ("toy__echo", {"text": "hi"}), ("toy__pid", {}), ("nobody__nothing", {}), ("toy__echo", "{x")
+    )
+    llm.reply("Done what I could.")
+    seen: list[ToolProgress] = []
+
+    async def on_progress(progress: ToolProgress) -> None:
+        seen.append(progress)
+
+    async def deny(call: ToolCall) -> bool:
+        return False
+
+    reply = await agent_for(llm).run(
+        QUESTION, catalog, as_user(services), on_progress=on_progress, ask_approval=deny
+    )
+
+    ended = [(p.call.name, p.state) for p in seen if p.state != "running"]
+    assert ended == [(p.call.name, p.state) for p in reply.calls]
+    assert ended == [
+        ("toy__echo", "done"),
+        ("toy__pid", "denied"),
+        ("nobody__nothing", "failed"),
+        ("toy__echo", "failed"),
+    ]
+    assert [p.call.name for p in seen if p.state == "running"] == ["toy__echo"]  # only what ran
+
+
+async def test_the_policy_a_catalog_entry_carries_decides_without_any_other_lookup(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    asked: list[str] = []
+
+    async def ask(call: ToolCall) -> bool:
+        asked.append(call.name)
+        return True
+
+    never = [e.model_copy(update={"approval": "never"}) for e in catalog]
+    llm.call_tools(("toy__pid", {}))
+    llm.reply("Ran it.")
+    await agent_for(llm).run(QUESTION, never, as_user(services), ask_approval=ask)
+    always = [e.model_copy(update={"approval": "always"}) for e in catalog]
+    llm.call_tools(("toy__echo", {"text": "hi"}))
+    llm.reply("Asked first.")
+    await agent_for(llm).run(QUESTION, always, as_user(services), ask_approval=ask)
+
+    assert asked == ["toy__echo"]  # pid may write but "never" asks; echo is read-only but "always" does
+
+
+async def test_catalog_entries_carry_their_run_cards_approval_policy_and_writes_without_one(
+    services: Services,
+) -> None:
+    services.registry.use_card_approvals({"postgres": "never", "custom": "always"})
+    for name, card in (("pg", "postgres"), ("mine", "custom"), ("gone", "removed-card"), ("bare", None)):
+        assert (await add(services, toy(name).model_copy(update={"card_id": card}))).error is None
+
+    policies = {e.connection_name: e.approval for e in await services.registry.catalog(TEAM, USER)}
+
+    assert policies == {"pg": "never", "mine": "always", "gone": "writes", "bare": "writes"}
+
+
 async def test_after_max_steps_the_model_must_answer_without_tools(
     services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:

@@ -12,10 +12,9 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -29,7 +28,7 @@ from mcp_core.models import (
     normalize_connection_name,
 )
 from mcp_core.store._engine import check_engine, transaction, writer
-from mcp_core.store._tables import connections, run_cards, slack_events
+from mcp_core.store._tables import connections, slack_events
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
@@ -38,23 +37,8 @@ __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
 UPDATABLE_FIELDS = frozenset({"name", "transport", "url", "args", "config", "credential_ref"})
 
 
-class _RunCardRow(BaseModel):
-    """The stored part of a run card; the full card lives in ``definition``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    name: str
-    emoji: str | None = None
-    description: str = ""
-    source: Literal["builtin", "admin"]
-    admin_only: bool = False
-    definition: dict[str, Any]
-    enabled: bool = True
-
-
 class Store:
-    """Typed access to connections, tool usage, run cards and Slack event dedupe.
+    """Typed access to connections, tool usage, card popularity and Slack event dedupe.
 
     Takes an engine built by :func:`mcp_core.store.create_engine` and migrated with
     :func:`mcp_core.store._migrations`; it never disposes of it (the creator does).
@@ -325,29 +309,7 @@ class Store:
             result = await conn.execute(query)
         return result.rowcount
 
-    # -- run cards -----------------------------------------------------------------------------
-
-    async def sync_run_cards(self, cards: list[dict[str, Any]]) -> None:
-        """Insert or update run cards by id. Cards not listed are left as they are.
-
-        Raises:
-            pydantic.ValidationError: a card lacks id, name, source or definition.
-            StoreError: the database failed; no card was written.
-        """
-        if not cards:
-            return
-        now = _utcnow()
-        params = [
-            {**_RunCardRow.model_validate(card).model_dump(), "created_at": now, "updated_at": now}
-            for card in cards
-        ]
-        insert = self._insert(run_cards)
-        changed = {name: insert.excluded[name] for name in _RunCardRow.model_fields if name != "id"}
-        query = insert.on_conflict_do_update(
-            index_elements=[run_cards.c.id], set_={**changed, "updated_at": insert.excluded.updated_at}
-        )
-        async with self._transaction(write=True) as conn:
-            await conn.execute(query, params)
+    # -- card popularity -----------------------------------------------------------------------
 
     async def card_popularity(self, team_id: str) -> dict[str, int]:
         """How many of the team's connections were made from each card (``card_id`` → count).
@@ -363,17 +325,6 @@ class Store:
         )
         async with self._transaction() as conn:
             return {str(card): int(count) for card, count in (await conn.execute(query)).all()}
-
-    async def list_run_cards(self) -> list[dict[str, Any]]:
-        """Return every stored run card (enabled or not) as the dicts ``sync_run_cards`` takes.
-
-        Raises:
-            StoreError: the database failed.
-        """
-        columns = [run_cards.c[name] for name in _RunCardRow.model_fields]
-        async with self._transaction() as conn:
-            rows = (await conn.execute(sa.select(*columns).order_by(run_cards.c.id))).all()
-        return [dict(row._mapping) for row in rows]
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -18,7 +18,6 @@ __all__ = [
     "connections",
     "credentials",
     "metadata",
-    "run_cards",
     "schema_migrations",
     "slack_events",
     "tool_usage",
@@ -90,21 +89,6 @@ tool_usage = sa.Table(
     sa.Column("error_class", sa.Text),
     sa.Column("error_message", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
-)
-
-run_cards = sa.Table(
-    "mcp_run_cards",
-    metadata,
-    sa.Column("id", sa.Text, primary_key=True),
-    sa.Column("name", sa.Text, nullable=False),
-    sa.Column("emoji", sa.Text),
-    sa.Column("description", sa.Text, nullable=False),
-    sa.Column("source", sa.Text, nullable=False),
-    sa.Column("admin_only", sa.Boolean, nullable=False),
-    sa.Column("definition", Json, nullable=False),
-    sa.Column("enabled", sa.Boolean, nullable=False),
-    sa.Column("created_at", UtcDateTime, nullable=False),
-    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 slack_events = sa.Table(

@@ -30,7 +30,7 @@ import anyio
 import pytest
 from aiohttp import web
 
-from bot.runner import http_app
+from bot.runner import http_app, load_run_cards
 from mcp_core.models import Connection
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
@@ -91,7 +91,7 @@ async def listeners_done(timeout_s: float = WAIT_S) -> None:
 @asynccontextmanager
 async def serve(services: Services) -> AsyncIterator[str]:
     """``http_app(services)`` on 127.0.0.1, any free port; yields the Slack endpoint URL."""
-    runner = web.AppRunner(http_app(services))
+    runner = web.AppRunner(http_app(services, load_run_cards(services.settings)))
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:

@@ -229,6 +229,21 @@ async def test_a_denied_call_is_listed_as_not_run_in_the_answers_tools_line(
     assert "Tools: 🚫 `toy__pid` not run" in blocks_text(answer)
 
 
+async def test_calls_that_could_not_run_are_listed_as_failed_in_the_answers_tools_line(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    async with agent_bot(tmp_path, fake) as bot:
+        bot.llm.call_tools(("toy__echo", {"text": "hi"}), ("nobody__nothing", {}), ("toy__echo", "{not json"))
+        bot.llm.reply("Some of that did not work.")
+        await bot.slack.event(mention("echo hi, and more"))
+        await turn_done(bot)
+
+    answer = updates(fake, bot.posts.ts_of("🤔"))[-1]
+    assert "Tools: ✅ `toy__echo`" in blocks_text(answer)
+    assert "⚠️ `nobody__nothing` failed" in blocks_text(answer)
+    assert blocks_text(answer).count("`toy__echo`") == 2  # the one that ran and the one that could not
+
+
 async def test_an_unanswered_approval_times_out_as_a_deny_and_the_tool_is_not_run(
     tmp_path: Path, fake: FakeSlack
 ) -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot import texts
+from bot import commands, texts
 from mcp_core.models import ToolInfo
 from tests.slack.conftest import TEAM, USER, USER_B, SlackDriver, listeners_done, message_text
 from tests.support.fake_slack import FakeSlack
@@ -26,7 +26,7 @@ async def test_help_an_unknown_subcommand_and_a_bare_mcp_reply_with_usage(
 
     assert (reply.status, reply.text) == (200, "")
     [body] = await slack.replies(reply)
-    assert body["text"] == texts.USAGE
+    assert body["text"] == commands.USAGE
     assert body["response_type"] == "ephemeral"
 
 

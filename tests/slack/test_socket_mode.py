@@ -9,8 +9,9 @@ import pytest
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import texts
+from bot import commands
 from bot.app import create_app
+from bot.runner import load_run_cards
 from mcp_core.services import Services
 from tests.slack.conftest import CONNECT_CALLBACK, TEAM, USER, listeners_done
 from tests.support.fake_slack import (
@@ -25,7 +26,10 @@ from tests.support.fake_slack import (
 @pytest.fixture
 async def socket_mode(services: Services, fake: FakeSlack) -> AsyncIterator[AsyncSocketModeHandler]:
     client = AsyncWebClient(token="xoxb-test", base_url=fake.base_url)
-    handler = AsyncSocketModeHandler(create_app(services, client=client, signing_secret=None), "xapp-test")
+    handler = AsyncSocketModeHandler(
+        create_app(services, client=client, signing_secret=None, cards=load_run_cards(services.settings)),
+        "xapp-test",
+    )
     await handler.connect_async()
     try:
         yield handler
@@ -43,7 +47,7 @@ async def test_a_pushed_mcp_help_is_acked_and_the_usage_arrives(fake: FakeSlack)
 
     assert await fake.await_ack(envelope_id) == {"envelope_id": envelope_id}
     [reply] = await fake.await_for("/respond/sm")
-    assert reply["body"]["text"] == texts.USAGE
+    assert reply["body"]["text"] == commands.USAGE
     [connect] = fake.calls("apps.connections.open")
     assert connect["headers"]["authorization"] == "Bearer xapp-test"
 

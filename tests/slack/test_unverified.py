@@ -19,8 +19,9 @@ import pytest
 from slack_bolt.async_app import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import texts
+from bot import commands
 from bot.app import create_app
+from bot.runner import load_run_cards
 from mcp_core.services import Services
 from tests.slack.conftest import SECRET, TEAM, USER, SlackDriver, listeners_done
 from tests.support.fake_slack import (
@@ -251,7 +252,7 @@ async def test_a_slash_command_that_mentions_payload_is_answered_like_any_other(
     reply = await slack.command("payload")
 
     assert (reply.status, reply.text) == (200, "")
-    assert await slack.reply_text(reply) == texts.USAGE
+    assert await slack.reply_text(reply) == commands.USAGE
 
 
 @pytest.mark.anyio
@@ -261,7 +262,10 @@ async def test_bolt_behind_no_edge_still_sends_nothing_for_a_request_whose_check
     """The error path itself is safe: Bolt's verifier raises on a non-numeric timestamp, and
     the error handler then holds a body nobody vouched for."""
     app = create_app(
-        services, client=AsyncWebClient(token="xoxb-test", base_url=fake.base_url), signing_secret=SECRET
+        services,
+        client=AsyncWebClient(token="xoxb-test", base_url=fake.base_url),
+        signing_secret=SECRET,
+        cards=load_run_cards(services.settings),
     )
     body = command_body(fake)
     headers = {"content-type": FORM, **sign(SECRET, body), "x-slack-request-timestamp": "abc"}

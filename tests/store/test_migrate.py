@@ -21,8 +21,8 @@ pytestmark = pytest.mark.anyio
 
 # Written into a copy of sql/ to play the part of a future migration.
 PROBE_MIGRATION = {
-    "postgresql": "ALTER TABLE mcp_run_cards ADD COLUMN probe text; CREATE TABLE mcp_probe (id integer);",
-    "sqlite": "ALTER TABLE mcp_run_cards ADD COLUMN probe TEXT; CREATE TABLE mcp_probe (id INTEGER);",
+    "postgresql": "ALTER TABLE mcp_slack_events ADD COLUMN probe text; CREATE TABLE mcp_probe (id integer);",
+    "sqlite": "ALTER TABLE mcp_slack_events ADD COLUMN probe TEXT; CREATE TABLE mcp_probe (id INTEGER);",
 }
 # A migration that fails after a statement that would have succeeded.
 BROKEN_MIGRATION = "CREATE TABLE mcp_probe (id integer); INSERT INTO mcp_no_such_table VALUES (1);"
@@ -109,6 +109,21 @@ async def test_upgrade_from_partial_history(blank_engine, tmp_path):
     assert await migrate(blank_engine, sql_dir=sql_dir) == []
     assert "mcp_probe" in await table_names(blank_engine)
     assert await store.get_connection(TEAM, USER, existing.id) == existing
+
+
+async def test_upgrading_drops_the_run_cards_table_nothing_read_and_keeps_connections(blank_engine, tmp_path):
+    await migrate(blank_engine, sql_dir=copy_sql(tmp_path, up_to=2))
+    existing = await Store(blank_engine).create_connection(
+        TEAM,
+        USER,
+        NewConnection(name="github", transport="sse", url="https://x.example.com/sse", card_id="github"),
+    )
+    assert "mcp_run_cards" in await table_names(blank_engine)
+
+    assert await migrate(blank_engine, sql_dir=copy_sql(tmp_path / "full", up_to=3)) == [3]
+
+    assert "mcp_run_cards" not in await table_names(blank_engine)
+    assert await Store(blank_engine).get_connection(TEAM, USER, existing.id) == existing
 
 
 async def test_a_failed_migration_leaves_no_trace_and_is_retried(blank_engine, tmp_path):

@@ -280,35 +280,7 @@ async def test_old_event_claims_are_purged_and_can_be_claimed_again(store):
     assert await store.claim_event("Ev0001", TEAM) is True
 
 
-# -- run cards and health ----------------------------------------------------------------------
-
-
-async def test_run_cards_are_upserted_by_id(store):
-    github = {
-        "id": "github",
-        "name": "GitHub",
-        "emoji": ":octocat:",
-        "source": "builtin",
-        "definition": {"v": 1},
-    }
-    admin = {"id": "internal", "name": "Internal", "source": "admin", "admin_only": True, "definition": {}}
-    await store.sync_run_cards([github, admin])
-
-    await store.sync_run_cards([github | {"name": "GitHub (new)", "definition": {"v": 2}, "enabled": False}])
-
-    assert await store.list_run_cards() == [
-        {
-            "id": "github",
-            "name": "GitHub (new)",
-            "emoji": ":octocat:",
-            "description": "",
-            "source": "builtin",
-            "admin_only": False,
-            "definition": {"v": 2},
-            "enabled": False,
-        },
-        admin | {"emoji": None, "description": "", "enabled": True},
-    ]
+# -- health --------------------------------------------------------------------------------------
 
 
 async def test_healthcheck_passes_on_a_live_database(store):

@@ -1,0 +1,91 @@
+"""The buttons on a connection: Test (and Retry), Tools (and its pages), Disconnect.
+
+Each runs behind ``OwnedConnection``'s middleware, so it only ever sees the requester's own
+connection, in ``context["connection"]``; Edit belongs to the connect flow (``bot.connect``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
+
+from bot import texts, views
+from bot._payload import owner
+from bot.failures import Failures
+from bot.home import Home
+from bot.middleware import CONNECTION, OwnedConnection
+from bot.replies import Replies
+from mcp_core.models import Connection
+from mcp_core.services import Services
+
+__all__ = ["register_buttons", "tools_target"]
+
+
+def tools_target(value: Any) -> tuple[str, int]:
+    """(connection id, page) from a Tools / Next / Previous button's value; an odd page is 0."""
+    if not isinstance(value, str):
+        return "", 0
+    try:
+        target = json.loads(value)
+    except (ValueError, RecursionError):
+        return value, 0  # a bare connection id
+    if not isinstance(target, dict):
+        return value, 0
+    connection_id, page = target.get("c"), target.get("p", 0)
+    if not isinstance(page, int) or isinstance(page, bool):
+        page = 0  # a float (1e999 is inf), a string, null...: views clamp an int to the pages there are
+    return (connection_id if isinstance(connection_id, str) else ""), page
+
+
+def register_buttons(
+    app: AsyncApp,
+    *,
+    services: Services,
+    replies: Replies,
+    home: Home,
+    owned: OwnedConnection,
+    failures: Failures,
+) -> None:
+    """Add the connection buttons' listeners; ``owned``'s middleware acks and checks ownership."""
+    registry, credentials = services.registry, services.credentials
+    own_connection = owned.middleware()
+
+    @app.action("mcp_test", middleware=[own_connection])
+    @app.action("mcp_retry", middleware=[own_connection])
+    @failures.after_ack
+    async def test_button(body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
+        connection: Connection = context[CONNECTION]
+        team_id, user_id = owner(body)
+        report = await registry.test(team_id, user_id, connection.id)
+        await replies.tell(body, respond, texts.health(report))
+        await home.publish(team_id, user_id)
+
+    own_paged = owned.middleware(lambda action: tools_target(action.get("value", ""))[0])
+
+    @app.action("mcp_tools", middleware=[own_paged])
+    @app.action(re.compile(r"^mcp_tools_page_\d+$"), middleware=[own_paged])
+    @failures.after_ack
+    async def tools_button(
+        body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        connection: Connection = context[CONNECTION]
+        _, page = tools_target(action.get("value", ""))
+        blocks = views.tool_page_blocks(connection, page)
+        paging = action["action_id"] != "mcp_tools"  # Next/Previous turn the page in place
+        await replies.tell(body, respond, texts.tools_of(connection.name), blocks, replace=paging)
+
+    @app.action("mcp_disconnect", middleware=[own_connection])
+    @failures.after_ack
+    async def disconnect_button(
+        body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        connection: Connection = context[CONNECTION]
+        team_id, user_id = owner(body)
+        await registry.remove_connection(team_id, user_id, connection.id)
+        if connection.credential_ref and credentials is not None:
+            await credentials.delete(team_id, user_id, connection.credential_ref)
+        await replies.tell(body, respond, texts.disconnected(connection.name))
+        await home.publish(team_id, user_id)

@@ -1,0 +1,45 @@
+"""The App Home tab: the person's connections, refreshed when opened and after each change."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import views
+from bot.failures import Failures
+from mcp_core.store import Store
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Home", "register_home"]
+
+
+class Home:
+    """Publishes one person's Home tab."""
+
+    def __init__(self, store: Store, client: AsyncWebClient) -> None:
+        self._store = store
+        self._client = client
+
+    async def publish(self, team_id: str, user_id: str) -> None:
+        """Refresh the Home tab; best effort, since Slack asks again whenever it is opened."""
+        connections = await self._store.list_connections(team_id, user_id)
+        try:
+            await self._client.views_publish(user_id=user_id, view=views.home_view(connections))
+        except SlackApiError as exc:
+            logger.warning("could not refresh the Home tab of %s: %s", user_id, exc.response.get("error"))
+
+
+def register_home(app: AsyncApp, home: Home, failures: Failures) -> None:
+    """Publish the Home tab when its person opens it."""
+
+    @app.event("app_home_opened")
+    @failures.after_ack
+    async def home_opened(event: dict[str, Any], body: dict[str, Any]) -> None:
+        user = event.get("user")
+        if event.get("tab", "home") == "home" and isinstance(user, str) and user:
+            await home.publish(str(body.get("team_id")), user)
