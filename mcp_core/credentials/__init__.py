@@ -75,7 +75,9 @@ async def rotate_credentials(settings: Settings) -> RotationReport:
 
     Raises:
         ConfigError: another backend is configured, or no (or a malformed) key is configured.
-        StoreError: the database failed; batches committed before stay re-wrapped.
+        StoreError: the migrations could not run.
+        CredentialBackendError: the database failed while re-wrapping; batches committed
+            before stay re-wrapped.
     """
     _require_local_backend(settings)
     keyring = load_keyring(settings)

@@ -2,14 +2,11 @@
 
 Each backend is one module and one row of :data:`BACKENDS`. The row says what can be known
 without importing the module: its name, the package extra that installs the SDK it imports,
-and how the environment reveals it. The module implements the
-:class:`~mcp_core.credentials.CredentialStore` and two functions::
-
-    def check(settings: Settings) -> str | None
-        # Raises ConfigError when the backend cannot work with these settings; creates nothing.
-        # Returns a detail for `slack-mcp-bot check` (None: the extra being installed is all).
-    async def open_store(settings: Settings, engine: AsyncEngine) -> CredentialStore
-        # Builds the store after migrations, on the bot's (borrowed) engine.
+and how the environment reveals it. The module holds a
+:class:`~mcp_core.credentials.CredentialStore` and the two functions of
+:class:`~mcp_core.credentials._protocol.BackendModule`: ``check(settings)`` (refuse what cannot
+work, before the database is touched) and ``open_store(settings, engine)`` (build it). Adding a
+backend is that module plus a row here (and its name in ``Settings.credential_backend``).
 
 ``CREDENTIAL_BACKEND`` wins when set. Otherwise the rows are asked in order and the first
 whose ``detect`` gives a reason is chosen: a ``.env`` file in the working directory means a
@@ -32,12 +29,12 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import cast
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_core.credentials._protocol import CredentialStore
+from mcp_core.credentials._protocol import BackendModule, CredentialStore
 from mcp_core.errors import ConfigError
 from mcp_core.settings import Settings
 
@@ -130,7 +127,7 @@ def detect_backend(
     return Selection(DEFAULT_BACKEND, "no cloud environment detected")
 
 
-def backend_module(selection: Selection) -> ModuleType:
+def backend_module(selection: Selection) -> BackendModule:
     """Import the module of the selected backend (the only place that does).
 
     Raises:
@@ -143,7 +140,7 @@ def backend_module(selection: Selection) -> ModuleType:
             f"There is no {selection.backend!r} credential backend; choose one of {', '.join(BACKENDS)}."
         )
     try:
-        return importlib.import_module(backend.module)
+        return cast(BackendModule, importlib.import_module(backend.module))
     except ModuleNotFoundError as exc:
         if backend.extra is None or (exc.name or "").startswith("mcp_core"):
             raise
@@ -187,5 +184,4 @@ async def open_backend(selection: Selection, settings: Settings, engine: AsyncEn
             CREDENTIAL_KEYS).
         CredentialBackendError: the store had to be asked something and could not be reached.
     """
-    store: CredentialStore = await backend_module(selection).open_store(settings, engine)
-    return store
+    return await backend_module(selection).open_store(settings, engine)

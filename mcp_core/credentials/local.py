@@ -161,7 +161,8 @@ class LocalCredentialStore:
         again. Retire an old key only once ``failed`` is empty and a rerun re-wraps nothing.
 
         Raises:
-            StoreError: the database failed; batches committed before stay re-wrapped.
+            CredentialBackendError: the database did not answer or failed; batches committed
+                before stay re-wrapped.
         """
         rewrapped = already_current = 0
         failed: list[str] = []
@@ -175,7 +176,7 @@ class LocalCredentialStore:
                 .limit(batch_size)
                 .with_for_update()
             )
-            async with transaction(self._writer) as conn:
+            async with _database(self._writer, "re-wrap") as conn:
                 rows = (await conn.execute(page)).all()
                 updates: list[dict[str, Any]] = []
                 for ref, team_id, user_id, record in rows:

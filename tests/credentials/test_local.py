@@ -217,6 +217,7 @@ async def test_a_database_that_is_not_there_is_a_backend_error() -> None:
             store.put(TEAM, USER, VALUES, ref="r1"),
             store.get(TEAM, USER, "r1"),
             store.delete(TEAM, USER, "r1"),
+            store.rotate(),
         ):
             with pytest.raises(errors.CredentialBackendError) as info:
                 await asyncio.wait_for(call, 20)
