@@ -63,8 +63,7 @@ async def open_store(settings: Settings, engine: AsyncEngine) -> LocalCredential
     Raises:
         ConfigError: as :func:`check`, or the key file cannot be written.
     """
-    keyring, _generated = load_or_create_keyring(settings)
-    return LocalCredentialStore(engine, keyring)
+    return LocalCredentialStore(engine, load_or_create_keyring(settings))
 
 
 class LocalCredentialStore:
