@@ -16,7 +16,7 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot, slack_client
-from mcp_core.credentials import describe_backend, detect_backend, rotate_credentials
+from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rotate_credentials
 from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
 from mcp_core.settings import Settings
@@ -204,7 +204,7 @@ def credentials_rotate() -> None:
 
 
 @credentials.command("migrate")
-@click.option("--to", "target", required=True, type=click.Choice(["local", "gcp", "aws", "supabase"]))
+@click.option("--to", "target", required=True, type=click.Choice(list(BACKENDS)))
 def credentials_migrate(target: str) -> None:
     """Copy every stored credential to another backend and verify each copy."""
     try:

@@ -80,10 +80,10 @@ async def build_services(
             credential keys are malformed or unsafe (checked before the database is touched).
         StoreError: the database is unreachable or a migration failed.
     """
-    selection = keys = None
+    selection = None
     if secrets is None:
         selection = detect_backend(settings)
-        keys = preflight(selection, settings)
+        preflight(selection, settings)
     owned = engine is None
     engine = engine or create_engine(settings)
     if run_migrations:
@@ -93,7 +93,7 @@ async def build_services(
     store = Store(engine)
     credentials: CredentialStore | None
     if selection is not None:
-        credentials = await open_backend(selection, settings, engine, keys)
+        credentials = await open_backend(selection, settings, engine)
         logger.info("credential backend: %s (%s)", selection.backend, selection.reason)
         secrets = credentials
     else:

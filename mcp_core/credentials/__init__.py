@@ -9,7 +9,8 @@ A secret is stored first and the connection then created with the returned ref::
 
 Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``. The
 local backend (the default, :class:`LocalCredentialStore`) keeps AES-256-GCM envelopes in the
-project's database under master keys from ``CREDENTIAL_KEYS`` or ``DATA_DIR/credential.key``.
+project's database under master keys from ``CREDENTIAL_KEYS`` or ``DATA_DIR/credential.key``;
+the others are rows of :data:`BACKENDS` (see ``backends``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 from mcp_core.credentials._crypto import Keyring, parse_keyring
 from mcp_core.credentials._protocol import CredentialStore
 from mcp_core.credentials.backends import (
+    BACKENDS,
+    Backend,
     Selection,
-    backend_module,
     describe_backend,
     detect_backend,
     open_backend,
@@ -31,12 +33,13 @@ from mcp_core.settings import Settings
 from mcp_core.store import create_engine, migrate
 
 __all__ = [
+    "BACKENDS",
+    "Backend",
     "CredentialStore",
     "Keyring",
     "LocalCredentialStore",
     "RotationReport",
     "Selection",
-    "backend_module",
     "describe_backend",
     "describe_keys",
     "detect_backend",
@@ -45,12 +48,11 @@ __all__ = [
     "open_backend",
     "parse_keyring",
     "preflight",
-    "require_local_backend",
     "rotate_credentials",
 ]
 
 
-def require_local_backend(settings: Settings) -> None:
+def _require_local_backend(settings: Settings) -> None:
     """Key rotation is about the local backend's envelopes; cloud stores rotate their own keys.
 
     Raises:
@@ -73,9 +75,11 @@ async def rotate_credentials(settings: Settings) -> RotationReport:
 
     Raises:
         ConfigError: another backend is configured, or no (or a malformed) key is configured.
-        StoreError: the database failed; batches committed before stay re-wrapped.
+        StoreError: the migrations could not run.
+        CredentialBackendError: the database failed while re-wrapping; batches committed
+            before stay re-wrapped.
     """
-    require_local_backend(settings)
+    _require_local_backend(settings)
     keyring = load_keyring(settings)
     engine = create_engine(settings)
     try:

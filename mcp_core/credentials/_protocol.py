@@ -1,11 +1,16 @@
-"""The interface every credential backend implements."""
+"""The interface every credential backend implements: a store, and a module that builds it."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-__all__ = ["CredentialStore"]
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from mcp_core.settings import Settings
+
+__all__ = ["BackendModule", "CredentialStore"]
 
 
 @runtime_checkable
@@ -30,4 +35,19 @@ class CredentialStore(Protocol):
     async def aclose(self) -> None:
         """Release what the store created (cloud clients, channels); borrowed engines and
         clients stay open for their owner. Safe to call twice."""
+        ...
+
+
+class BackendModule(Protocol):
+    """What a backend's module offers besides its store class (one row of ``backends.BACKENDS``
+    names it; it is imported only when chosen, so its SDK may be an optional extra)."""
+
+    def check(self, settings: Settings) -> str | None:
+        """Refuse, with a ``ConfigError``, settings this backend cannot work with; create nothing
+        (``slack-mcp-bot check`` calls it). Return a detail for that command's line, or None
+        when the extra being installed is all there is to say."""
+        ...
+
+    async def open_store(self, settings: Settings, engine: AsyncEngine) -> CredentialStore:
+        """Build the store after migrations, borrowing ``engine`` (never disposed by the store)."""
         ...

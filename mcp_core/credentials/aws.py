@@ -16,7 +16,6 @@ so a secret never reaches the log whatever LOG_LEVEL is.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import uuid
@@ -26,11 +25,13 @@ from typing import Any, TypeVar
 import boto3
 import botocore.config
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_core.credentials.local import MAX_REF_CHARS, _payload
+from mcp_core.credentials.payload import MAX_REF_CHARS, decode_values, encode_values
 from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
+from mcp_core.settings import Settings
 
-__all__ = ["DEFAULT_PREFIX", "AwsCredentialStore", "CredentialBackendError"]
+__all__ = ["DEFAULT_PREFIX", "AwsCredentialStore", "check", "open_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ _REF = re.compile(r"[A-Za-z0-9_+=.@-]+")
 """A ref is one name segment: AWS's allowed characters without ``/``."""
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+.@-")
 """Characters kept as they are in the team and user segments; any other byte becomes ``=HH``."""
-_ESCAPE = re.compile(r"=([0-9A-F]{2})")
 _PREFIX = re.compile(r"[A-Za-z0-9/_+=.@-]*")
 _BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "botocore.httpchecksum")
 
@@ -67,6 +67,19 @@ def _silence_bodies() -> None:
         target = logging.getLogger(name)
         if _BODY_FILTER not in target.filters:
             target.addFilter(_BODY_FILTER)
+
+
+def check(settings: Settings) -> None:
+    """Nothing to check before the first call: boto3 reads its own environment."""
+
+
+async def open_store(settings: Settings, engine: AsyncEngine) -> AwsCredentialStore:
+    """A store on a client built from the standard AWS environment, under AWS_SECRETS_PREFIX.
+
+    Raises:
+        ConfigError: the prefix is not a valid name prefix, or no region is configured.
+    """
+    return AwsCredentialStore(prefix=settings.aws_secrets_prefix)
 
 
 class AwsCredentialStore:
@@ -108,11 +121,6 @@ class AwsCredentialStore:
         self._prefix = prefix
 
     @property
-    def prefix(self) -> str:
-        """The name prefix every secret of this store starts with."""
-        return self._prefix
-
-    @property
     def client(self) -> Any:
         """The boto3 ``secretsmanager`` client in use (its ``meta.endpoint_url`` shows where)."""
         return self._client
@@ -136,7 +144,7 @@ class AwsCredentialStore:
                 empty. The message never quotes a value.
             CredentialBackendError: AWS could not be reached or refused; see ``reason``.
         """
-        secret = _payload(values).decode()
+        secret = encode_values(values).decode()
         if ref is not None and not _valid_ref(ref):
             raise ValueError(
                 f"A credential ref must have 1 to {MAX_REF_CHARS} of the characters A-Z a-z 0-9 _+=.@-."
@@ -184,7 +192,7 @@ class AwsCredentialStore:
                 return {}
             raise self._error("get_secret_value", exc) from None
         try:
-            return _values(response.get("SecretString"))
+            return decode_values(response.get("SecretString"))
         except CredentialError as exc:
             logger.warning(
                 "stored credentials %s of %s/%s are unreadable: %s",
@@ -225,42 +233,6 @@ class AwsCredentialStore:
             raise self._error("delete_secret", exc) from None
         return True
 
-    async def list_refs(
-        self, team_id: str | None = None, user_id: str | None = None
-    ) -> list[tuple[str, str, str]]:
-        """Every stored ``(team_id, user_id, ref)`` under the prefix, sorted; narrowed to a team
-        and, with both given, to one user. Secrets whose names this store did not make are
-        skipped.
-
-        Raises:
-            ValueError: ``user_id`` is given without ``team_id``.
-            CredentialBackendError: AWS could not be reached or refused; see ``reason``.
-        """
-        if user_id is not None and team_id is None:
-            raise ValueError("list_refs needs team_id to filter by user_id.")
-        start = self._prefix
-        if team_id is not None:
-            start += _encode(team_id) + "/"
-            if user_id is not None:
-                start += _encode(user_id) + "/"
-
-        def names() -> list[str]:
-            paginator = self._client.get_paginator("list_secrets")
-            # An empty prefix is no filter; AWS's name filter is a case-insensitive prefix
-            # match, so each name is checked exactly below.
-            kwargs: dict[str, Any] = {"Filters": [{"Key": "name", "Values": [start]}]} if start else {}
-            return [entry["Name"] for page in paginator.paginate(**kwargs) for entry in page["SecretList"]]
-
-        try:
-            found = await self._call("list_secrets", names)
-        except ClientError as exc:
-            raise self._error("list_secrets", exc) from None
-        refs = []
-        for name in found:
-            if name.startswith(start) and (owner := self._parse(name)) is not None:
-                refs.append(owner)
-        return sorted(refs)
-
     async def _put_version(self, name: str, secret: str) -> bool:
         """Add a version to secret ``name``; False if there is no such secret."""
         try:
@@ -299,53 +271,20 @@ class AwsCredentialStore:
             raise ValueError("Credentials belong to a team and a user; both ids must be non-empty.")
         return f"{self._prefix}{_encode(team_id)}/{_encode(user_id)}/{ref}"
 
-    def _parse(self, name: str) -> tuple[str, str, str] | None:
-        parts = name[len(self._prefix) :].split("/")
-        if len(parts) != 3 or not all(parts) or not _valid_ref(parts[2]):
-            return None
-        try:
-            return _decode(parts[0]), _decode(parts[1]), parts[2]
-        except ValueError:
-            return None
-
 
 def _valid_ref(ref: str) -> bool:
     return isinstance(ref, str) and len(ref) <= MAX_REF_CHARS and bool(_REF.fullmatch(ref))
 
 
 def _encode(segment: str) -> str:
-    """``segment`` in AWS's name characters, reversibly: other bytes (and ``=``, ``/``) as ``=HH``.
+    """``segment`` in AWS's name characters, injectively: other bytes (and ``=``, ``/``) as ``=HH``.
 
-    Reversible, so two different ids never share a name (``a b`` and ``a_b`` stay apart).
+    Injective, so two different ids never share a name (``a b`` and ``a_b`` stay apart).
     """
     return "".join(
         char if char in _SAFE else "".join(f"={byte:02X}" for byte in char.encode()) for char in segment
     )
 
 
-def _decode(segment: str) -> str:
-    """The inverse of :func:`_encode`; ValueError if ``segment`` is not one of its outputs."""
-    raw = _ESCAPE.sub(lambda m: chr(0xDC00 + int(m.group(1), 16)), segment)
-    if "=" in raw or "/" in raw:
-        raise ValueError("not an encoded segment")
-    data = bytes(ord(c) - 0xDC00 if ord(c) >= 0xDC00 else ord(c) for c in raw)
-    text = data.decode()
-    if _encode(text) != segment:
-        raise ValueError("not an encoded segment")
-    return text
-
-
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
-
-
-def _values(secret: object) -> dict[str, str]:
-    try:
-        values = json.loads(secret) if isinstance(secret, str) else None
-    except ValueError:
-        values = None  # not re-raised: the exception would carry the secret's text
-    if not isinstance(values, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    ):
-        raise CredentialError("the AWS secret does not hold a JSON map of strings")
-    return values

@@ -1,49 +1,74 @@
-"""Which credential backend to use, and why; building it.
+"""The table of credential backends: which to use, and why; checking and building it.
 
-``CREDENTIAL_BACKEND`` wins when set. Otherwise the environment decides, in this order: a
-``.env`` file in the working directory means a local install (local); ``GOOGLE_CLOUD_PROJECT``
-means Google Cloud (gcp); ``AWS_LAMBDA_FUNCTION_NAME`` or ``AWS_EXECUTION_ENV`` means AWS
-(aws); a ``DATABASE_URL`` on a Supabase host means Supabase (supabase); anything else is local.
-The choice and its reason are logged and shown by ``slack-mcp-bot check``.
+Each backend is one module and one row of :data:`BACKENDS`. The row says what can be known
+without importing the module: its name, the package extra that installs the SDK it imports,
+and how the environment reveals it. The module holds a
+:class:`~mcp_core.credentials.CredentialStore` and the two functions of
+:class:`~mcp_core.credentials._protocol.BackendModule`: ``check(settings)`` (refuse what cannot
+work, before the database is touched) and ``open_store(settings, engine)`` (build it). Adding a
+backend is that module plus a row here (and its name in ``Settings.credential_backend``).
 
-The cloud backends live in modules that import their SDK at the top (boto3, the Google client,
-asyncpg). Those SDKs are optional extras of the package (``[aws]``, ``[gcp]``, ``[postgres]``), so
-a module is imported only once its backend is selected (:func:`backend_module`), and a missing
-extra is a ``ConfigError`` naming the ``pip install`` that fixes it, not an ``ImportError``.
+``CREDENTIAL_BACKEND`` wins when set. Otherwise the rows are asked in order and the first
+whose ``detect`` gives a reason is chosen: a ``.env`` file in the working directory means a
+local install (local); ``GOOGLE_CLOUD_PROJECT`` means Google Cloud (gcp);
+``AWS_LAMBDA_FUNCTION_NAME`` or ``AWS_EXECUTION_ENV`` means AWS (aws); a ``DATABASE_URL`` on a
+Supabase host means Supabase (supabase); anything else is local. The choice and its reason
+are logged and shown by ``slack-mcp-bot check``.
+
+The cloud modules import their SDK at the top (boto3, the Google client, asyncpg); those SDKs
+are optional extras of the package (``[aws]``, ``[gcp]``, ``[postgres]``), so a module is
+imported only once its backend is selected (:func:`backend_module`, the only place that
+imports one), and a missing extra is a ``ConfigError`` naming the ``pip install`` that fixes
+it, not an ``ImportError``.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import cast
 from urllib.parse import urlsplit
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_core.credentials._crypto import Keyring
-from mcp_core.credentials._protocol import CredentialStore
-from mcp_core.credentials.keys import describe_keys, load_keyring, load_or_create_keyring
-from mcp_core.credentials.local import LocalCredentialStore
+from mcp_core.credentials._protocol import BackendModule, CredentialStore
 from mcp_core.errors import ConfigError
 from mcp_core.settings import Settings
 
-logger = logging.getLogger(__name__)
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "Selection",
+    "backend_module",
+    "describe_backend",
+    "detect_backend",
+    "open_backend",
+    "preflight",
+]
 
-__all__ = ["Selection", "backend_module", "describe_backend", "detect_backend", "open_backend", "preflight"]
-
+CONFIGURED = "CREDENTIAL_BACKEND is set"
+"""The reason of a backend chosen by CREDENTIAL_BACKEND rather than detected."""
+DEFAULT_BACKEND = "local"
 SUPABASE_HOST_SUFFIXES = (".supabase.co", ".supabase.com")
 
-CLOUD_BACKENDS: dict[str, tuple[str, str]] = {
-    "gcp": ("mcp_core.credentials.gcp", "gcp"),
-    "aws": ("mcp_core.credentials.aws", "aws"),
-    "supabase": ("mcp_core.credentials.supabase", "postgres"),
-}
-"""Each cloud backend's module and the package extra that installs the SDK it imports."""
+Detect = Callable[[Settings, Mapping[str, str], Path], str | None]
+"""``(settings, environ, cwd)`` → why the environment means this backend, or None."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One row of :data:`BACKENDS`: what is known about a backend without importing it."""
+
+    name: str
+    module: str
+    """The module holding the store, ``check`` and ``open_store``; imported only when chosen."""
+    extra: str | None = None
+    """The package extra that installs the SDK the module imports; None when the core has it."""
+    detect: Detect | None = None
+    """How the environment reveals this backend; None for one that is only ever configured."""
 
 
 @dataclass(frozen=True)
@@ -52,47 +77,92 @@ class Selection:
     reason: str
 
 
+def _dotenv_file(settings: Settings, environ: Mapping[str, str], cwd: Path) -> str | None:
+    return "a .env file is present (local install)" if (cwd / ".env").is_file() else None
+
+
+def _google_cloud(settings: Settings, environ: Mapping[str, str], cwd: Path) -> str | None:
+    if settings.google_cloud_project or environ.get("GOOGLE_CLOUD_PROJECT"):
+        return "GOOGLE_CLOUD_PROJECT is set"
+    return None
+
+
+def _aws_runtime(settings: Settings, environ: Mapping[str, str], cwd: Path) -> str | None:
+    for name in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_EXECUTION_ENV"):
+        if environ.get(name):
+            return f"{name} is set"
+    return None
+
+
+def _supabase_database(settings: Settings, environ: Mapping[str, str], cwd: Path) -> str | None:
+    if settings.database_url is None:
+        return None
+    host = urlsplit(settings.database_url.get_secret_value()).hostname or ""
+    return "DATABASE_URL points at Supabase" if host.endswith(SUPABASE_HOST_SUFFIXES) else None
+
+
+BACKENDS: dict[str, Backend] = {
+    backend.name: backend
+    for backend in (
+        Backend("local", "mcp_core.credentials.local", detect=_dotenv_file),
+        Backend("gcp", "mcp_core.credentials.gcp", "gcp", _google_cloud),
+        Backend("aws", "mcp_core.credentials.aws", "aws", _aws_runtime),
+        Backend("supabase", "mcp_core.credentials.supabase", "postgres", _supabase_database),
+    )
+}
+"""Every backend by name, in the order the environment is asked (the first reason wins)."""
+
+
 def detect_backend(
     settings: Settings, *, environ: Mapping[str, str] | None = None, cwd: Path | None = None
 ) -> Selection:
     """Pick the backend from CREDENTIAL_BACKEND or, when unset, from the environment."""
     if settings.credential_backend:
-        return Selection(settings.credential_backend, "CREDENTIAL_BACKEND is set")
+        return Selection(settings.credential_backend, CONFIGURED)
     environ = os.environ if environ is None else environ
-    if ((cwd or Path.cwd()) / ".env").is_file():
-        return Selection("local", "a .env file is present (local install)")
-    if settings.google_cloud_project or environ.get("GOOGLE_CLOUD_PROJECT"):
-        return Selection("gcp", "GOOGLE_CLOUD_PROJECT is set")
-    for name in ("AWS_LAMBDA_FUNCTION_NAME", "AWS_EXECUTION_ENV"):
-        if environ.get(name):
-            return Selection("aws", f"{name} is set")
-    if settings.database_url is not None:
-        host = urlsplit(settings.database_url.get_secret_value()).hostname or ""
-        if host.endswith(SUPABASE_HOST_SUFFIXES):
-            return Selection("supabase", "DATABASE_URL points at Supabase")
-    return Selection("local", "no cloud environment detected")
+    cwd = cwd or Path.cwd()
+    for backend in BACKENDS.values():
+        if backend.detect is not None and (reason := backend.detect(settings, environ, cwd)):
+            return Selection(backend.name, reason)
+    return Selection(DEFAULT_BACKEND, "no cloud environment detected")
 
 
-def backend_module(selection: Selection) -> ModuleType:
-    """Import the module of the selected cloud backend (the only place that does).
+def backend_module(selection: Selection) -> BackendModule:
+    """Import the module of the selected backend (the only place that does).
 
     Raises:
-        ConfigError: the SDK the backend needs is not installed; the message names the extra.
+        ConfigError: the backend is unknown, or the SDK it needs is not installed (the message
+            names the extra).
     """
-    module_name, extra = CLOUD_BACKENDS[selection.backend]
+    backend = BACKENDS.get(selection.backend)
+    if backend is None:
+        raise ConfigError(
+            f"There is no {selection.backend!r} credential backend; choose one of {', '.join(BACKENDS)}."
+        )
     try:
-        return importlib.import_module(module_name)
+        return cast(BackendModule, importlib.import_module(backend.module))
     except ModuleNotFoundError as exc:
-        if (exc.name or "").startswith("mcp_core"):
+        if backend.extra is None or (exc.name or "").startswith("mcp_core"):
             raise
-        if selection.reason == "CREDENTIAL_BACKEND is set":
+        if selection.reason == CONFIGURED:
             who = f"CREDENTIAL_BACKEND={selection.backend}"
         else:
             who = f"The {selection.backend} credential backend ({selection.reason})"
         raise ConfigError(
-            f"{who} needs the {extra} extra: pip install 'slack-mcp-bot[{extra}]' "
+            f"{who} needs the {backend.extra} extra: pip install 'slack-mcp-bot[{backend.extra}]' "
             f"(module {exc.name} is not installed)."
         ) from exc
+
+
+def preflight(selection: Selection, settings: Settings) -> str | None:
+    """Check what can be checked before the database is touched (extra, keys, required
+    settings); creates nothing. Returns the backend's detail for ``slack-mcp-bot check``.
+
+    Raises:
+        ConfigError: the chosen backend cannot work with this configuration, or its extra is
+            not installed.
+    """
+    return backend_module(selection).check(settings)
 
 
 def describe_backend(selection: Selection, settings: Settings) -> str:
@@ -101,67 +171,17 @@ def describe_backend(selection: Selection, settings: Settings) -> str:
     Raises:
         ConfigError: the backend cannot work here (missing extra, setting or malformed key).
     """
-    if selection.backend == "local":
-        return describe_keys(settings)
-    preflight(selection, settings)
-    return f"the {CLOUD_BACKENDS[selection.backend][1]} extra is installed"
+    detail = preflight(selection, settings)
+    return detail or f"the {BACKENDS[selection.backend].extra} extra is installed"
 
 
-KeyState = tuple[Keyring, Path | None]
-"""A loaded keyring and, when it was generated just now, the file it was written to."""
-
-
-def preflight(selection: Selection, settings: Settings) -> KeyState | None:
-    """Check what can be checked before the database is touched (keys, required settings).
-
-    Returns the local backend's keys (loaded or generated once here), for ``open_backend``.
+async def open_backend(selection: Selection, settings: Settings, engine: AsyncEngine) -> CredentialStore:
+    """Build the chosen backend on ``engine`` (after migrations; the store borrows it).
 
     Raises:
-        ConfigError: the chosen backend cannot work with this configuration, or its extra is
-            not installed.
+        ConfigError: as for ``preflight``, or what the backend needs at start is missing (the
+            local backend's key file cannot be written; Supabase without Vault needs
+            CREDENTIAL_KEYS).
+        CredentialBackendError: the store had to be asked something and could not be reached.
     """
-    if selection.backend == "local":
-        return load_or_create_keyring(settings)
-    backend_module(selection)
-    if selection.backend == "gcp" and not (
-        settings.google_cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
-    ):
-        raise ConfigError("The gcp credential backend needs GOOGLE_CLOUD_PROJECT.")
-    if selection.backend == "supabase" and (
-        settings.database_url is None or not settings.sqlalchemy_url.startswith("postgresql")
-    ):
-        raise ConfigError(
-            "The supabase credential backend needs DATABASE_URL pointing at Supabase's PostgreSQL."
-        )
-    return None
-
-
-async def open_backend(
-    selection: Selection, settings: Settings, engine: AsyncEngine, keys: KeyState | None = None
-) -> CredentialStore:
-    """Build the chosen backend (after migrations). A cloud backend's module, and so its SDK, is
-    imported only here and in ``preflight``, so a local install never loads gRPC or botocore.
-
-    Raises:
-        ConfigError: as for ``preflight``; Supabase without Vault also needs CREDENTIAL_KEYS.
-    """
-    backend = selection.backend
-    if backend == "local":
-        keyring, generated = keys or load_or_create_keyring(settings)
-        return LocalCredentialStore(engine, keyring, generated_key_path=generated)
-    module = backend_module(selection)
-    if backend == "gcp":
-        project = settings.google_cloud_project or os.environ["GOOGLE_CLOUD_PROJECT"]
-        return module.GcpCredentialStore(project)
-    if backend == "aws":
-        return module.AwsCredentialStore(prefix=settings.aws_secrets_prefix)
-    if await module.has_vault(engine):
-        return module.SupabaseCredentialStore(engine, fallback=None)
-    if settings.credential_keys is None:
-        raise ConfigError(
-            "Supabase Vault is not enabled in this database, and the fallback (encrypted rows in the "
-            "bot's own table) needs CREDENTIAL_KEYS: a key generated on a hosted file system would be lost."
-        )
-    return module.SupabaseCredentialStore(
-        engine, fallback=LocalCredentialStore(engine, load_keyring(settings))
-    )
+    return await backend_module(selection).open_store(settings, engine)

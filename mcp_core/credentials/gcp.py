@@ -4,8 +4,9 @@ Each ref gets its own secret, ``projects/<project>/secrets/mcp-<team>-<user>-<re
 id encodes team, user and ref injectively in ``[A-Za-z0-9_-]`` (letters and digits kept,
 every other character ``_<hex>`` per UTF-8 byte, ``-`` only as separator). Another user's
 lookup therefore names another secret and finds nothing. The secret carries the labels
-``app=slack-mcp-bot``, ``team`` and ``user`` (lower-cased, label-safe; for listing) and the
-exact ``team_id``, ``user_id`` and ``ref`` as annotations (for ``credentials migrate``).
+``app=slack-mcp-bot``, ``team`` and ``user`` (lower-cased, label-safe: for filtering in the
+console) and the exact ``team_id``, ``user_id`` and ``ref`` as annotations (so an operator can
+tell whose secret it is; labels are lossy).
 
 ``put`` stores the values as JSON in a new secret version with a CRC32C checksum, then
 destroys the older enabled or disabled versions so a previous value cannot be read by
@@ -23,6 +24,7 @@ is not a map of strings is a plain :class:`~mcp_core.errors.CredentialError`.
 from __future__ import annotations
 
 import logging
+import os
 import uuid
 from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
@@ -30,11 +32,13 @@ from typing import Any, TypeVar
 import google_crc32c
 from google.api_core import exceptions as gexc
 from google.api_core import retry_async
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_core.credentials.local import MAX_REF_CHARS, _payload, _values
+from mcp_core.credentials.payload import MAX_REF_CHARS, decode_values, encode_values
 from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
+from mcp_core.settings import Settings
 
-__all__ = ["APP_LABEL", "CredentialBackendError", "GcpCredentialStore"]
+__all__ = ["APP_LABEL", "GcpCredentialStore", "check", "open_store"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +52,31 @@ OLD_VERSIONS_FILTER = "state:ENABLED OR state:DISABLED"
 """The versions ``put`` destroys once a newer one is stored (all but DESTROYED)."""
 
 _T = TypeVar("_T")
+
+
+def _configured_project(settings: Settings) -> str | None:
+    return settings.google_cloud_project or os.environ.get("GOOGLE_CLOUD_PROJECT")
+
+
+def check(settings: Settings) -> None:
+    """Refuse a start without the project that holds the secrets.
+
+    Raises:
+        ConfigError: neither the GOOGLE_CLOUD_PROJECT setting nor the variable is set.
+    """
+    if not _configured_project(settings):
+        raise ConfigError("The gcp credential backend needs GOOGLE_CLOUD_PROJECT.")
+
+
+async def open_store(settings: Settings, engine: AsyncEngine) -> GcpCredentialStore:
+    """A store in GOOGLE_CLOUD_PROJECT; its client is built on first use from the application
+    default credentials.
+
+    Raises:
+        ConfigError: as :func:`check`.
+    """
+    check(settings)
+    return GcpCredentialStore(_configured_project(settings) or "")
 
 
 class GcpCredentialStore:
@@ -80,10 +109,6 @@ class GcpCredentialStore:
         )
 
     @property
-    def project(self) -> str:
-        return self._project
-
-    @property
     def client(self) -> Any:
         """The ``SecretManagerServiceAsyncClient`` in use, built now if the store owns it.
 
@@ -105,7 +130,7 @@ class GcpCredentialStore:
                 string, or ``ref`` is empty or too long. The message never quotes a value.
             CredentialBackendError: Secret Manager failed, timed out or refused access.
         """
-        data = _payload(values)
+        data = encode_values(values)
         if ref is not None and not 0 < len(ref) <= MAX_REF_CHARS:
             raise ValueError(f"A credential ref must have 1 to {MAX_REF_CHARS} characters.")
         ref = ref or uuid.uuid4().hex
@@ -186,7 +211,7 @@ class GcpCredentialStore:
             )
             raise CredentialError("Secret Manager returned a payload that fails its CRC32C checksum")
         try:
-            return _values(payload.data)
+            return decode_values(payload.data)
         except CredentialError as exc:
             logger.warning(
                 "stored credentials %s of %s/%s are unreadable: %s",
@@ -217,50 +242,6 @@ class GcpCredentialStore:
         except gexc.NotFound:
             return False
         return True
-
-    async def list_refs(
-        self, team_id: str | None = None, user_id: str | None = None
-    ) -> list[tuple[str, str, str]]:
-        """Every stored (team_id, user_id, ref) of this app, optionally for one team and/or user.
-
-        Read from the secrets' annotations (exact ids); secrets of this app lacking them, or
-        whose id does not match them, are skipped with a warning.
-
-        Raises:
-            CredentialBackendError: Secret Manager failed, timed out or refused access.
-        """
-        terms = [f"labels.app={APP_LABEL}"]
-        if team_id is not None:
-            terms.append(f"labels.team={_label(team_id)}")
-        if user_id is not None:
-            terms.append(f"labels.user={_label(user_id)}")
-        found: list[tuple[str, str, str]] = []
-        try:
-            pager = await self._get_client().list_secrets(
-                request={
-                    "parent": f"projects/{self._project}",
-                    "filter": " AND ".join(terms),
-                    "page_size": LIST_PAGE_SIZE,
-                },
-                retry=self._retry,
-                timeout=self._timeout,
-            )
-            async for secret in pager:
-                owner = (
-                    secret.annotations.get("team_id"),
-                    secret.annotations.get("user_id"),
-                    secret.annotations.get("ref"),
-                )
-                team, user, ref = owner
-                if not (team and user and ref) or secret.name != self._secret_name(team, user, ref):
-                    logger.warning("skipping secret %s: its annotations do not match its id", secret.name)
-                    continue
-                if (team_id is None or team == team_id) and (user_id is None or user == user_id):
-                    found.append((team, user, ref))
-        except gexc.GoogleAPIError as exc:
-            logger.warning("Secret Manager could not list secrets: %s", _describe(exc))
-            raise CredentialBackendError(f"Secret Manager could not list secrets: {_describe(exc)}") from None
-        return found
 
     async def aclose(self) -> None:
         """Close the client (and its gRPC channel) this store built; an injected client is left

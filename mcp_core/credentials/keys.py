@@ -38,8 +38,9 @@ def key_file_path(settings: Settings) -> Path:
     return settings.data_dir / KEY_FILE_NAME
 
 
-def load_or_create_keyring(settings: Settings) -> tuple[Keyring, Path | None]:
-    """The keyring, and the key file's path if this call generated it (else None).
+def load_or_create_keyring(settings: Settings) -> Keyring:
+    """The keyring; on a first start without CREDENTIAL_KEYS the key file is generated (and
+    announced with a WARNING).
 
     Safe when several processes start at once: exactly one writes the file, all read it.
 
@@ -49,21 +50,21 @@ def load_or_create_keyring(settings: Settings) -> tuple[Keyring, Path | None]:
     """
     configured = _configured(settings)
     if configured is not None:
-        return parse_keyring(configured), None
+        return parse_keyring(configured)
     path = key_file_path(settings)
     generated = False
     if not path.exists():
         generated = _create_key_file(path)
     keyring = _read_key_file(path)
     if not generated:
-        return keyring, None
+        return keyring
     logger.warning(
         "generated a new credential master key at %s; back it up — without it stored credentials "
         "cannot be decrypted. (To keep it in the environment instead, set CREDENTIAL_KEYS to the "
         "key line of that file.)",
         path,
     )
-    return keyring, path
+    return keyring
 
 
 def load_keyring(settings: Settings) -> Keyring:

@@ -8,31 +8,29 @@ neither a guessed ref nor a row copied in the database yields another user's sec
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_core.credentials._crypto import Keyring, aad_for, decrypt, encrypt, rewrap
+from mcp_core.credentials.keys import describe_keys, load_or_create_keyring
+from mcp_core.credentials.payload import MAX_REF_CHARS, decode_values, encode_values
 from mcp_core.errors import CredentialBackendError, CredentialError, StoreError
+from mcp_core.settings import Settings
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._tables import credentials
 
-__all__ = ["DESTINATIONS", "LocalCredentialStore", "RotationReport"]
+__all__ = ["LocalCredentialStore", "RotationReport", "check", "open_store"]
 
 logger = logging.getLogger(__name__)
 
-DESTINATIONS = ("header", "env", "query")
-"""Where a stored value goes when a session opens: ``header:<Name>``, ``env:<NAME>``, ``query:<name>``."""
-MAX_REF_CHARS = 200
 ROTATE_BATCH = 200
 """Records re-wrapped per transaction during rotation (their rows are locked meanwhile)."""
 
@@ -50,6 +48,24 @@ class RotationReport:
     failed: tuple[str, ...] = ()
 
 
+def check(settings: Settings) -> str:
+    """Where the master keys come from, for ``slack-mcp-bot check``; generates no key.
+
+    Raises:
+        ConfigError: CREDENTIAL_KEYS or the key file is malformed, or the key file is unsafe.
+    """
+    return describe_keys(settings)
+
+
+async def open_store(settings: Settings, engine: AsyncEngine) -> LocalCredentialStore:
+    """The local backend on the bot's own database; the key file is generated here on a first start.
+
+    Raises:
+        ConfigError: as :func:`check`, or the key file cannot be written.
+    """
+    return LocalCredentialStore(engine, load_or_create_keyring(settings))
+
+
 class LocalCredentialStore:
     """Encrypted credentials in ``mcp_credentials``, on a borrowed engine (never disposed here).
 
@@ -60,24 +76,11 @@ class LocalCredentialStore:
         ConfigError: the engine is not PostgreSQL or SQLite from ``create_engine``.
     """
 
-    def __init__(
-        self, engine: AsyncEngine, keyring: Keyring, *, generated_key_path: Path | None = None
-    ) -> None:
+    def __init__(self, engine: AsyncEngine, keyring: Keyring) -> None:
         check_engine(engine)
         self._engine = engine
         self._writer = writer(engine)
         self._keyring = keyring
-        self._generated_key_path = generated_key_path
-
-    @property
-    def generated_key_path(self) -> Path | None:
-        """The key file generated at this start, if one was (``slack-mcp-bot check`` says so)."""
-        return self._generated_key_path
-
-    @property
-    def key_source(self) -> str:
-        """Where the master keys came from: ``CREDENTIAL_KEYS`` or the key file's path."""
-        return self._keyring.source
 
     async def put(self, team_id: str, user_id: str, values: Mapping[str, str], ref: str | None = None) -> str:
         """Encrypt and store ``values``; return their ref.
@@ -91,7 +94,7 @@ class LocalCredentialStore:
             CredentialBackendError: the database did not answer or failed; nothing was written.
             StoreError: ``ref`` is taken by another owner; nothing was written.
         """
-        payload = _payload(values)
+        payload = encode_values(values)
         if ref is not None and not 0 < len(ref) <= MAX_REF_CHARS:
             raise ValueError(f"A credential ref must have 1 to {MAX_REF_CHARS} characters.")
         replacing = ref is not None
@@ -123,7 +126,7 @@ class LocalCredentialStore:
             logger.warning("no stored credentials %s for %s/%s", credential_ref, team_id, user_id)
             return {}
         try:
-            return _values(decrypt(self._keyring, record, aad_for(team_id, user_id, credential_ref)))
+            return decode_values(decrypt(self._keyring, record, aad_for(team_id, user_id, credential_ref)))
         except CredentialError as exc:
             logger.warning(
                 "stored credentials %s of %s/%s cannot be decrypted: %s",
@@ -157,7 +160,8 @@ class LocalCredentialStore:
         again. Retire an old key only once ``failed`` is empty and a rerun re-wraps nothing.
 
         Raises:
-            StoreError: the database failed; batches committed before stay re-wrapped.
+            CredentialBackendError: the database did not answer or failed; batches committed
+                before stay re-wrapped.
         """
         rewrapped = already_current = 0
         failed: list[str] = []
@@ -171,7 +175,7 @@ class LocalCredentialStore:
                 .limit(batch_size)
                 .with_for_update()
             )
-            async with transaction(self._writer) as conn:
+            async with _database(self._writer, "re-wrap") as conn:
                 rows = (await conn.execute(page)).all()
                 updates: list[dict[str, Any]] = []
                 for ref, team_id, user_id, record in rows:
@@ -236,27 +240,3 @@ def _owned(team_id: str, user_id: str, ref: str) -> tuple[sa.ColumnElement[bool]
         credentials.c.team_id == team_id,
         credentials.c.user_id == user_id,
     )
-
-
-def _payload(values: Mapping[str, str]) -> bytes:
-    for key, value in values.items():
-        kind, _, name = key.partition(":") if isinstance(key, str) else ("", "", "")
-        if kind not in DESTINATIONS or not name:
-            raise ValueError(
-                f"Credential keys look like header:<Name>, env:<NAME> or query:<name>, not {key!r}."
-            )
-        if not isinstance(value, str):
-            raise ValueError(f"The value for {key!r} must be a string.")
-    return json.dumps(dict(values), sort_keys=True, separators=(",", ":")).encode()
-
-
-def _values(plaintext: bytes) -> dict[str, str]:
-    try:
-        values = json.loads(plaintext)
-    except ValueError:
-        values = None  # not re-raised: the exception would carry the decrypted text
-    if not isinstance(values, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    ):
-        raise CredentialError("the decrypted payload is not a map of strings")
-    return values

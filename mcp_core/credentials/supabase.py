@@ -32,11 +32,21 @@ import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mcp_core.credentials.local import MAX_REF_CHARS, LocalCredentialStore, _database, _payload, _values
+from mcp_core.credentials.keys import load_keyring
+from mcp_core.credentials.local import LocalCredentialStore
+from mcp_core.credentials.payload import MAX_REF_CHARS, decode_values, encode_values
 from mcp_core.errors import ConfigError, CredentialBackendError, CredentialError
-from mcp_core.store._tables import credentials
+from mcp_core.settings import Settings
 
-__all__ = ["NAME_PREFIX", "VAULT_TIMEOUT_S", "SupabaseCredentialStore", "has_vault", "secret_name"]
+__all__ = [
+    "NAME_PREFIX",
+    "VAULT_TIMEOUT_S",
+    "SupabaseCredentialStore",
+    "check",
+    "has_vault",
+    "open_store",
+    "secret_name",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +62,6 @@ _FIND_ID = sa.text("SELECT id FROM vault.secrets WHERE name = :name")
 _UPDATE = sa.text("SELECT vault.update_secret(:id, :secret)")
 _GET = sa.text("SELECT decrypted_secret FROM vault.decrypted_secrets WHERE name = :name")
 _DELETE = sa.text("DELETE FROM vault.secrets WHERE name = :name")
-_LIST = sa.text("SELECT name FROM vault.secrets WHERE starts_with(name, :prefix) ORDER BY name")
 
 _DB_ERRORS = (sa.exc.SQLAlchemyError, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 _UNREADABLE_CLASSES = ("22", "39")
@@ -75,6 +84,36 @@ async def has_vault(engine: AsyncEngine) -> bool:
         return bool((await conn.execute(_HAS_VAULT)).scalar_one())
 
 
+def check(settings: Settings) -> None:
+    """Refuse a start whose database is not PostgreSQL (Vault lives in Supabase's database).
+
+    Raises:
+        ConfigError: DATABASE_URL is unset or not PostgreSQL.
+    """
+    if settings.database_url is None or not settings.sqlalchemy_url.startswith("postgresql"):
+        raise ConfigError(
+            "The supabase credential backend needs DATABASE_URL pointing at Supabase's PostgreSQL."
+        )
+
+
+async def open_store(settings: Settings, engine: AsyncEngine) -> SupabaseCredentialStore:
+    """Vault when the database has it; otherwise envelopes in the bot's table under CREDENTIAL_KEYS.
+
+    Raises:
+        ConfigError: no Vault and no CREDENTIAL_KEYS (a key generated on a hosted file system
+            would be lost), or malformed keys.
+        CredentialBackendError: the database could not be asked whether it has Vault.
+    """
+    if await has_vault(engine):
+        return SupabaseCredentialStore(engine, fallback=None)
+    if settings.credential_keys is None:
+        raise ConfigError(
+            "Supabase Vault is not enabled in this database, and the fallback (encrypted rows in the "
+            "bot's own table) needs CREDENTIAL_KEYS: a key generated on a hosted file system would be lost."
+        )
+    return SupabaseCredentialStore(engine, fallback=LocalCredentialStore(engine, load_keyring(settings)))
+
+
 def secret_name(team_id: str, user_id: str, ref: str) -> str:
     """The Vault secret name for one credential: ``slack-mcp-bot/<team>/<user>/<ref>``."""
     return f"{NAME_PREFIX}/{team_id}/{user_id}/{ref}"
@@ -94,11 +133,6 @@ class SupabaseCredentialStore:
         self._fallback = fallback
         self._vault: bool | None = None
         self._detect_lock = asyncio.Lock()
-
-    @property
-    def fallback(self) -> LocalCredentialStore | None:
-        """The local envelope store used when the database has no Vault."""
-        return self._fallback
 
     async def uses_vault(self) -> bool:
         """True if Vault serves this store, False if the fallback does (checked once, then cached).
@@ -141,7 +175,7 @@ class SupabaseCredentialStore:
         if not await self.uses_vault():
             assert self._fallback is not None
             return await self._fallback.put(team_id, user_id, values, ref)
-        secret = _payload(values).decode()
+        secret = encode_values(values).decode()
         if ref is not None and not _valid_ref(ref):
             raise ValueError(f"A credential ref must have 1 to {MAX_REF_CHARS} characters and no '/'.")
         for part in (team_id, user_id):
@@ -181,7 +215,7 @@ class SupabaseCredentialStore:
         if plaintext is None:
             raise _logged(CredentialError("Vault returned no decrypted secret"), credential_ref)
         try:
-            return _values(plaintext.encode())
+            return decode_values(plaintext)
         except CredentialError as exc:
             raise _logged(exc, credential_ref) from None
 
@@ -202,53 +236,10 @@ class SupabaseCredentialStore:
             result = await conn.execute(_DELETE, {"name": name})
         return result.rowcount > 0
 
-    async def list_refs(
-        self, team_id: str | None = None, user_id: str | None = None
-    ) -> list[tuple[str, str, str]]:
-        """Every stored credential as ``(team_id, user_id, ref)``, sorted (for ``credentials migrate``).
-
-        Optionally narrowed to one team, or one team's user. From Vault, only secrets named by
-        this backend are listed; without Vault, the fallback's table.
-
-        Raises:
-            ValueError: ``user_id`` given without ``team_id``.
-            ConfigError: no Vault and no fallback.
-            CredentialBackendError: Vault (or the fallback's database) failed or timed out.
-        """
-        if user_id is not None and team_id is None:
-            raise ValueError("list_refs: a user_id needs its team_id.")
-        if not await self.uses_vault():
-            assert self._fallback is not None
-            return await _list_fallback(self._fallback, team_id, user_id)
-        prefix = "/".join(p for p in (NAME_PREFIX, team_id, user_id) if p is not None) + "/"
-        async with _vault_transaction(self._engine, "list") as conn:
-            names = (await conn.execute(_LIST, {"prefix": prefix})).scalars().all()
-        refs: list[tuple[str, str, str]] = []
-        for name in names:
-            parts = name.split("/")
-            if len(parts) == 4 and all(parts[1:]):
-                refs.append((parts[1], parts[2], parts[3]))
-        return sorted(refs)
-
     async def aclose(self) -> None:
         """Close the fallback; the engine is borrowed and stays open."""
         if self._fallback is not None:
             await self._fallback.aclose()
-
-
-async def _list_fallback(
-    fallback: LocalCredentialStore, team_id: str | None, user_id: str | None
-) -> list[tuple[str, str, str]]:
-    columns = (credentials.c.team_id, credentials.c.user_id, credentials.c.ref)
-    query = sa.select(*columns).order_by(*columns)
-    if team_id is not None:
-        query = query.where(credentials.c.team_id == team_id)
-    if user_id is not None:
-        query = query.where(credentials.c.user_id == user_id)
-    # The fallback's own engine: its table lives in the project's database, which need not be
-    # the Supabase one.
-    async with _database(fallback._engine, "list") as conn:
-        return [(t, u, r) for t, u, r in (await conn.execute(query)).all()]
 
 
 @asynccontextmanager

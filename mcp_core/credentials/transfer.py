@@ -44,16 +44,16 @@ async def migrate_credentials(settings: Settings, target: str) -> MigrationRepor
             f"The credentials already live in the {target} backend ({source_selection.reason})."
         )
     target_selection = Selection(target, "--to")
-    source_keys = preflight(source_selection, settings)
-    target_keys = preflight(target_selection, settings)
+    preflight(source_selection, settings)
+    preflight(target_selection, settings)
     engine = create_engine(settings)
     report = MigrationReport()
     opened: list[CredentialStore] = []
     try:
         await migrate(engine)
-        source = await open_backend(source_selection, settings, engine, source_keys)
+        source = await open_backend(source_selection, settings, engine)
         opened.append(source)
-        destination = await open_backend(target_selection, settings, engine, target_keys)
+        destination = await open_backend(target_selection, settings, engine)
         opened.append(destination)
         for team_id, user_id, ref, name in await Store(engine).credential_owners():
             where = f"{team_id}/{user_id}/{name}"

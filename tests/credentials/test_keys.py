@@ -74,9 +74,9 @@ def test_malformed_credential_keys_are_refused_with_a_clear_message_that_quotes_
 def test_credential_keys_win_over_a_key_file_and_nothing_is_generated(tmp_path) -> None:
     settings = make_settings(tmp_path, credential_keys=SecretStr(f"k1:{KEY_1}"))
 
-    keyring, generated = load_or_create_keyring(settings)
+    keyring = load_or_create_keyring(settings)
 
-    assert (keyring.primary, keyring.source, generated) == ("k1", "CREDENTIAL_KEYS", None)
+    assert (keyring.primary, keyring.source) == ("k1", "CREDENTIAL_KEYS")
     assert not key_file_path(settings).exists()
     assert describe_keys(settings) == "CREDENTIAL_KEYS: 1 key, primary 'k1'"
 
@@ -84,9 +84,10 @@ def test_credential_keys_win_over_a_key_file_and_nothing_is_generated(tmp_path) 
 def test_an_empty_credential_keys_counts_as_unset(tmp_path) -> None:
     settings = make_settings(tmp_path, credential_keys=SecretStr("  "))
 
-    _, generated = load_or_create_keyring(settings)
+    keyring = load_or_create_keyring(settings)
 
-    assert generated == key_file_path(settings)
+    assert keyring.source == str(key_file_path(settings))
+    assert key_file_path(settings).is_file()
 
 
 # --- the generated key file ---------------------------------------------------------------------
@@ -100,12 +101,11 @@ def test_the_first_start_generates_a_private_key_file_and_says_so_loudly(
     caplog.set_level(logging.DEBUG)
     previous_umask = os.umask(0)  # even a careless umask must not widen the file's mode
     try:
-        keyring, generated = load_or_create_keyring(settings)
+        keyring = load_or_create_keyring(settings)
     finally:
         os.umask(previous_umask)
 
     path = tmp_path / "data" / "credential.key"
-    assert generated == path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
@@ -118,20 +118,19 @@ def test_the_first_start_generates_a_private_key_file_and_says_so_loudly(
 
 def test_the_next_start_reuses_the_key_file_quietly(tmp_path, caplog: pytest.LogCaptureFixture) -> None:
     settings = make_settings(tmp_path)
-    first, _ = load_or_create_keyring(settings)
+    first = load_or_create_keyring(settings)
     record = encrypt(first, b"payload", aad_for("T", "U", "r"))
     caplog.clear()
 
-    again, generated = load_or_create_keyring(settings)
+    again = load_or_create_keyring(settings)
 
-    assert generated is None
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert decrypt(again, record, aad_for("T", "U", "r")) == b"payload"
 
 
 def test_the_key_file_holds_a_line_credential_keys_accepts(tmp_path) -> None:
     settings = make_settings(tmp_path)
-    from_file, _ = load_or_create_keyring(settings)
+    from_file = load_or_create_keyring(settings)
     line = next(line for line in key_file_path(settings).read_text().splitlines() if not line.startswith("#"))
 
     from_env = load_keyring(make_settings(tmp_path, credential_keys=SecretStr(f"k9:{KEY_2},{line}")))
