@@ -6,9 +6,7 @@ looked up only among that user's own (an id that is not theirs makes the form ad
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,18 +18,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot._payload import channel_of, form_values, metadata_of, owner
 from mcp_core import errors
-from mcp_core.models import Connection, NewConnection, normalize_connection_name
-from mcp_core.security import check_endpoint, check_remote_url
+from mcp_core.connection_service import ConnectForm, ConnectPlan, FormProblem, NotSaved, ProblemKind
+from mcp_core.models import Connection
 from mcp_core.services import Services
-from run_cards import CardCatalog, CardFieldError, RunCard, operator_var
+from run_cards import CardCatalog, RunCard, operator_var
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["OpenConnect", "register_connect"]
-
-URL_CHECK_TIMEOUT_S = 2.0
-"""View submissions must be acked within 3 s; the URL check (DNS) gets at most this."""
-_BEARER_PREFIX = re.compile(r"^bearer\s+", re.IGNORECASE)
 
 OpenConnect = Callable[..., Awaitable[None]]
 """``open_connect(body, respond, card_id, *, editing=None)``: the picker, or a card's form."""
@@ -51,8 +45,7 @@ def register_connect(
     after_ack: Callable[[Any], Any],
 ) -> OpenConnect:
     """Add the connect listeners to ``app``; returns ``open_connect`` for ``/mcp connect``."""
-    store, registry, credentials = services.store, services.registry, services.credentials
-    settings = services.settings
+    store, connections, settings = services.store, services.connections, services.settings
 
     def usable_cards(user_id: str) -> list[RunCard]:
         return cards.for_user(user_id in settings.admin_user_ids)
@@ -102,7 +95,7 @@ def register_connect(
             card,
             metadata=metadata,
             name=editing.name if editing else "",
-            values=(editing.config.get("card_values") or {}) if editing is not None else {},
+            values=editing.typed_config.card_values if editing is not None else {},
             editing=editing is not None,
             from_operator=set(operator_fields(user_id, card)),
         )
@@ -144,128 +137,40 @@ def register_connect(
         if connection is not None:
             await open_connect(body, respond, "", editing=connection)
 
-    async def _editing(team_id: str, user_id: str, metadata: dict[str, str]) -> Connection | None:
-        """The user's own connection an Edit form was opened for; None for a new one (or a
-        connection that is gone or not theirs: then the form simply adds a new connection)."""
-        try:
-            return await store.get_connection(team_id, user_id, uuid.UUID(metadata["edit"]))
-        except (KeyError, ValueError, errors.ConnectionNotFoundError):
-            return None
-
     @app.view(views.CONNECT_CALLBACK)
     @after_ack
     async def connect_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
-        """Validate every field (errors keep the modal open), then ack and connect."""
+        """Check every field (problems keep the modal open), then ack and connect."""
         team_id, user_id = owner(body)
         form, metadata = form_values(view), metadata_of(view)
         card = usable_card(user_id, metadata.get("card") or "custom")
         if card is None:
             await ack(response_action="errors", errors={views.NAME_BLOCK: texts.CARD_NOT_ALLOWED})
             return
-        editing = await _editing(team_id, user_id, metadata)
-        if editing is not None and (editing.card_id or "custom") != card.id:
-            editing = None
-        values = _card_values(card, form)
-        operator = operator_fields(user_id, card)
-        from_operator = {  # blank fields the operator's .env fills; an edit keeps stored secrets
-            k: v for k, v in operator.items() if k not in values and not (editing and card.field(k).secret)
-        }
-        values.update(from_operator)
-        problems: dict[str, str] = {}
-        name = ""
-        try:
-            name = normalize_connection_name(form.get(views.NAME_BLOCK, ""))
-        except ValueError as exc:
-            problems[views.NAME_BLOCK] = str(exc)
-        blank_secrets = [f.key for f in card.fields if f.secret and not values.get(f.key)]
-        old_secrets: dict[str, str] = {}
-        builder = card
-        if editing is not None and blank_secrets:  # blank secrets keep their stored values
-            if editing.credential_ref and credentials is not None:
-                old_secrets = dict(await credentials.get(team_id, user_id, editing.credential_ref))
-            relaxed = [
-                f.model_copy(update={"required": False}) if f.key in blank_secrets else f for f in card.fields
-            ]
-            builder = card.model_copy(update={"fields": relaxed})
-        new = None
-        secrets: dict[str, str] = {}
-        try:
-            new, secrets = builder.build(values, name=name or card.id, unshown=from_operator)
-        except CardFieldError as exc:
-            known = any(f.key == exc.field_key for f in card.fields)
-            message = exc.message  # never contains the value, so naming the variable is enough
-            if exc.field_key in from_operator:
-                message = f"{operator_var(card.id, exc.field_key)} in the bot's .env {message}"
-            problems.setdefault(exc.field_key if known else views.NAME_BLOCK, message)
-        except ValueError as exc:
-            problems.setdefault(views.NAME_BLOCK, str(exc))
-        if new is not None and editing is not None:
-            for key in blank_secrets:
-                destination = _destination(card, key, values)
-                if destination in old_secrets:
-                    secrets[destination] = old_secrets[destination]
-                elif key in operator:
-                    secrets[destination] = operator[key]
-                elif card.field(key).required:
-                    problems[key] = "required"
-        if new is not None:
-            check = check_endpoint if new.transport == "stdio" else check_remote_url
-            for key, url in _policy_targets(card, new, values):
-                try:
-                    await _with_timeout(check(url, settings.mcp_allowed_hosts))
-                except errors.PolicyError as exc:  # an operator's value is never shown back
-                    refused = texts.operator_value_refused(card.id, key)
-                    problems.setdefault(key, refused if key in from_operator else str(exc))
-        existing = await store.find_connection(team_id, user_id, name) if name else None
-        if existing is not None and (editing is None or existing.id != editing.id):
-            problems[views.NAME_BLOCK] = texts.duplicate_name(name)
-        if editing is None:
-            try:
-                await registry.check_room(team_id, user_id)
-            except errors.LimitError as exc:
-                problems[views.NAME_BLOCK] = str(exc)
-        if secrets and credentials is None:
-            problems[next(f.key for f in card.fields if f.secret)] = texts.NO_CREDENTIAL_STORE
-        if problems or new is None:
-            await ack(response_action="errors", errors=problems)
+        submitted = ConnectForm(
+            team_id,
+            user_id,
+            card,
+            name=form.get(views.NAME_BLOCK, ""),
+            values=form,
+            operator=operator_fields(user_id, card),
+            editing_id=_edit_id(metadata),
+        )
+        checked = await connections.check(submitted)
+        if not isinstance(checked, ConnectPlan):
+            await ack(response_action="errors", errors=_field_errors(card, checked))
             return
         await ack()
+        result = await connections.connect(checked)
         channel = metadata.get("channel")
-        old_ref = editing.credential_ref if editing is not None else None
-        ref = None
-        if editing is not None and secrets and secrets == old_secrets:
-            ref = old_ref  # nothing new to keep
-        elif secrets and credentials is not None:
-            ref = await credentials.put(team_id, user_id, secrets)
-        try:
-            if editing is not None:  # changed in place: same id, usage history kept
-                outcome = await registry.update_connection(
-                    team_id,
-                    user_id,
-                    editing.id,
-                    name=name,
-                    transport=new.transport,
-                    url=new.url,
-                    args=new.args,
-                    config=new.config,
-                    credential_ref=ref,
-                )
-            else:
-                outcome = await registry.add_connection(
-                    team_id, user_id, new.model_copy(update={"name": name, "credential_ref": ref})
-                )
-        except errors.McpCoreError as exc:  # nothing was changed, so the new secret goes too
-            if ref is not None and ref != old_ref and credentials is not None:
-                await credentials.delete(team_id, user_id, ref)
-            await notify(channel, user_id, texts.connect_failed(name, exc))
+        if isinstance(result, NotSaved):
+            await notify(channel, user_id, texts.connect_failed(result.name, result.error))
             return
-        if old_ref and old_ref != ref and credentials is not None:
-            await credentials.delete(team_id, user_id, old_ref)
-        connection = outcome.connection
-        if outcome.error is None:
+        connection = result.connection
+        if result.error is None:
             await notify(channel, user_id, texts.connected(connection.name, len(connection.tools)))
         else:
-            text = texts.connect_failed(connection.name, outcome.error)
+            text = texts.connect_failed(connection.name, result.error)
             blocks = views.result_blocks(text, connection_id=connection.id, failed=True)
             await notify(channel, user_id, text, blocks)
         await publish_home(team_id, user_id)
@@ -273,44 +178,28 @@ def register_connect(
     return open_connect
 
 
-def _card_values(card: RunCard, form: dict[str, str]) -> dict[str, str]:
-    """The submitted values of the card's fields, cleaned the way people paste them."""
-    values = {f.key: form[f.key].strip() for f in card.fields if form.get(f.key, "").strip()}
-    for key, value in list(values.items()):
-        mapping = card.mapping[key]
-        if mapping.format and mapping.format.startswith("Bearer "):
-            values[key] = _BEARER_PREFIX.sub("", value)  # a token pasted with its "Bearer " prefix
-    transport = next((k for k, m in card.mapping.items() if m.kind == "transport"), None)
-    url = _url_field(card)
-    if transport and url and transport not in values and values.get(url, "").rstrip("/").endswith("/sse"):
-        values[transport] = "sse"  # legacy SSE endpoints end in /sse
-    return values
-
-
-def _url_field(card: RunCard) -> str | None:
-    return next((k for k, m in card.mapping.items() if m.kind == "url"), None)
-
-
-def _destination(card: RunCard, key: str, values: dict[str, str]) -> str:
-    """Where a secret field's value is stored (``header:Name``, ``env:NAME``, ...)."""
-    mapping = card.mapping[key]
-    target = mapping.target
-    if target.startswith("{") and target.endswith("}"):
-        target = values.get(target[1:-1], "")
-    return f"{mapping.kind}:{target}"
-
-
-def _policy_targets(card: RunCard, new: NewConnection, values: dict[str, str]) -> list[tuple[str, str]]:
-    """(form field, URL) pairs for the network policy: the remote URL, or each stdio endpoint."""
-    if new.transport != "stdio":
-        return [(_url_field(card) or views.NAME_BLOCK, new.url or "")]
-    return [(f.key, values[f.key]) for f in card.fields if f.endpoint and values.get(f.key)]
-
-
-async def _with_timeout(coro: Any) -> Any:
+def _edit_id(metadata: dict[str, str]) -> uuid.UUID | None:
+    """The connection an Edit form was opened for (looked up only among the person's own)."""
     try:
-        return await asyncio.wait_for(coro, URL_CHECK_TIMEOUT_S)
-    except TimeoutError:
-        raise errors.PolicyError(
-            "Checking that URL took too long. Check the host name and try again."
-        ) from None
+        return uuid.UUID(metadata["edit"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _field_errors(card: RunCard, problems: list[FormProblem]) -> dict[str, str]:
+    """The form's problems as Slack's ``errors``: block id → text."""
+    return {views.NAME_BLOCK if p.field is None else p.field: _problem_text(card, p) for p in problems}
+
+
+def _problem_text(card: RunCard, problem: FormProblem) -> str:
+    match problem.kind:
+        case ProblemKind.DUPLICATE_NAME:
+            return texts.duplicate_name(problem.message)
+        case ProblemKind.OPERATOR_VALUE_INVALID:  # the message never holds the value
+            return f"{operator_var(card.id, problem.field or '')} in the bot's .env {problem.message}"
+        case ProblemKind.OPERATOR_VALUE_REFUSED:
+            return texts.operator_value_refused(card.id, problem.field or "")
+        case ProblemKind.NO_CREDENTIAL_STORE:
+            return texts.NO_CREDENTIAL_STORE
+        case ProblemKind.INVALID:
+            return problem.message

@@ -15,6 +15,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from mcp_core.connection_config import ConnectionConfig
+from mcp_core.settings import CALL_TIMEOUT_S, CONNECT_TIMEOUT_S
+
 __all__ = [
     "CONNECTION_NAME_RE",
     "ApprovalPolicy",
@@ -79,13 +82,11 @@ class ToolInfo(BaseModel):
 class NewConnection(BaseModel):
     """What a user asks for when connecting a server; non-secret parts only.
 
-    ``config`` holds non-secret settings: ``headers`` and ``env`` (dicts of str), ``query``
-    (dict of URL query parameters), ``connect_timeout_s`` and ``call_timeout_s`` overrides,
-    ``protocol_mode`` ("auto" or "legacy"), ``cwd``, ``endpoints`` (URLs a stdio server will
-    connect to, checked by the same network policy as remote URLs) and ``card_values`` (the
-    non-secret form values a run card was filled in with, to pre-fill its edit form). Secret
-    values live in the credential store under keys such as ``header:Authorization`` or
-    ``env:GITHUB_TOKEN`` and are joined in only when a session opens.
+    ``config`` is the non-secret settings as stored (JSON), validated on the way in by
+    :class:`~mcp_core.connection_config.ConnectionConfig` and read through ``typed_config``.
+    Secret values live in the credential store under keys such as ``header:Authorization``
+    (a :class:`~mcp_core.connection_config.SecretTarget`) and are joined in only when a
+    session opens.
     """
 
     name: str
@@ -101,6 +102,16 @@ class NewConnection(BaseModel):
     @classmethod
     def _canonical_name(cls, value: str) -> str:
         return normalize_connection_name(value)
+
+    @field_validator("config")
+    @classmethod
+    def _typed_config(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return ConnectionConfig.model_validate(value).stored()
+
+    @property
+    def typed_config(self) -> ConnectionConfig:
+        """``config`` as its model (validated when the connection was made)."""
+        return ConnectionConfig.model_validate(self.config)
 
     def model_post_init(self, _context: Any) -> None:
         if self.transport == "stdio" and not self.command:
@@ -139,8 +150,8 @@ class SessionSpec(BaseModel):
     cwd: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
-    connect_timeout_s: float = 15.0
-    call_timeout_s: float = 60.0
+    connect_timeout_s: float = CONNECT_TIMEOUT_S
+    call_timeout_s: float = CALL_TIMEOUT_S
     protocol_mode: Literal["auto", "legacy"] = "auto"
     secret_values: tuple[str, ...] = ()
     """Every secret joined into env, headers or the URL, so error texts can be scrubbed of them."""

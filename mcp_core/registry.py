@@ -37,6 +37,7 @@ from referencing.exceptions import Unresolvable
 from mcp_core import errors
 from mcp_core._results import flatten_result
 from mcp_core._schemas import no_fetch_validator, unresolved_references, validator_class
+from mcp_core.connection_config import PLACES, ConnectionConfig, SecretTarget
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
 from mcp_core.models import (
@@ -50,7 +51,7 @@ from mcp_core.models import (
     ToolResult,
     UsageRecord,
 )
-from mcp_core.security import check_endpoint, check_remote_url, scrub
+from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets, scrub
 from mcp_core.settings import Settings
 from mcp_core.store import Store
 from mcp_core.usage import UsageRecorder
@@ -62,6 +63,8 @@ __all__ = ["ConnectOutcome", "Discovery", "HealthReport", "SecretSource", "ToolR
 CATALOG_TTL_S = 30.0
 """How long a user's catalog is trusted without re-reading the store (other processes may
 change connections; this process invalidates at once)."""
+POLICY_FIELDS = frozenset({"transport", "url", "config"})
+"""The connection fields the network policy looks at."""
 MAX_FUNCTION_NAME = 64
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 USAGE_MESSAGE_MAX_CHARS = 300
@@ -70,7 +73,8 @@ USAGE_MESSAGE_MAX_CHARS = 300
 class SecretSource(Protocol):
     """Where a connection's secrets come from (the credential manager).
 
-    Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
+    Keys say where each value goes: ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``
+    (``SecretTarget.parse`` reads them).
     Secrets are stored first and the connection then created with their ``credential_ref``,
     so a connection's very first session already has them. A source that cannot decrypt
     what it holds raises ``CredentialError``; the registry adds the connection's name.
@@ -191,26 +195,28 @@ class ToolRegistry:
 
     # -- connections ---------------------------------------------------------------------
 
-    async def add_connection(self, team_id: str, user_id: str, new: NewConnection) -> ConnectOutcome:
+    async def add_connection(
+        self, team_id: str, user_id: str, new: NewConnection, *, checked: PolicyVerdict | None = None
+    ) -> ConnectOutcome:
         """Store a connection, open it and discover its tools.
 
         A connection that cannot be opened is kept with status error (or needs_auth) so the
-        user can retry or edit it; the outcome carries the reason.
+        user can retry or edit it; the outcome carries the reason. ``checked`` is the caller's
+        own admission of exactly this connection a moment ago (the connection service checks
+        the per-person limit and the network policy before the form closes): then neither is
+        repeated, and the first session does not resolve the URL again.
 
         Raises:
             PolicyError: the URL is not allowed (nothing is stored).
             DuplicateConnectionError: the user already has a connection with this name.
             LimitError: the user already has MCP_MAX_CONNECTIONS_PER_USER connections.
         """
-        await self.check_room(team_id, user_id)
-        await self._check_policy(new.transport, new.url, new.config)
+        if checked is None:
+            await self.check_room(team_id, user_id)
+        checked = await self._check_policy(NetworkTargets.of(new), checked)
         connection = await self._store.create_connection(team_id, user_id, new)
         self._invalidate(team_id, user_id)
-        try:
-            await self.discover(team_id, user_id, connection.id)
-        except errors.McpCoreError as exc:
-            return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
-        return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
+        return await self._connect(connection, checked)
 
     async def check_room(self, team_id: str, user_id: str) -> None:
         """Refuse a new connection once the person has MCP_MAX_CONNECTIONS_PER_USER of them.
@@ -223,28 +229,47 @@ class ToolRegistry:
             raise errors.LimitError(too_many_connections(limit))
 
     async def update_connection(
-        self, team_id: str, user_id: str, connection_id: uuid.UUID, **changes: Any
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        *,
+        checked: PolicyVerdict | None = None,
+        **changes: Any,
     ) -> ConnectOutcome:
         """Change a connection in place — its id and usage history stay — then reconnect.
+
+        ``checked``: the network policy's verdict on the changed connection, already asked by
+        the caller (see ``add_connection``); it is used only if it covers exactly the
+        changed addresses.
 
         Raises:
             PolicyError: the new URL or endpoint is not allowed (nothing is changed).
             DuplicateConnectionError: the new name is taken by another of the user's connections.
             ConnectionNotFoundError: not this user's connection.
         """
-        if {"url", "config", "transport"} & changes.keys():
-            current = await self._store.get_connection(team_id, user_id, connection_id)
-            merged = current.model_copy(update=changes)
-            await self._check_policy(merged.transport, merged.url, merged.config)
-        await self._store.update_connection(team_id, user_id, connection_id, **changes)
+        if POLICY_FIELDS & changes.keys():
+            if changes.keys() >= POLICY_FIELDS:  # the whole target is given: no need to read it
+                endpoints = ConnectionConfig.model_validate(changes["config"]).endpoints
+                targets = NetworkTargets.of_fields(changes["transport"], changes["url"], endpoints)
+            else:
+                current = await self._store.get_connection(team_id, user_id, connection_id)
+                targets = NetworkTargets.of(current.model_copy(update=changes))
+            checked = await self._check_policy(targets, checked)
+        connection = await self._store.update_connection(team_id, user_id, connection_id, **changes)
         await self._pool.discard(connection_id)  # the old session used the old URL or secret
         self._forget(connection_id)
         self._invalidate(team_id, user_id)
+        return await self._connect(connection, checked)
+
+    async def _connect(self, connection: Connection, checked: PolicyVerdict | None) -> ConnectOutcome:
+        """Discover a connection just stored; the outcome has it as stored afterwards."""
+        team_id, user_id = connection.team_id, connection.user_id
         try:
-            await self.discover(team_id, user_id, connection_id)
+            await self._discover(connection, checked)
         except errors.McpCoreError as exc:
-            return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection_id), exc)
-        return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection_id))
+            return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
+        return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
 
     async def remove_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
         """Close the live session, then delete the row. Returns False if it was not theirs."""
@@ -261,10 +286,15 @@ class ToolRegistry:
         Raises:
             McpServerError: the server could not be reached; the connection is marked error.
         """
-        await self._store.get_connection(team_id, user_id, connection_id)  # ownership before any traffic
+        connection = await self._store.get_connection(team_id, user_id, connection_id)  # ownership first
+        return await self._discover(connection)
+
+    async def _discover(self, connection: Connection, checked: PolicyVerdict | None = None) -> Discovery:
+        """``discover`` for a connection just read from the store (so its owner is known)."""
+        team_id, user_id, connection_id = connection.team_id, connection.user_id, connection.id
         try:
             listing = await self._pool.list_tools(
-                connection_id, self._opener(team_id, user_id, connection_id)
+                connection_id, self._opener(team_id, user_id, connection_id, connection, checked)
             )
         except errors.McpCoreError as exc:
             await self._mark_failed(team_id, user_id, connection_id, exc)
@@ -294,7 +324,7 @@ class ToolRegistry:
         connection = await self._store.get_connection(team_id, user_id, connection_id)
         started = time.perf_counter()
         try:
-            discovery = await self.discover(team_id, user_id, connection_id)
+            discovery = await self._discover(connection)
         except errors.McpCoreError as exc:
             return HealthReport(connection.name, False, (time.perf_counter() - started) * 1000, 0, str(exc))
         return HealthReport(
@@ -509,9 +539,19 @@ class ToolRegistry:
             ) from exc
         raise errors.ToolArgumentsError(entry.name, problems)
 
-    def _opener(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> SpecFactory:
+    def _opener(
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        known: Connection | None = None,
+        checked: PolicyVerdict | None = None,
+    ) -> SpecFactory:
+        """How the pool opens this connection's session: its row (``known``, or read now), its
+        secrets, and the network policy (unless ``checked`` covers it: one check per operation)."""
+
         async def open_spec() -> SessionSpec:
-            connection = await self._store.get_connection(team_id, user_id, connection_id)
+            connection = known or await self._store.get_connection(team_id, user_id, connection_id)
             self._owners[connection_id] = (team_id, user_id)
             secrets: Mapping[str, str] = {}
             if self._secrets is not None and connection.credential_ref:
@@ -521,32 +561,33 @@ class ToolRegistry:
                     raise exc.for_connection(connection.name) from exc
             spec = self._spec(connection, secrets)
             self._secret_forms[connection_id] = spec.secret_values
-            await self._check_policy(spec.transport, spec.url, connection.config)
+            await self._check_policy(NetworkTargets.of(connection), checked)
             return spec
 
         return open_spec
 
-    async def _check_policy(self, transport: str, url: str | None, config: Mapping[str, Any]) -> None:
-        """The network policy: a remote URL, or the endpoints a stdio server will connect to."""
-        allowed = self._settings.mcp_allowed_hosts
-        if transport != "stdio":
-            await check_remote_url(url or "", allowed)
-            return
-        for endpoint in config.get("endpoints") or ():
-            await check_endpoint(str(endpoint), allowed)
+    async def _check_policy(self, targets: NetworkTargets, checked: PolicyVerdict | None) -> PolicyVerdict:
+        """The network policy on a remote URL or a stdio server's endpoints, unless ``checked``
+        already judged exactly these; the verdict, to hand along.
+
+        Raises:
+            PolicyError: an address is refused.
+        """
+        if checked is None or not checked.covers(targets):
+            checked = await judge_targets(targets, self._settings.mcp_allowed_hosts)
+            checked.raise_for_refusal()
+        return checked
 
     def _spec(self, connection: Connection, secrets: Mapping[str, str]) -> SessionSpec:
-        config = connection.config
-        places: dict[str, dict[str, str]] = {
-            "header": dict(config.get("headers") or {}),
-            "env": dict(config.get("env") or {}),
-            "query": dict(config.get("query") or {}),
-        }
+        config = connection.typed_config
+        places = {kind: config.place(kind) for kind in PLACES}
         for key, value in secrets.items():
-            kind, _, name = key.partition(":")
-            if kind not in places or not name:
-                raise errors.ConfigError(f"{connection.name}: a stored secret has an unknown destination.")
-            places[kind][name] = value
+            try:
+                target = SecretTarget.parse(key)
+            except ValueError:
+                unknown = f"{connection.name}: a stored secret has an unknown destination."
+                raise errors.ConfigError(unknown) from None
+            places[target.kind][target.name] = value
         settings = self._settings
         return SessionSpec(
             connection_id=connection.id,
@@ -555,11 +596,11 @@ class ToolRegistry:
             url=_with_query(connection.url, places["query"]) if connection.url else None,
             command=connection.command,
             args=tuple(connection.args),
-            cwd=config.get("cwd"),
+            cwd=config.cwd,
             env=places["env"],
             headers=places["header"],
-            connect_timeout_s=float(config.get("connect_timeout_s") or settings.mcp_connect_timeout_s),
-            call_timeout_s=float(config.get("call_timeout_s") or settings.mcp_call_timeout_s),
-            protocol_mode=config.get("protocol_mode") or "auto",
+            connect_timeout_s=config.connect_timeout_s or settings.mcp_connect_timeout_s,
+            call_timeout_s=config.call_timeout_s or settings.mcp_call_timeout_s,
+            protocol_mode=config.protocol_mode,
             secret_values=_secret_forms(secrets.values()),
         )

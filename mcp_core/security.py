@@ -3,8 +3,10 @@
 Remote MCP URLs must be https and must resolve to public addresses, so a Slack user cannot
 point the bot at its own network (SSRF). Hosts and CIDRs in ``MCP_ALLOWED_HOSTS`` are the
 operator's exceptions: they may be private and may use plain http (local servers, tests).
-The check runs when a connection is created and again before every connect, after DNS
-resolution, covering IPv6 and hosts that change address.
+The check runs when a connection is created or changed and again before every later connect,
+after DNS resolution, covering IPv6 and hosts that change address. One operation checks once:
+``judge_targets`` returns a ``PolicyVerdict`` that is handed along (the connection service's
+plan carries it to the registry and the first session), so nothing resolves the same URL twice.
 
 Stdio servers run on the bot's own machine, so a host a user types for one (a database URL
 for the postgres card, say) is an SSRF path too: such values are the connection's
@@ -21,10 +23,12 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
 from mcp_core.errors import PolicyError
+from mcp_core.models import NewConnection, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +36,11 @@ __all__ = [
     "DNS_TIMEOUT_S",
     "EMBEDDED_IPV4",
     "SPECIAL_PURPOSE_BLOCKS",
+    "NetworkTargets",
+    "PolicyVerdict",
     "check_endpoint",
     "check_remote_url",
+    "judge_targets",
     "scrub",
 ]
 
@@ -230,6 +237,69 @@ async def check_endpoint(url: str, allowed_hosts: Sequence[str]) -> None:
     addresses = await _resolve(host)
     if not _in_allowed(host, addresses, allowed_hosts):
         _require_public(host, addresses)
+
+
+@dataclass(frozen=True)
+class NetworkTargets:
+    """Every address a connection makes the bot reach: a remote server's URL, or the
+    ``endpoints`` a stdio server will connect to."""
+
+    remote_url: str | None = None
+    endpoints: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, connection: NewConnection) -> NetworkTargets:
+        return cls.of_fields(connection.transport, connection.url, connection.typed_config.endpoints)
+
+    @classmethod
+    def of_fields(cls, transport: Transport, url: str | None, endpoints: Sequence[str]) -> NetworkTargets:
+        if transport == "stdio":
+            return cls(endpoints=tuple(endpoints))
+        return cls(remote_url=url or "")
+
+
+@dataclass(frozen=True)
+class PolicyVerdict:
+    """What the network policy said about every address of one connection."""
+
+    targets: NetworkTargets
+    refused: Mapping[str, PolicyError] = field(default_factory=dict)
+    """Each refused address and why (the error says what to do); empty when all are allowed."""
+
+    def covers(self, targets: NetworkTargets) -> bool:
+        """True when exactly these targets were judged and all allowed: no need to ask again."""
+        return not self.refused and targets == self.targets
+
+    def raise_for_refusal(self) -> None:
+        """Raises:
+        PolicyError: the first refusal, if any.
+        """
+        for why in self.refused.values():
+            raise why
+
+
+async def judge_targets(
+    targets: NetworkTargets, allowed_hosts: Sequence[str], *, timeout_s: float | None = None
+) -> PolicyVerdict:
+    """Check every address of ``targets`` (each with ``timeout_s``, if given; a form waits).
+
+    Never raises ``PolicyError``: refusals are in the verdict, by address, so a form can show
+    each on its own field.
+    """
+    checks = [(targets.remote_url, check_remote_url)] if targets.remote_url is not None else []
+    checks += [(endpoint, check_endpoint) for endpoint in targets.endpoints]
+    refused: dict[str, PolicyError] = {}
+    for url, check in checks:
+        try:
+            await asyncio.wait_for(check(url, allowed_hosts), timeout_s)
+        except PolicyError as exc:
+            refused.setdefault(url, exc)
+        except TimeoutError:
+            refused.setdefault(url, PolicyError(CHECK_TOO_SLOW))
+    return PolicyVerdict(targets, refused)
+
+
+CHECK_TOO_SLOW = "Checking that URL took too long. Check the host name and try again."
 
 
 def _require_public(host: str, addresses: Sequence[IPAddress]) -> None:

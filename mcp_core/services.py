@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.agent import Agent
+from mcp_core.connection_service import ConnectionService
 from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
 from mcp_core.registry import SecretSource, ToolRegistry
@@ -47,6 +49,11 @@ class Services:
     _llm: AsyncOpenAI | None = None
     _owns_credentials: bool = False
     """True when ``credentials`` was opened here (not passed in as ``secrets``)."""
+
+    @cached_property
+    def connections(self) -> ConnectionService:
+        """Connect, edit, disconnect and test, on these parts (tests' own parts included)."""
+        return ConnectionService(self.store, self.registry, self.credentials, self.settings)
 
     async def aclose(self) -> None:
         """Close sessions (reaping children), flush usage, then release the credential backend,

@@ -29,10 +29,13 @@ Where a field's value goes (``mapping``):
 - ``url`` (remote cards without a fixed ``url``, i.e. ``custom``): the server URL itself.
 - ``transport`` (remote): the field picks ``streamable_http`` or ``sse``.
 
+``env``, ``header`` and ``query`` are the places of ``mcp_core.connection_config.PLACES`` (one row
+each: which servers use it, what a name looks like); the other kinds are this module's own.
+
 ``RunCard.build(values)`` checks the values and returns the ``NewConnection`` (non-secret env,
-headers and query in ``config``; ``card_id`` set) and the secrets map (``env:NAME``,
-``header:Name``, ``query:name`` → value) that the credential store keeps under the connection's
-``credential_ref``; the caller stores them and sets ``credential_ref``.
+headers and query in ``config``; ``card_id`` set) and the secrets map (each ``SecretTarget`` as its
+storage key — ``env:NAME``, ``header:Name``, ``query:name`` — → value) that the credential store
+keeps under the connection's ``credential_ref``; the caller stores them and sets ``credential_ref``.
 
 Preinstalled commands: stdio cards run their npm server through ``npx`` by default. An admin
 can point a card at a preinstalled command instead with the environment variable
@@ -50,12 +53,13 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from mcp_core.connection_config import PLACES, ConnectionConfig, SecretTarget
 from mcp_core.models import NewConnection, Transport
 
 __all__ = [
@@ -70,11 +74,9 @@ __all__ = [
 CARD_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 FIELD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _WHOLE_PLACEHOLDER = re.compile(r"^\{([a-z][a-z0-9_]*)\}$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # an RFC 9110 token
-_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]+$")
-_STDIO_KINDS = {"env", "arg"}
-_REMOTE_KINDS = {"header", "query", "url", "transport", "header_name"}
+_HEADER_NAME = PLACES["header"].name_pattern
+_STDIO_KINDS = {"arg"} | {kind for kind, place in PLACES.items() if not place.remote}
+_REMOTE_KINDS = {"url", "transport", "header_name"} | {kind for kind, place in PLACES.items() if place.remote}
 _REMOTE_TRANSPORTS = ("streamable_http", "sse")
 MAX_VALUE_CHARS = 4096
 
@@ -155,10 +157,10 @@ class FieldMapping(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> FieldMapping:
         kind, sep, target = self.to.partition(":")
-        if kind in ("env", "header", "query"):
+        if kind in PLACES:
             if not sep or not target:
                 raise ValueError(f"{kind} needs a name: {kind}:<name>")
-            name_re = {"env": _ENV_NAME, "header": _HEADER_NAME, "query": _QUERY_NAME}[kind]
+            name_re = PLACES[kind].name_pattern
             if not (name_re.fullmatch(target) or (kind == "header" and _WHOLE_PLACEHOLDER.fullmatch(target))):
                 raise ValueError(f"{target!r} is not a valid {kind} name")
         elif kind in ("arg", "url", "transport", "header_name"):
@@ -169,7 +171,7 @@ class FieldMapping(BaseModel):
                 "a mapping is env:NAME, arg, header:Name, query:name, url, transport or header_name"
             )
         if self.format is not None:
-            if kind not in ("header", "query"):
+            if kind not in PLACES or not PLACES[kind].remote:
                 raise ValueError("format applies to header and query mappings only")
             if self.format.count("{value}") != 1 or re.search(r"\{(?!value\})", self.format):
                 raise ValueError('format must contain "{value}" exactly once and no other placeholder')
@@ -317,6 +319,24 @@ class RunCard(BaseModel):
                 return item
         raise KeyError(key)
 
+    def secret_target(self, key: str, values: Mapping[str, str]) -> SecretTarget | None:
+        """Where the secret field ``key`` is stored, given the form's ``values``; None when its
+        header's name comes from a field left blank.
+
+        Raises:
+            KeyError: no such field.
+        """
+        mapping = self.mapping[key]
+        target = mapping.target
+        if ref := _WHOLE_PLACEHOLDER.fullmatch(target):
+            target = values.get(ref.group(1), "")
+        return SecretTarget.parse(f"{mapping.kind}:{target}") if target else None
+
+    def sent_value(self, key: str, value: str) -> str:
+        """A field's value as it is sent: through the mapping's ``format``, if it has one."""
+        mapping = self.mapping[key]
+        return mapping.format.replace("{value}", value) if mapping.format else value
+
     def build(
         self, values: dict[str, str], *, name: str | None = None, unshown: Collection[str] = ()
     ) -> tuple[NewConnection, dict[str, str]]:
@@ -341,13 +361,7 @@ class RunCard(BaseModel):
             if value is not None:
                 resolved[item.key] = value
 
-        config: dict[str, Any] = {}
-        shown = {k: v for k, v in resolved.items() if not self.field(k).secret and k not in unshown}
-        if shown:
-            config["card_values"] = shown
-        endpoints = [resolved[f.key] for f in self.fields if f.endpoint and f.key in resolved]
-        if endpoints:
-            config["endpoints"] = endpoints
+        plain: dict[str, dict[str, str]] = {kind: {} for kind in PLACES}
         secrets: dict[str, str] = {}
         url = self.url
         transport: Transport = self.transport
@@ -374,32 +388,36 @@ class RunCard(BaseModel):
                 if ref.group(1) not in resolved:
                     raise CardFieldError(ref.group(1), "needed when a header value is given")
                 target = resolved[ref.group(1)]
-            sent = mapping.format.replace("{value}", value) if mapping.format else value
+            sent = self.sent_value(key, value)
             if item.secret:
-                destination = f"{kind}:{target}"
+                destination = str(SecretTarget.parse(f"{kind}:{target}"))
                 if kind == "header" and any(k.lower() == destination.lower() for k in secrets):
                     raise CardFieldError(key, f"the header {target} is already set by another field")
                 secrets[destination] = sent
             else:
-                place = config.setdefault({"env": "env", "header": "headers", "query": "query"}[kind], {})
-                place[target] = sent
+                plain[kind][target] = sent
         for key, mapping in self.mapping.items():
             if mapping.kind == "header_name" and key in resolved:
                 users = self._header_users(key)
                 if not any(k in resolved for k in users):
                     raise CardFieldError(users[0], "needed when a header name is given")
-        plain = {k.lower() for k in config.get("headers", {})}
-        for destination in secrets:
-            kind, _, target = destination.partition(":")
-            if kind == "header" and target.lower() in plain:
-                raise CardFieldError(self._header_name_field() or "", f"the header {target} is set twice")
+        plain_headers = {k.lower() for k in plain["header"]}
+        for destination in map(SecretTarget.parse, secrets):
+            if destination.kind == "header" and destination.name.lower() in plain_headers:
+                message = f"the header {destination.name} is set twice"
+                raise CardFieldError(self._header_name_field() or "", message)
+        config = ConnectionConfig(
+            card_values={k: v for k, v in resolved.items() if not self.field(k).secret and k not in unshown},
+            endpoints=tuple(resolved[f.key] for f in self.fields if f.endpoint and f.key in resolved),
+            **{place.config_field: plain[kind] for kind, place in PLACES.items()},
+        )
         connection = NewConnection(
             name=name or self.id,
             transport=transport,
             url=url if transport != "stdio" else None,
             command=self.command if transport == "stdio" else None,
             args=argv if transport == "stdio" else [],
-            config=config,
+            config=config.stored(),
             card_id=self.id,
         )
         return connection, secrets
