@@ -78,11 +78,10 @@ def create_app(
         client=client,
         cards=cards,
         operator_fields=_operator_fields(settings, operator_values),
-        tell=replies.tell,
-        notify=replies.notify,
-        publish_home=home.publish,
-        owned=owned.find,
-        after_ack=failures.after_ack,
+        replies=replies,
+        home=home,
+        owned=owned,
+        failures=failures,
     )
     register_commands(app, services=services, home=home, open_connect=open_connect, failures=failures)
     register_buttons(app, services=services, replies=replies, home=home, owned=owned, failures=failures)

@@ -50,7 +50,7 @@ def register_buttons(
     failures: Failures,
 ) -> None:
     """Add the connection buttons' listeners; ``owned``'s middleware acks and checks ownership."""
-    registry, credentials = services.registry, services.credentials
+    connections = services.connections
     own_connection = owned.middleware()
 
     @app.action("mcp_test", middleware=[own_connection])
@@ -59,7 +59,7 @@ def register_buttons(
     async def test_button(body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
         connection: Connection = context[CONNECTION]
         team_id, user_id = owner(body)
-        report = await registry.test(team_id, user_id, connection.id)
+        report = await connections.test(team_id, user_id, connection.id)
         await replies.tell(body, respond, texts.health(report))
         await home.publish(team_id, user_id)
 
@@ -84,8 +84,6 @@ def register_buttons(
     ) -> None:
         connection: Connection = context[CONNECTION]
         team_id, user_id = owner(body)
-        await registry.remove_connection(team_id, user_id, connection.id)
-        if connection.credential_ref and credentials is not None:
-            await credentials.delete(team_id, user_id, connection.credential_ref)
+        await connections.disconnect(team_id, user_id, connection)
         await replies.tell(body, respond, texts.disconnected(connection.name))
         await home.publish(team_id, user_id)

@@ -104,8 +104,8 @@ async def run_tests(request: CommandRequest) -> None:
             await request.say(texts.NO_CONNECTIONS)
     if not targets:
         return
-    registry = request.services.registry
-    reports = await asyncio.gather(*(registry.test(team_id, user_id, c.id) for c in targets))
+    connections = request.services.connections
+    reports = await asyncio.gather(*(connections.test(team_id, user_id, c.id) for c in targets))
     await request.say("\n".join(texts.health(r) for r in reports))
     await request.home.publish(team_id, user_id)
 

@@ -11,12 +11,16 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
 from bot._payload import channel_of, form_values, metadata_of, owner
+from bot.failures import Failures
+from bot.home import Home
+from bot.middleware import CONNECTION, OwnedConnection
+from bot.replies import Replies
 from mcp_core import errors
 from mcp_core.connection_service import ConnectForm, ConnectPlan, FormProblem, NotSaved, ProblemKind
 from mcp_core.models import Connection
@@ -38,14 +42,14 @@ def register_connect(
     client: AsyncWebClient,
     cards: CardCatalog,
     operator_fields: Callable[[str, RunCard], dict[str, str]],
-    tell: Callable[..., Awaitable[None]],
-    notify: Callable[..., Awaitable[None]],
-    publish_home: Callable[[str, str], Awaitable[None]],
-    owned: Callable[[dict[str, Any], AsyncRespond | None, str], Awaitable[Connection | None]],
-    after_ack: Callable[[Any], Any],
+    replies: Replies,
+    home: Home,
+    owned: OwnedConnection,
+    failures: Failures,
 ) -> OpenConnect:
     """Add the connect listeners to ``app``; returns ``open_connect`` for ``/mcp connect``."""
     store, connections, settings = services.store, services.connections, services.settings
+    tell, notify, publish_home, after_ack = replies.tell, replies.notify, home.publish, failures.after_ack
 
     def usable_cards(user_id: str) -> list[RunCard]:
         return cards.for_user(user_id in settings.admin_user_ids)
@@ -127,15 +131,10 @@ def register_connect(
             view_id=view_id, hash=view_hash if isinstance(view_hash, str) else None, view=form
         )
 
-    @app.action("mcp_edit")
+    @app.action("mcp_edit", middleware=[owned.middleware()])
     @after_ack
-    async def edit_button(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        connection = await owned(body, respond, action.get("value", ""))
-        if connection is not None:
-            await open_connect(body, respond, "", editing=connection)
+    async def edit_button(body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
+        await open_connect(body, respond, "", editing=context[CONNECTION])
 
     @app.view(views.CONNECT_CALLBACK)
     @after_ack

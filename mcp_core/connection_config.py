@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PLACES", "ConnectionConfig", "Place", "PlaceKind", "SecretTarget"]
+__all__ = ["PLACES", "CardFieldError", "ConnectionConfig", "Place", "PlaceKind", "SecretTarget"]
 
 PlaceKind = Literal["header", "env", "query"]
 
@@ -86,6 +86,15 @@ class SecretTarget:
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.name}"
+
+
+class CardFieldError(ValueError):
+    """A form value is not acceptable; ``field_key`` names the field so a form can show it there."""
+
+    def __init__(self, field_key: str, message: str) -> None:
+        super().__init__(f"{field_key}: {message}")
+        self.field_key = field_key
+        self.message = message
 
 
 class ConnectionConfig(BaseModel):

@@ -18,19 +18,20 @@ takes a new secret back out if storing failed, and deletes the old secret an Edi
 What to tell the person is a typed result (``ConnectOutcome`` or ``NotSaved``) and the
 problems are ``FormProblem`` kinds; the Slack layer turns both into words.
 
-Run cards are the templates connections are built from (``run_cards`` imports only
-``mcp_core.models`` and ``mcp_core.connection_config``), so this module may use them.
+Connections are built from templates (run cards): ``ConnectionTemplate`` is what this module
+needs of one, so that the core does not import ``run_cards``, which sits above it.
 """
 
 from __future__ import annotations
 
-import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Protocol
 
 from mcp_core import errors
+from mcp_core.connection_config import CardFieldError, SecretTarget
 from mcp_core.credentials import CredentialStore
 from mcp_core.limits import too_many_connections
 from mcp_core.models import Connection, NewConnection, normalize_connection_name
@@ -38,7 +39,6 @@ from mcp_core.registry import ConnectOutcome, HealthReport, ToolRegistry
 from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets
 from mcp_core.settings import Settings
 from mcp_core.store import Store
-from run_cards import CardFieldError, RunCard
 
 __all__ = [
     "FORM_CHECK_TIMEOUT_S",
@@ -46,6 +46,7 @@ __all__ = [
     "ConnectPlan",
     "ConnectResult",
     "ConnectionService",
+    "ConnectionTemplate",
     "FormProblem",
     "NotSaved",
     "ProblemKind",
@@ -53,7 +54,53 @@ __all__ = [
 
 FORM_CHECK_TIMEOUT_S = 2.0
 """A form is answered within seconds (Slack: 3 s), so each URL check (DNS) gets at most this."""
-_BEARER_PREFIX = re.compile(r"^bearer\s+", re.IGNORECASE)
+
+
+class TemplateField(Protocol):
+    """One field of a connection template's form."""
+
+    key: str
+    secret: bool
+    required: bool
+
+
+class ConnectionTemplate(Protocol):
+    """What the service needs of a template (``run_cards.RunCard`` is one)."""
+
+    id: str
+
+    @property
+    def fields(self) -> Sequence[TemplateField]: ...
+
+    def field(self, key: str) -> TemplateField: ...
+
+    def cleaned(self, typed: Mapping[str, str]) -> dict[str, str]:
+        """The typed values, cleaned the way people paste them."""
+        ...
+
+    def build(
+        self,
+        values: Mapping[str, str],
+        *,
+        name: str | None = None,
+        unshown: Collection[str] = (),
+        optional: Collection[str] = (),
+    ) -> tuple[NewConnection, dict[str, str]]:
+        """The connection and its secrets by credential key.
+
+        Raises:
+            CardFieldError: a value is missing, malformed or unsafe.
+            ValueError: ``name`` is not a valid connection name.
+        """
+        ...
+
+    def secret_target(self, key: str, values: Mapping[str, str]) -> SecretTarget | None: ...
+
+    def sent_value(self, key: str, value: str) -> str: ...
+
+    def policy_fields(self, new: NewConnection, values: Mapping[str, str]) -> dict[str, str | None]:
+        """The form field holding each address the network policy checks (None: no field)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -62,7 +109,7 @@ class ConnectForm:
 
     team_id: str
     user_id: str
-    card: RunCard
+    card: ConnectionTemplate
     name: str
     values: Mapping[str, str]
     """What was typed, by field key (other keys are ignored)."""
@@ -156,7 +203,7 @@ class ConnectionService:
         editing = next((c for c in existing if c.id == form.editing_id), None)
         if editing is not None and (editing.card_id or "custom") != card.id:
             editing = None
-        values = _cleaned(card, form.values)
+        values = card.cleaned(form.values)
         from_operator = {  # blank fields the operator's .env fills; an edit keeps stored secrets
             k: v
             for k, v in form.operator.items()
@@ -171,18 +218,15 @@ class ConnectionService:
             problems.instead(None, ProblemKind.INVALID, str(exc))
         blank_secrets = [f.key for f in card.fields if f.secret and not values.get(f.key)]
         old_secrets: dict[str, str] = {}
-        builder = card
-        if editing is not None and blank_secrets:  # blank secrets keep their stored values
-            if editing.credential_ref and self._credentials is not None:
-                old_secrets = dict(await self._credentials.get(team_id, user_id, editing.credential_ref))
-            relaxed = [
-                f.model_copy(update={"required": False}) if f.key in blank_secrets else f for f in card.fields
-            ]
-            builder = card.model_copy(update={"fields": relaxed})
+        keep_stored = blank_secrets if editing is not None else []  # blank secrets keep their values
+        if keep_stored and editing is not None and editing.credential_ref and self._credentials is not None:
+            old_secrets = dict(await self._credentials.get(team_id, user_id, editing.credential_ref))
         new = None
         secrets: dict[str, str] = {}
         try:
-            new, secrets = builder.build(values, name=name or card.id, unshown=from_operator)
+            new, secrets = card.build(
+                values, name=name or card.id, unshown=from_operator, optional=keep_stored
+            )
         except CardFieldError as exc:
             known = any(f.key == exc.field_key for f in card.fields)
             by_operator = exc.field_key in from_operator  # the message never holds the value
@@ -205,7 +249,7 @@ class ConnectionService:
             verdict = await judge_targets(
                 NetworkTargets.of(new), self._settings.mcp_allowed_hosts, timeout_s=FORM_CHECK_TIMEOUT_S
             )
-            fields = _policy_fields(card, new, values)
+            fields = card.policy_fields(new, values)
             for url, why in verdict.refused.items():
                 key = fields.get(url)
                 if key in from_operator:  # an operator's value is never shown back
@@ -283,29 +327,3 @@ class ConnectionService:
     async def test(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> HealthReport:
         """List the connection's tools again and time it (one policy check, as for any connect)."""
         return await self._registry.test(team_id, user_id, connection_id)
-
-
-def _cleaned(card: RunCard, typed: Mapping[str, str]) -> dict[str, str]:
-    """The typed values of the card's fields, cleaned the way people paste them."""
-    values = {f.key: typed[f.key].strip() for f in card.fields if typed.get(f.key, "").strip()}
-    for key, value in list(values.items()):
-        mapping = card.mapping[key]
-        if mapping.format and mapping.format.startswith("Bearer "):
-            values[key] = _BEARER_PREFIX.sub("", value)  # a token pasted with its "Bearer " prefix
-    transport = next((k for k, m in card.mapping.items() if m.kind == "transport"), None)
-    url = _url_field(card)
-    if transport and url and transport not in values and values.get(url, "").rstrip("/").endswith("/sse"):
-        values[transport] = "sse"  # legacy SSE endpoints end in /sse
-    return values
-
-
-def _url_field(card: RunCard) -> str | None:
-    return next((k for k, m in card.mapping.items() if m.kind == "url"), None)
-
-
-def _policy_fields(card: RunCard, new: NewConnection, values: Mapping[str, str]) -> dict[str, str | None]:
-    """Which form field holds each address the policy checks: the remote URL's field (None for
-    a card's fixed URL), or each stdio endpoint's."""
-    if new.transport != "stdio":
-        return {new.url or "": _url_field(card)}
-    return {values[f.key]: f.key for f in card.fields if f.endpoint and values.get(f.key)}

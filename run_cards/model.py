@@ -59,7 +59,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mcp_core.connection_config import PLACES, ConnectionConfig, SecretTarget
+from mcp_core.connection_config import PLACES, CardFieldError, ConnectionConfig, SecretTarget
 from mcp_core.models import NewConnection, Transport
 
 __all__ = [
@@ -74,20 +74,12 @@ __all__ = [
 CARD_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 FIELD_KEY_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _WHOLE_PLACEHOLDER = re.compile(r"^\{([a-z][a-z0-9_]*)\}$")
+_BEARER_PREFIX = re.compile(r"^bearer\s+", re.IGNORECASE)
 _HEADER_NAME = PLACES["header"].name_pattern
 _STDIO_KINDS = {"arg"} | {kind for kind, place in PLACES.items() if not place.remote}
 _REMOTE_KINDS = {"url", "transport", "header_name"} | {kind for kind, place in PLACES.items() if place.remote}
 _REMOTE_TRANSPORTS = ("streamable_http", "sse")
 MAX_VALUE_CHARS = 4096
-
-
-class CardFieldError(ValueError):
-    """A form value is not acceptable; ``field_key`` names the field so a form can show it there."""
-
-    def __init__(self, field_key: str, message: str) -> None:
-        super().__init__(f"{field_key}: {message}")
-        self.field_key = field_key
-        self.message = message
 
 
 def command_override_var(card_id: str) -> str:
@@ -332,13 +324,43 @@ class RunCard(BaseModel):
             target = values.get(ref.group(1), "")
         return SecretTarget.parse(f"{mapping.kind}:{target}") if target else None
 
+    def cleaned(self, typed: Mapping[str, str]) -> dict[str, str]:
+        """The typed values of this card's fields, cleaned the way people paste them: blanks
+        dropped, a token's pasted ``Bearer`` prefix removed, ``sse`` for a URL ending in /sse."""
+        values = {f.key: typed[f.key].strip() for f in self.fields if typed.get(f.key, "").strip()}
+        for key, value in list(values.items()):
+            mapping = self.mapping[key]
+            if mapping.format and mapping.format.startswith("Bearer "):
+                values[key] = _BEARER_PREFIX.sub("", value)
+        transport = next((k for k, m in self.mapping.items() if m.kind == "transport"), None)
+        url = self.url_field()
+        if transport and url and transport not in values and values.get(url, "").rstrip("/").endswith("/sse"):
+            values[transport] = "sse"  # legacy SSE endpoints end in /sse
+        return values
+
+    def url_field(self) -> str | None:
+        """The field the server URL is typed in; None for a card with a fixed URL (or stdio)."""
+        return next((k for k, m in self.mapping.items() if m.kind == "url"), None)
+
+    def policy_fields(self, new: NewConnection, values: Mapping[str, str]) -> dict[str, str | None]:
+        """Which form field holds each address the network policy checks: the remote URL's
+        field (None for a fixed URL), or each stdio endpoint's."""
+        if new.transport != "stdio":
+            return {new.url or "": self.url_field()}
+        return {values[f.key]: f.key for f in self.fields if f.endpoint and values.get(f.key)}
+
     def sent_value(self, key: str, value: str) -> str:
         """A field's value as it is sent: through the mapping's ``format``, if it has one."""
         mapping = self.mapping[key]
         return mapping.format.replace("{value}", value) if mapping.format else value
 
     def build(
-        self, values: dict[str, str], *, name: str | None = None, unshown: Collection[str] = ()
+        self,
+        values: Mapping[str, str],
+        *,
+        name: str | None = None,
+        unshown: Collection[str] = (),
+        optional: Collection[str] = (),
     ) -> tuple[NewConnection, dict[str, str]]:
         """Turn form values into a connection and its secrets map.
 
@@ -346,7 +368,8 @@ class RunCard(BaseModel):
         falls back to the field's default. ``name`` defaults to the card id. The non-secret
         values are kept in ``config["card_values"]`` for the edit form, except ``unshown`` ones
         (values the operator supplied, which are never shown back); ``endpoint`` values are
-        listed in ``config["endpoints"]`` for the network policy.
+        listed in ``config["endpoints"]`` for the network policy. ``optional`` fields may be
+        blank even if required (an Edit's blank secrets, which keep their stored values).
 
         Raises:
             CardFieldError: a value is missing, malformed or unsafe (``field_key`` says which).
@@ -357,7 +380,9 @@ class RunCard(BaseModel):
             raise CardFieldError(unknown[0], "this card has no such field")
         resolved: dict[str, str] = {}
         for item in self.fields:
-            value = self._check_value(item, values.get(item.key))
+            value = self._check_value(
+                item, values.get(item.key), required=item.required and item.key not in optional
+            )
             if value is not None:
                 resolved[item.key] = value
 
@@ -429,11 +454,11 @@ class RunCard(BaseModel):
     def _header_name_field(self) -> str | None:
         return next((k for k, m in self.mapping.items() if m.kind == "header_name"), None)
 
-    def _check_value(self, item: CardField, raw: str | None) -> str | None:
+    def _check_value(self, item: CardField, raw: str | None, *, required: bool) -> str | None:
         kind = self.mapping[item.key].kind
         value = raw if raw is not None and raw.strip() else item.default
         if value is None or not value.strip():
-            if item.required:
+            if required:
                 raise CardFieldError(item.key, "required")
             return None
         if kind not in ("env", "arg"):

@@ -12,25 +12,22 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from mcp_core.connection_config import SecretTarget
 from mcp_core.errors import CredentialError
 
-__all__ = ["DESTINATIONS", "MAX_REF_CHARS", "check_key", "decode_values", "encode_values"]
+__all__ = ["MAX_REF_CHARS", "check_key", "decode_values", "encode_values"]
 
-DESTINATIONS = ("header", "env", "query")
-"""Where a stored value goes when a session opens: ``header:<Name>``, ``env:<NAME>``, ``query:<name>``."""
 MAX_REF_CHARS = 200
 """The longest credential ref any backend accepts (the connections table's column fits it)."""
 
 
 def check_key(key: object) -> None:
-    """Refuse a key that does not say where its value goes (``kind:name``, kind in DESTINATIONS).
+    """Refuse a key that does not say where its value goes (a :class:`SecretTarget`).
 
     Raises:
         ValueError: the key is not ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
     """
-    kind, _, name = key.partition(":") if isinstance(key, str) else ("", "", "")
-    if kind not in DESTINATIONS or not name:
-        raise ValueError(f"Credential keys look like header:<Name>, env:<NAME> or query:<name>, not {key!r}.")
+    SecretTarget.parse(key)  # type: ignore[arg-type]  # parse refuses a non-string too
 
 
 def encode_values(values: Mapping[str, str]) -> bytes:
