@@ -18,7 +18,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio
 import httpx2
 import mcp_types as types
 from mcp import MCPError
@@ -57,15 +56,13 @@ def connect_error(exc: BaseException, facts: SessionFacts) -> errors.McpCoreErro
     """
     spec = facts.spec
     name = spec.name
-    leaves = [
-        e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError | anyio.get_cancelled_exc_class())
-    ]
+    leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)]
     leaf = leaves[0] if leaves else exc
     if isinstance(leaf, errors.McpCoreError):
         return leaf
     if facts.sandbox_stop is not None:
         return errors.ServerUnavailableError(name, f"{stopped(facts)} during startup.")
-    if isinstance(leaf, TimeoutError | asyncio.CancelledError | anyio.get_cancelled_exc_class()):
+    if isinstance(leaf, TimeoutError | asyncio.CancelledError):
         return errors.ServerTimeoutError(
             name, f"did not finish connecting within {spec.connect_timeout_s:g} s."
         )

@@ -144,6 +144,20 @@ async def test_refused_credentials_raise_an_auth_error_naming_the_connection_qui
 # --- connect failures -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", REMOTE)
+async def test_a_url_without_an_mcp_endpoint_is_told_from_the_http_status(
+    pool: ConnectionPool, transport: RemoteTransport, mode: Mode, remote_url: str
+) -> None:
+    spec = http_spec(remote_url + "-nowhere", transport=transport, mode=mode, headers=GOOD_HEADERS)
+
+    with pytest.raises(errors.ServerUnavailableError) as info:
+        await call(pool, spec, "echo", text="hello")
+
+    assert str(info.value) == "remote: there is no MCP endpoint at this URL (HTTP 404)."
+    assert pool.live_count == 0
+
+
 async def test_a_missing_command_raises_unavailable_naming_the_connection(pool: ConnectionPool) -> None:
     spec = stdio_spec("/nonexistent/bin/no-such-mcp-server", name="ghost")
 
