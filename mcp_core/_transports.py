@@ -1,4 +1,8 @@
-"""Turn a ``SessionSpec`` into an entered mcp transport: stdio, legacy SSE or streamable HTTP.
+"""Turn a ``SessionSpec`` into an mcp transport: stdio, legacy SSE or streamable HTTP.
+
+``open_transport`` is the real implementation of the pool's ``OpenTransport`` seam: an async
+context manager that yields the (read, write) stream pair and closes the transport on exit.
+Tests pass the pool another one (an in-process server over memory streams).
 
 Headers (bearer tokens, API keys) go on every HTTP transport. One SSL context is shared by
 every HTTP client because building a fresh truststore context costs 30–60 ms per client.
@@ -17,7 +21,8 @@ import os
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -34,7 +39,7 @@ from mcp_core.sandbox import ExitWatch, StdioLaunch, StdioSandbox
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["open_transport", "shared_ssl_context"]
+__all__ = ["OpenTransport", "TransportEvents", "open_transport", "shared_ssl_context"]
 
 SSE_READ_TIMEOUT_S = 300.0
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)\?[^\s#\"']*")
@@ -57,6 +62,26 @@ STDERR_LINE_MAX_CHARS = 2000
 STDERR_DRAIN_S = 0.5
 
 
+@dataclass(frozen=True)
+class TransportEvents:
+    """What the pool wants to hear from a transport while it runs; a transport that has no
+    such event (an in-process server has no HTTP status) never calls the hook."""
+
+    scrub: Callable[[str], str] = str
+    """Replaces the connection's secrets in text the transport logs (a stdio child's stderr)."""
+    on_http_status: Callable[[int], None] | None = None
+    """Called with the status of every HTTP response, so a refusal is decided on the status
+    (the SDK turns a 401 into an MCPError whose message does not carry it)."""
+    on_sandbox_stop: Callable[[str], None] | None = None
+    """Called with the reason when the stdio sandbox stopped the server (a limit), before its
+    read stream ends."""
+
+
+OpenTransport = Callable[[SessionSpec, TransportEvents], AbstractAsyncContextManager[TransportStreams]]
+"""The pool's transport seam: a spec and the events to report, to an async context manager
+yielding the (read, write) streams of an mcp session."""
+
+
 @functools.cache
 def shared_ssl_context() -> ssl.SSLContext:
     """The OS trust store, built once per process."""
@@ -64,48 +89,55 @@ def shared_ssl_context() -> ssl.SSLContext:
 
 
 def _http_client(
-    spec: SessionSpec, headers: dict[str, str] | None = None, auth: Any = None, on_refused: Any = None
+    spec: SessionSpec,
+    on_status: Callable[[int], None] | None,
+    headers: dict[str, str] | None = None,
+    auth: Any = None,
 ) -> httpx2.AsyncClient:
     timeout = httpx2.Timeout(spec.connect_timeout_s, read=max(SSE_READ_TIMEOUT_S, spec.call_timeout_s + 5))
+    hooks: dict[str, list[Callable[..., Any]]] = {}
+    if on_status is not None:
 
-    async def record(response: httpx2.Response) -> None:
-        if response.status_code in (401, 403) and on_refused is not None:
-            on_refused(response.status_code)
+        async def record(response: httpx2.Response) -> None:
+            on_status(response.status_code)
 
+        hooks["response"] = [record]
     return httpx2.AsyncClient(
         headers={**spec.headers, **(headers or {})},
         timeout=timeout,
         auth=auth,
         verify=shared_ssl_context(),
-        event_hooks={"response": [record]},
+        event_hooks=hooks,
     )
 
 
+@asynccontextmanager
 async def open_transport(
-    spec: SessionSpec,
-    stack: AsyncExitStack,
-    scrub: Callable[[str], str],
-    on_refused: Any = None,
-    *,
-    sandbox: StdioSandbox | None = None,
-    on_sandbox_stop: Callable[[str], None] | None = None,
-) -> TransportStreams:
-    """Enter the transport for ``spec`` on ``stack`` and return its (read, write) streams.
+    spec: SessionSpec, events: TransportEvents, *, sandbox: StdioSandbox | None = None
+) -> AsyncIterator[TransportStreams]:
+    """Open the transport for ``spec`` and yield its (read, write) streams; close it on exit.
 
-    A stdio server runs in ``sandbox`` (None: as given, unconfined); ``on_sandbox_stop`` hears
-    why, if the sandbox stopped it (a limit), before its read stream ends.
+    A stdio server runs in ``sandbox`` (None: as given, unconfined). The pool binds
+    ``sandbox`` with ``functools.partial`` to make this an ``OpenTransport``.
 
     Raises:
         OSError: the stdio command cannot be started.
         ServerUnavailableError: the sandbox asked for cannot work here.
         httpx2.HTTPError: the HTTP endpoint cannot be reached (often inside an ExceptionGroup).
     """
+    async with AsyncExitStack() as stack:
+        yield await _enter(spec, events, stack, sandbox)
+
+
+async def _enter(
+    spec: SessionSpec, events: TransportEvents, stack: AsyncExitStack, sandbox: StdioSandbox | None
+) -> TransportStreams:
     if spec.transport == "stdio":
-        return await _open_stdio(spec, stack, scrub, sandbox, on_sandbox_stop)
+        return await _open_stdio(spec, stack, events.scrub, sandbox, events.on_sandbox_stop)
     if spec.transport == "sse":
 
         def factory(headers: dict[str, str] | None = None, timeout: Any = None, auth: Any = None):
-            return _http_client(spec, headers, auth)
+            return _http_client(spec, events.on_http_status, headers, auth)
 
         return await stack.enter_async_context(
             sse_client(
@@ -116,7 +148,7 @@ async def open_transport(
                 httpx_client_factory=factory,
             )
         )
-    http = await stack.enter_async_context(_http_client(spec, on_refused=on_refused))
+    http = await stack.enter_async_context(_http_client(spec, events.on_http_status))
     return await stack.enter_async_context(streamable_http_client(spec.url or "", http_client=http))
 
 

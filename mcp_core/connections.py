@@ -13,9 +13,10 @@ Why it looks like this:
   ``spec.call_timeout_s`` (plus a short grace for a wedged transport).
 * A session found dead *before* a request is sent is reopened transparently; a call that may
   have reached the server is never retried.
-* The SDK's failure shapes (``ExceptionGroup`` on connect, ``MCPError``, ``OSError``,
-  ``httpx2`` errors, pydantic ``ValidationError``) become ``mcp_core.errors`` with texts that
-  name the connection and never carry a secret.
+* The SDK's failure shapes become ``mcp_core.errors`` (``mcp_core._sdk_errors``) with texts
+  that name the connection and never carry a secret.
+* The transport is a seam (``open_transport=``): the real one (``mcp_core._transports``)
+  spawns stdio children and speaks HTTP; tests may hand the pool in-process servers instead.
 """
 
 from __future__ import annotations
@@ -34,15 +35,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-import httpx2
 import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.subscriptions import ListenNotSupportedError
-from pydantic import ValidationError
 
 from mcp_core import errors
 from mcp_core._sanitize import SanitizingReadStream
-from mcp_core._transports import open_transport
+from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stopped
+from mcp_core._transports import OpenTransport, TransportEvents
+from mcp_core._transports import open_transport as _real_transport
 from mcp_core.models import SessionSpec
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.security import scrub
@@ -83,7 +84,8 @@ class _Live:
         self.last_used = time.monotonic()
         self.task: asyncio.Task[None] | None = None
         self.skipped: list[tuple[str, str]] = []
-        self.refused_status: int | None = None
+        self.http_status: int | None = None
+        """Status of the last HTTP response the transport saw (None: no HTTP, or none yet)."""
         self.sandbox_stop: str | None = None
         """Why the stdio sandbox stopped the server (a limit it hit), told before its stream ends."""
         self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
@@ -96,13 +98,20 @@ class _Live:
         client = self.client
         return client.session.protocol_version if client is not None else None
 
+    def facts(self) -> SessionFacts:
+        """What we know of this session, for translating a failure."""
+        return SessionFacts(self.spec, self.scrub, self.http_status, self.sandbox_stop)
+
 
 class ConnectionPool:
     """Owns every live MCP session of the process, keyed by connection id.
 
     ``on_tools_changed`` is awaited (in its own task) when a server says its tool list changed.
     Local (stdio) servers run in ``sandbox``; None runs them unconfined, as given (tests that
-    are not about the sandbox; ``build_services`` always passes one).
+    are not about the sandbox; ``build_services`` always passes one). ``open_transport`` turns
+    a spec into the session's stream pair: by default the real transports (stdio in
+    ``sandbox``, HTTP); tests pass in-process servers where a child process adds nothing.
+    ``sandbox`` is still used to delete a removed connection's private folder.
     """
 
     def __init__(
@@ -112,9 +121,13 @@ class ConnectionPool:
         max_sessions: int = MAX_LIVE_SESSIONS,
         on_tools_changed: ToolsChangedHook | None = None,
         sandbox: StdioSandbox | None = None,
+        open_transport: OpenTransport | None = None,
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
         self._sandbox = sandbox
+        self._open_transport: OpenTransport = open_transport or functools.partial(
+            _real_transport, sandbox=sandbox
+        )
         self._max_sessions = max_sessions
         self.on_tools_changed = on_tools_changed
         self._live: OrderedDict[uuid.UUID, _Live] = OrderedDict()
@@ -170,14 +183,14 @@ class ConnectionPool:
                     self._retire(connection_id, live)
                     raise errors.ServerCrashedError(
                         live.spec.name,
-                        f"{_stopped(live)} while running {tool}. It was not retried because it may "
+                        f"{stopped(live.facts())} while running {tool}. It was not retried because it may "
                         "have run; the next request starts a new session.",
                     ) from exc
                 text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
                 return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
             except Exception as exc:
                 self._retire(connection_id, live)
-                raise _call_error(live, tool, timeout, exc) from exc
+                raise call_error(exc, live.facts(), tool, timeout) from exc
 
     async def list_tools(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> ToolListing:
         """Every page of ``tools/list``; malformed tools are dropped and reported, not fatal.
@@ -204,10 +217,10 @@ class ConnectionPool:
                         live.spec.name, f"listing tools took longer than {timeout:g} s."
                     ) from exc
                 self._retire(connection_id, live)
-                raise _call_error(live, "tools/list", timeout, exc) from exc
+                raise call_error(exc, live.facts(), "tools/list", timeout) from exc
             except Exception as exc:
                 self._retire(connection_id, live)
-                raise _call_error(live, "tools/list", timeout, exc) from exc
+                raise call_error(exc, live.facts(), "tools/list", timeout) from exc
             kept, leaking = _scrub_tools(tools, live.scrub, live.spec.secret_values)
             for name in leaking:
                 _dropped_tool(live, name, "its name contains one of the connection's secrets")
@@ -296,14 +309,12 @@ class ConnectionPool:
         try:
             with connect:
                 async with AsyncExitStack() as stack:
-                    read, write = await open_transport(
-                        spec,
-                        stack,
-                        live.scrub,
-                        on_refused=functools.partial(setattr, live, "refused_status"),
-                        sandbox=self._sandbox,
+                    events = TransportEvents(
+                        scrub=live.scrub,
+                        on_http_status=functools.partial(setattr, live, "http_status"),
                         on_sandbox_stop=functools.partial(setattr, live, "sandbox_stop"),
                     )
+                    read, write = await stack.enter_async_context(self._open_transport(spec, events))
                     stream = SanitizingReadStream(
                         read,
                         protocol_version=live.protocol_version,
@@ -333,7 +344,7 @@ class ConnectionPool:
         except BaseException as exc:
             if not ready.done():
                 timed_out = connect.cancel_called and not isinstance(exc, errors.McpCoreError)
-                ready.set_exception(_connect_error(live, TimeoutError() if timed_out else exc))
+                ready.set_exception(connect_error(TimeoutError() if timed_out else exc, live.facts()))
             elif not isinstance(exc, asyncio.CancelledError):
                 logger.warning("session %s ended with %s", spec.name, type(exc).__name__)
             if isinstance(exc, asyncio.CancelledError):
@@ -417,110 +428,6 @@ async def _given_streams(read: Any, write: Any) -> AsyncIterator[Any]:
 def _dropped_tool(live: _Live, tool: str, problem: str) -> None:
     live.skipped.append((tool, problem))
     logger.warning("%s: skipped malformed tool %r (%s)", live.spec.name, tool, problem)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for sub in exc.exceptions for leaf in _leaves(sub)]
-    return [exc]
-
-
-def _connect_error(live: _Live, exc: BaseException) -> errors.McpCoreError:
-    """Translate whatever the transport or handshake raised into one clear error."""
-    spec = live.spec
-    name = spec.name
-    leaves = [
-        e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError | anyio.get_cancelled_exc_class())
-    ]
-    leaf = leaves[0] if leaves else exc
-    if isinstance(leaf, errors.McpCoreError):
-        return leaf
-    if live.sandbox_stop is not None:
-        return errors.ServerUnavailableError(name, f"{_stopped(live)} during startup.")
-    if isinstance(leaf, (TimeoutError, asyncio.CancelledError, anyio.get_cancelled_exc_class())):
-        return errors.ServerTimeoutError(
-            name, f"did not finish connecting within {spec.connect_timeout_s:g} s."
-        )
-    if isinstance(leaf, FileNotFoundError):
-        return errors.ServerUnavailableError(
-            name, f"could not start “{spec.command}”: command not found. Check the command or ask an admin."
-        )
-    if isinstance(leaf, PermissionError):
-        return errors.ServerUnavailableError(name, f"could not start “{spec.command}”: permission denied.")
-    if isinstance(leaf, httpx2.HTTPStatusError):
-        status = leaf.response.status_code
-        if status in (401, 403):
-            return errors.ServerAuthError(
-                name, f"the server refused the credentials (HTTP {status}). Reconnect with a valid token."
-            )
-        return errors.ServerUnavailableError(name, f"the server answered HTTP {status}.")
-    if isinstance(leaf, httpx2.TimeoutException):
-        return errors.ServerTimeoutError(name, "the server did not answer in time.")
-    if isinstance(leaf, httpx2.HTTPError | OSError):
-        return errors.ServerUnavailableError(
-            name, "could not reach the server (connection refused or no route)."
-        )
-    if isinstance(leaf, MCPError) and live.refused_status in (401, 403):
-        return errors.ServerAuthError(
-            name,
-            f"the server refused the credentials (HTTP {live.refused_status}). Reconnect with a valid token.",
-        )
-    if isinstance(leaf, MCPError):
-        return _mcp_connect_error(live, leaf)
-    if isinstance(leaf, ValidationError):
-        return errors.ServerProtocolError(name, "the server's handshake is not valid MCP.")
-    logger.warning("unexpected connect failure for %s: %s", name, type(leaf).__name__)
-    return errors.ServerUnavailableError(name, f"could not connect ({type(leaf).__name__}).")
-
-
-def _mcp_connect_error(live: _Live, exc: MCPError) -> errors.McpServerError:
-    name = live.spec.name
-    message = live.scrub(exc.message)
-    if exc.code == types.REQUEST_TIMEOUT:
-        return errors.ServerTimeoutError(name, "the server did not answer the MCP handshake in time.")
-    if exc.code == types.CONNECTION_CLOSED:
-        return errors.ServerUnavailableError(
-            name, "the server exited during startup; its error output is in the bot's log."
-        )
-    lowered = message.lower()
-    if "401" in lowered or "403" in lowered or "unauthorized" in lowered or "forbidden" in lowered:
-        return errors.ServerAuthError(
-            name, "the server refused the credentials. Reconnect with a valid token."
-        )
-    if "not found" in lowered:
-        return errors.ServerUnavailableError(name, "there is no MCP endpoint at this URL (HTTP 404).")
-    return errors.ServerUnavailableError(name, f"the server refused the MCP handshake: {message[:300]}")
-
-
-def _stopped(live: _Live) -> str:
-    if live.sandbox_stop is None:
-        return "the server stopped"
-    return f"the sandbox stopped the server ({live.sandbox_stop})"
-
-
-def _call_error(live: _Live, tool: str, timeout: float, exc: BaseException) -> errors.McpServerError:
-    name = live.spec.name
-    leaf = _leaves(exc)[0]
-    if live.sandbox_stop is not None:
-        return errors.ServerCrashedError(
-            name, f"{_stopped(live)} while running {tool}; it was not retried. The next request restarts it."
-        )
-    if isinstance(leaf, TimeoutError):
-        return errors.ServerTimeoutError(
-            name,
-            f"{tool} did not answer within {timeout:g} s; the session was reset and the call not retried.",
-        )
-    if isinstance(leaf, ValidationError | RuntimeError):
-        return errors.ServerProtocolError(name, f"{tool} returned a result that is not valid MCP.")
-    if isinstance(leaf, MCPError):
-        return errors.ServerProtocolError(name, f"{tool} failed: {live.scrub(leaf.message)[:300]}")
-    if isinstance(leaf, httpx2.HTTPError | OSError):
-        return errors.ServerCrashedError(
-            name,
-            f"lost the connection while running {tool}; it was not retried. The next request reconnects.",
-        )
-    logger.warning("unexpected failure calling %s on %s: %s", tool, name, type(leaf).__name__)
-    return errors.ServerCrashedError(name, f"{tool} failed unexpectedly ({type(leaf).__name__}).")
 
 
 def _scrub_tree(node: Any, clean: Callable[[str], str]) -> Any:

@@ -1,5 +1,10 @@
 """ConnectionPool against real servers: transports, headers, failures, listings, secrets.
 
+Tests about transports and processes (stdio, HTTP, a hung child, stderr, the environment)
+run real servers; the others use `in_process_pool`, where toy.py and leaky.py run in this
+process over memory streams (tests/support/in_process.py): the same server code and the
+same JSON-RPC messages without a child to start.
+
 Session lifetime (reuse, reaping, the cap, shutdown) is in test_connections_lifecycle.py.
 """
 
@@ -139,6 +144,20 @@ async def test_refused_credentials_raise_an_auth_error_naming_the_connection_qui
 # --- connect failures -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("transport", REMOTE)
+async def test_a_url_without_an_mcp_endpoint_is_told_from_the_http_status(
+    pool: ConnectionPool, transport: RemoteTransport, mode: Mode, remote_url: str
+) -> None:
+    spec = http_spec(remote_url + "-nowhere", transport=transport, mode=mode, headers=GOOD_HEADERS)
+
+    with pytest.raises(errors.ServerUnavailableError) as info:
+        await call(pool, spec, "echo", text="hello")
+
+    assert str(info.value) == "remote: there is no MCP endpoint at this URL (HTTP 404)."
+    assert pool.live_count == 0
+
+
 async def test_a_missing_command_raises_unavailable_naming_the_connection(pool: ConnectionPool) -> None:
     spec = stdio_spec("/nonexistent/bin/no-such-mcp-server", name="ghost")
 
@@ -206,20 +225,20 @@ async def test_a_server_that_never_answers_times_out_at_the_connect_timeout_with
 
 @pytest.mark.parametrize("where", ["spec", "argument"])
 async def test_a_call_past_its_timeout_raises_not_retried_and_the_session_still_answers(
-    pool: ConnectionPool, where: str
+    in_process_pool: ConnectionPool, where: str
 ) -> None:
     spec = toy_spec(call_timeout_s=0.5 if where == "spec" else 3.0)
     timeout_s = 0.5 if where == "argument" else None
-    pid = await call_pid(pool, spec)
+    pid = await call_pid(in_process_pool, spec)
     started = time.monotonic()
 
     with pytest.raises(errors.ServerTimeoutError, match="not retried") as info:
-        await call(pool, spec, "slow", seconds=10, timeout_s=timeout_s)
+        await call(in_process_pool, spec, "slow", seconds=10, timeout_s=timeout_s)
 
     assert time.monotonic() - started < 0.5 + FAST_FAILURE_S
     assert "slow" in str(info.value)
-    assert text_of(await call(pool, spec, "echo", text="still here")) == "still here"
-    assert await call_pid(pool, spec) == pid
+    assert text_of(await call(in_process_pool, spec, "echo", text="still here")) == "still here"
+    assert await call_pid(in_process_pool, spec) == pid
 
 
 async def test_a_call_timeout_shorter_than_the_servers_start_up_still_lets_the_session_open(
@@ -231,8 +250,10 @@ async def test_a_call_timeout_shorter_than_the_servers_start_up_still_lets_the_s
     assert text_of(await call(pool, spec, "echo", text="hello")) == "hello"
 
 
-async def test_a_tool_reporting_failure_comes_back_as_an_error_result(pool: ConnectionPool) -> None:
-    result = await call(pool, toy_spec(), "fail")
+async def test_a_tool_reporting_failure_comes_back_as_an_error_result(
+    in_process_pool: ConnectionPool,
+) -> None:
+    result = await call(in_process_pool, toy_spec(), "fail")
 
     assert result.is_error
     assert "toy tool failed on purpose" in text_of(result)
@@ -291,13 +312,13 @@ def connected_over(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_malformed_tool_is_skipped_logged_and_the_good_tools_still_work(
-    pool: ConnectionPool, mode: Mode, caplog: pytest.LogCaptureFixture
+    in_process_pool: ConnectionPool, mode: Mode, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mcp_core")
     spec = toy_spec("--malformed", name="bent", mode=mode)
 
     with anyio.fail_after(WAIT_S):
-        listing = await pool.list_tools(spec.connection_id, opener(spec))
+        listing = await in_process_pool.list_tools(spec.connection_id, opener(spec))
 
     assert connected_over(caplog, "bent") == [PROTOCOL[mode]]
     assert {tool.name for tool in listing.tools} == TOY_TOOLS
@@ -308,15 +329,15 @@ async def test_a_malformed_tool_is_skipped_logged_and_the_good_tools_still_work(
         and "bent" in record.getMessage()
         for record in caplog.records
     )
-    assert text_of(await call(pool, spec, "echo", text="fine")) == "fine"
-    assert text_of(await call(pool, spec, "add", a=2, b=3)) == "5"
+    assert text_of(await call(in_process_pool, spec, "echo", text="fine")) == "fine"
+    assert text_of(await call(in_process_pool, spec, "add", a=2, b=3)) == "5"
 
 
-async def test_a_tool_listing_spread_over_pages_comes_back_whole(pool: ConnectionPool) -> None:
+async def test_a_tool_listing_spread_over_pages_comes_back_whole(in_process_pool: ConnectionPool) -> None:
     spec = toy_spec("--pagesize", "3")
 
     with anyio.fail_after(WAIT_S):
-        listing = await pool.list_tools(spec.connection_id, opener(spec))
+        listing = await in_process_pool.list_tools(spec.connection_id, opener(spec))
 
     assert sorted(tool.name for tool in listing.tools) == sorted(TOY_TOOLS)
     assert listing.skipped == []
@@ -324,7 +345,7 @@ async def test_a_tool_listing_spread_over_pages_comes_back_whole(pool: Connectio
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_server_announcing_new_tools_makes_the_pool_call_on_tools_changed(
-    pool: ConnectionPool, mode: Mode, caplog: pytest.LogCaptureFixture
+    in_process_pool: ConnectionPool, mode: Mode, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mcp_core")
     changed = anyio.Event()
@@ -334,14 +355,15 @@ async def test_a_server_announcing_new_tools_makes_the_pool_call_on_tools_change
         seen.append(connection_id)
         changed.set()
 
-    pool.on_tools_changed = on_tools_changed
+    in_process_pool.on_tools_changed = on_tools_changed
     spec = toy_spec(mode=mode)
-    await call(pool, spec, "echo", text="warm up")  # on 2026-07-28 the subscription starts with the session
+    # On 2026-07-28 the subscription starts with the session.
+    await call(in_process_pool, spec, "echo", text="warm up")
 
-    assert text_of(await call(pool, spec, "grow")) == "grown_1"
+    assert text_of(await call(in_process_pool, spec, "grow")) == "grown_1"
     with anyio.fail_after(WAIT_S):
         await changed.wait()
-        listing = await pool.list_tools(spec.connection_id, opener(spec))
+        listing = await in_process_pool.list_tools(spec.connection_id, opener(spec))
 
     assert connected_over(caplog, "toy") == [PROTOCOL[mode]]
     assert seen[0] == spec.connection_id
@@ -421,19 +443,19 @@ async def test_stderr_lines_after_an_over_long_line_still_reach_the_log(
 
 @pytest.mark.parametrize("code", [-32000, -32001, -32099, -32602])
 async def test_a_json_rpc_error_comes_back_as_an_error_result_with_secrets_scrubbed(
-    pool: ConnectionPool, code: int
+    in_process_pool: ConnectionPool, code: int
 ) -> None:
     # -32000..-32099 is JSON-RPC's server-error range; the SDK also uses -32000 and -32001 for
     # errors it makes up itself (connection closed, request timed out), but these come from the server.
     spec = leaky_spec(secret_values=[LEAKED])
 
-    result = await call(pool, spec, "reject", message=f"bad key {LEAKED}", code=code)
+    result = await call(in_process_pool, spec, "reject", message=f"bad key {LEAKED}", code=code)
 
     assert result.is_error
     assert str(code) in text_of(result)
     assert "bad key [redacted]" in text_of(result)
     assert LEAKED not in text_of(result)
-    assert pool.is_live(spec.connection_id)
+    assert in_process_pool.is_live(spec.connection_id)
 
 
 def test_a_session_spec_never_shows_its_secrets_in_repr_or_str() -> None:

@@ -1,6 +1,10 @@
 """ConnectionPool session lifetime: one session per connection, reuse, reopening, reaping, the
 cap, shutdown, and one connection's trouble never reaching another.
 
+Tests about child processes (crashes, killed or hung servers, reaping, shutdown) run real
+ones; the others serve toy.py and leaky.py in-process (`in_process_pool`, `servers`; see
+tests/support/in_process.py), where `pid` answers the session number.
+
 Transports, failures, listings and secrets are in test_connections.py.
 """
 
@@ -17,6 +21,7 @@ import pytest
 from mcp_core import errors
 from mcp_core.connections import ConnectionPool
 from mcp_core.models import SessionSpec
+from tests.support.in_process import InProcessServers
 from tests.support.pool import (
     WAIT_S,
     Pools,
@@ -24,7 +29,6 @@ from tests.support.pool import (
     call_pid,
     hang_spec,
     leaky_spec,
-    logged_lines,
     running_children,
     text_of,
     toy_spec,
@@ -43,7 +47,7 @@ PROMPT_S = 1.0
 # --- one session per connection ---------------------------------------------------------------
 
 
-async def test_ten_concurrent_first_uses_open_exactly_one_session(pool: ConnectionPool) -> None:
+async def test_ten_concurrent_first_uses_open_exactly_one_session(in_process_pool: ConnectionPool) -> None:
     spec = toy_spec()
     opened = 0
 
@@ -53,23 +57,23 @@ async def test_ten_concurrent_first_uses_open_exactly_one_session(pool: Connecti
         return spec
 
     async def pid() -> int:
-        return int(text_of(await pool.call_tool(spec.connection_id, open_spec, "pid", {})))
+        return int(text_of(await in_process_pool.call_tool(spec.connection_id, open_spec, "pid", {})))
 
     with anyio.fail_after(spec.connect_timeout_s + spec.call_timeout_s):
         pids = await asyncio.gather(*(pid() for _ in range(10)))
 
     assert len(set(pids)) == 1
     assert opened == 1
-    assert pool.live_count == 1
+    assert in_process_pool.live_count == 1
 
 
-async def test_a_session_is_reused_across_calls(pool: ConnectionPool) -> None:
+async def test_a_session_is_reused_across_calls(in_process_pool: ConnectionPool) -> None:
     spec = toy_spec()
 
-    pids = [await call_pid(pool, spec) for _ in range(3)]
+    pids = [await call_pid(in_process_pool, spec) for _ in range(3)]
 
     assert len(set(pids)) == 1
-    assert pool.live_count == 1
+    assert in_process_pool.live_count == 1
 
 
 async def test_after_a_crash_the_call_is_not_retried_and_the_next_call_starts_a_new_process(
@@ -116,8 +120,10 @@ async def test_idle_sessions_are_closed_by_the_reaper_and_reopened_on_demand(poo
     assert await call_pid(pool, spec) != first
 
 
-async def test_the_reaper_leaves_a_session_with_a_call_in_flight_alone(pools: Pools) -> None:
-    pool = pools(idle_timeout_s=0.2)
+async def test_the_reaper_leaves_a_session_with_a_call_in_flight_alone(
+    pools: Pools, servers: InProcessServers
+) -> None:
+    pool = pools(idle_timeout_s=0.2, open_transport=servers)
     spec = leaky_spec()
 
     result = await call(pool, spec, "hold", text="holding", seconds=1.0)
@@ -125,8 +131,10 @@ async def test_the_reaper_leaves_a_session_with_a_call_in_flight_alone(pools: Po
     assert text_of(result) == "held"
 
 
-async def test_the_session_cap_closes_the_least_recently_used_idle_session(pools: Pools) -> None:
-    pool = pools(max_sessions=2)
+async def test_the_session_cap_closes_the_least_recently_used_idle_session(
+    pools: Pools, servers: InProcessServers
+) -> None:
+    pool = pools(max_sessions=2, open_transport=servers)
     a, b, c = toy_spec(name="a"), toy_spec(name="b"), toy_spec(name="c")
     pid_a = await call_pid(pool, a)
     pid_b = await call_pid(pool, b)
@@ -134,7 +142,7 @@ async def test_the_session_cap_closes_the_least_recently_used_idle_session(pools
 
     pid_c = await call_pid(pool, c)
 
-    await wait_process_gone(pid_b)
+    await wait_until(lambda: pid_b not in servers.running, what="b's server stopped")
     assert not pool.is_live(b.connection_id)
     assert pool.is_live(a.connection_id)
     assert pool.is_live(c.connection_id)
@@ -144,17 +152,16 @@ async def test_the_session_cap_closes_the_least_recently_used_idle_session(pools
 
 
 async def test_the_session_cap_never_closes_a_session_with_a_call_in_flight(
-    pools: Pools, caplog: pytest.LogCaptureFixture
+    pools: Pools, servers: InProcessServers, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="mcp_core")
-    pool = pools(max_sessions=1)
+    pool = pools(max_sessions=1, open_transport=servers)
     busy, other = leaky_spec(name="worker"), toy_spec(name="other")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: call(pool, busy, "hold", text="holding", seconds=30.0, timeout_s=30.0))
-        await wait_until(
-            lambda: "holding" in logged_lines(caplog, "worker"), what="the busy call reached its server"
-        )
+        with anyio.fail_after(WAIT_S):
+            await servers.reached_event("holding").wait()  # the busy call reached its server
 
         assert text_of(await call(pool, other, "echo", text="hello")) == "hello"
         assert pool.is_live(busy.connection_id)
@@ -202,28 +209,26 @@ async def test_a_closed_pool_refuses_new_calls(pool: ConnectionPool) -> None:
 
 
 async def test_a_hanging_call_on_one_connection_does_not_delay_another(
-    pool: ConnectionPool, caplog: pytest.LogCaptureFixture
+    in_process_pool: ConnectionPool, servers: InProcessServers
 ) -> None:
-    caplog.set_level(logging.INFO, logger="mcp_core")
     stuck, healthy = leaky_spec(name="stuck"), toy_spec(name="healthy")
-    await call(pool, healthy, "echo", text="open")
+    await call(in_process_pool, healthy, "echo", text="open")
     outcome: list[BaseException] = []
 
     async def hang_on_stuck() -> None:
         try:
-            await call(pool, stuck, "hold", text="holding", seconds=30.0, timeout_s=1.5)
+            await call(in_process_pool, stuck, "hold", text="holding", seconds=30.0, timeout_s=1.5)
         except errors.McpServerError as exc:
             outcome.append(exc)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(hang_on_stuck)
-        await wait_until(
-            lambda: "holding" in logged_lines(caplog, "stuck"), what="the stuck call reached its server"
-        )
+        with anyio.fail_after(WAIT_S):
+            await servers.reached_event("holding").wait()  # the stuck call reached its server
         for n in range(3):
             started = time.monotonic()
             with anyio.fail_after(PROMPT_S):
-                assert text_of(await call(pool, healthy, "echo", text=f"ping {n}")) == f"ping {n}"
+                assert text_of(await call(in_process_pool, healthy, "echo", text=f"ping {n}")) == f"ping {n}"
             assert time.monotonic() - started < PROMPT_S
         assert not outcome, "the stuck call should still be waiting"
 

@@ -1,5 +1,8 @@
 """ToolRegistry: the catalog, calls, usage recording and isolation between users.
 
+Where a child process adds nothing, toy.py runs in-process (``in_process_services``; see
+tests/support/in_process.py), where its ``pid`` tool answers the session number.
+
 Connecting, discovery, failures and removal live in test_registry.py.
 """
 
@@ -58,7 +61,8 @@ async def table_dump(services: Services, *tables: sa.Table) -> str:
 # --- calls ------------------------------------------------------------------------------------------
 
 
-async def test_a_call_returns_the_tools_text_and_structured_content(services: Services) -> None:
+async def test_a_call_returns_the_tools_text_and_structured_content(in_process_services: Services) -> None:
+    services = in_process_services
     await add(services, toy("mine"))
 
     echoed = await call(services, "mine__echo", text="hello")
@@ -71,8 +75,9 @@ async def test_a_call_returns_the_tools_text_and_structured_content(services: Se
 
 
 async def test_a_tool_reported_error_is_an_error_result_recorded_as_unsuccessful_usage(
-    services: Services,
+    in_process_services: Services,
 ) -> None:
+    services = in_process_services
     await add(services, toy("mine"))
 
     result = await call(services, "mine__fail")
@@ -148,9 +153,9 @@ async def test_a_5_mb_answer_is_cut_to_the_cap_with_a_note_and_still_recorded(
 
 
 async def test_every_call_is_recorded_once_and_counted_on_its_connection(
-    services_on_each_db: Services,
+    in_process_services_on_each_db: Services,
 ) -> None:
-    services = services_on_each_db
+    services = in_process_services_on_each_db
     outcome = await add(services, toy("counted"))
     before = datetime.now(UTC)
     for n in range(5):
@@ -219,7 +224,8 @@ def registry_with(services: Services, usage: UsageRecorder) -> ToolRegistry:
     return ToolRegistry(services.store, services.pool, usage, services.settings)
 
 
-async def test_calls_succeed_while_the_usage_sink_fails(services: Services) -> None:
+async def test_calls_succeed_while_the_usage_sink_fails(in_process_services: Services) -> None:
+    services = in_process_services
     await add(services, toy("mine"))
     sink = BrokenSink()
     recorder = UsageRecorder(sink, flush_interval_s=0.01)
@@ -234,7 +240,8 @@ async def test_calls_succeed_while_the_usage_sink_fails(services: Services) -> N
     assert recorder.dropped == 3
 
 
-async def test_calls_do_not_wait_for_a_usage_sink_that_hangs(services: Services) -> None:
+async def test_calls_do_not_wait_for_a_usage_sink_that_hangs(in_process_services: Services) -> None:
+    services = in_process_services
     await add(services, toy("mine"))
     sink = StuckSink()
     recorder = UsageRecorder(sink, flush_interval_s=0.01)
@@ -294,8 +301,9 @@ async def test_catalog_names_are_unique_valid_function_names_that_map_back_to_th
 
 
 async def test_two_connections_with_the_same_tools_both_appear_and_reach_their_own_server(
-    services: Services,
+    in_process_services: Services,
 ) -> None:
+    services = in_process_services
     one = (await add(services, toy("one"))).connection
     two = (await add(services, toy("two"))).connection
 
@@ -349,9 +357,9 @@ def test_function_name_stays_valid_however_many_candidates_are_taken() -> None:
 
 
 async def test_other_users_can_neither_see_nor_call_nor_remove_a_users_tools(
-    services_on_each_db: Services,
+    in_process_services_on_each_db: Services,
 ) -> None:
-    services = services_on_each_db
+    services = in_process_services_on_each_db
     outcome = await add(services, toy("mine"))
     mine = await catalog_entry(services, "mine", "echo")
 

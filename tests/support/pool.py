@@ -25,6 +25,7 @@ import mcp_types as types
 import psutil
 import pytest
 
+from mcp_core._transports import OpenTransport
 from mcp_core.connections import CLOSE_ALL_TIMEOUT_S, ConnectionPool, SpecFactory
 from mcp_core.models import SessionSpec
 from tests.support.servers import HANG, TOY, child_processes
@@ -202,8 +203,16 @@ class Pools:
     def __init__(self) -> None:
         self._made: list[ConnectionPool] = []
 
-    def __call__(self, *, idle_timeout_s: float = 60.0, max_sessions: int = 10) -> ConnectionPool:
-        pool = ConnectionPool(idle_timeout_s=idle_timeout_s, max_sessions=max_sessions)
+    def __call__(
+        self,
+        *,
+        idle_timeout_s: float = 60.0,
+        max_sessions: int = 10,
+        open_transport: OpenTransport | None = None,
+    ) -> ConnectionPool:
+        pool = ConnectionPool(
+            idle_timeout_s=idle_timeout_s, max_sessions=max_sessions, open_transport=open_transport
+        )
         self._made.append(pool)
         return pool
 

@@ -6,12 +6,16 @@
 
 ``services`` runs on a fresh SQLite file; ``services_on_each_db`` on SQLite and on a fresh
 PostgreSQL database (skipped locally when the server is unreachable, failing under ``CI``).
+``in_process_services`` and ``in_process_services_on_each_db`` are the same, but serve
+toy.py and leaky.py connections in-process (``in_process_servers``; see
+tests/support/in_process.py) for tests where a child process adds nothing.
 Both use the ``secrets`` fixture (a ``DictSecrets``) as their secret source. Every wait is
 bounded: connects by the connection's timeout, everything else by ``WAIT_S`` on top.
 """
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -21,10 +25,14 @@ from typing import Any
 import anyio
 import pytest
 
+from mcp_core import services as services_module
+from mcp_core._transports import OpenTransport
+from mcp_core.connections import ConnectionPool
 from mcp_core.models import CatalogEntry, Connection, NewConnection, ToolResult
 from mcp_core.registry import ConnectOutcome
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
+from tests.support.in_process import InProcessServers
 from tests.support.pool import WAIT_S
 from tests.support.postgres import reachable_pg_server
 from tests.support.secrets import DictSecrets
@@ -49,6 +57,9 @@ __all__ = [
     "catalog_entry",
     "catalog_name",
     "hang",
+    "in_process_servers",
+    "in_process_services",
+    "in_process_services_on_each_db",
     "make_settings",
     "neighbour",
     "open_services",
@@ -96,9 +107,20 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def open_services(settings: Settings, secrets: DictSecrets | None = None) -> AsyncIterator[Services]:
-    """``build_services`` on ``settings``, closed (children reaped, usage flushed) on exit."""
-    services = await build_services(settings, secrets=secrets)
+async def open_services(
+    settings: Settings, secrets: DictSecrets | None = None, *, open_transport: OpenTransport | None = None
+) -> AsyncIterator[Services]:
+    """``build_services`` on ``settings``, closed (children reaped, usage flushed) on exit; its
+    pool opens sessions through ``open_transport`` when given."""
+    if open_transport is None:
+        services = await build_services(settings, secrets=secrets)
+    else:
+        # build_services takes no transport (yet: passing one on to ConnectionPool is a one-line
+        # change there); until it does, its pool is built with ours for the length of the call.
+        with pytest.MonkeyPatch.context() as patch:
+            pool = functools.partial(ConnectionPool, open_transport=open_transport)
+            patch.setattr(services_module, "ConnectionPool", pool)
+            services = await build_services(settings, secrets=secrets)
     try:
         yield services
     finally:
@@ -117,25 +139,58 @@ async def services(tmp_path: Path, secrets: DictSecrets) -> AsyncIterator[Servic
         yield built
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("sqlite", id="sqlite"),
-        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
-    ]
-)
+EACH_DB = [
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+]
+
+
+@pytest.fixture(params=EACH_DB)
 async def services_on_each_db(
     request: pytest.FixtureRequest, tmp_path: Path, secrets: DictSecrets
 ) -> AsyncIterator[Services]:
     """As ``services``, once on SQLite and once on a PostgreSQL database of its own."""
-    if request.param == "sqlite":
-        async with open_services(make_settings(tmp_path), secrets) as built:
+    async with _services_on(request.param, tmp_path, secrets) as built:
+        yield built
+
+
+@pytest.fixture
+def in_process_servers() -> InProcessServers:
+    """Serves the toy.py and leaky.py connections of ``in_process_services*`` in this process."""
+    return InProcessServers()
+
+
+@pytest.fixture
+async def in_process_services(
+    tmp_path: Path, secrets: DictSecrets, in_process_servers: InProcessServers
+) -> AsyncIterator[Services]:
+    """As ``services``, with toy.py and leaky.py connections served in-process."""
+    async with open_services(make_settings(tmp_path), secrets, open_transport=in_process_servers) as built:
+        yield built
+
+
+@pytest.fixture(params=EACH_DB)
+async def in_process_services_on_each_db(
+    request: pytest.FixtureRequest, tmp_path: Path, secrets: DictSecrets, in_process_servers: InProcessServers
+) -> AsyncIterator[Services]:
+    """As ``services_on_each_db``, with toy.py and leaky.py connections served in-process."""
+    async with _services_on(request.param, tmp_path, secrets, in_process_servers) as built:
+        yield built
+
+
+@asynccontextmanager
+async def _services_on(
+    db: str, tmp_path: Path, secrets: DictSecrets, open_transport: OpenTransport | None = None
+) -> AsyncIterator[Services]:
+    if db == "sqlite":
+        async with open_services(make_settings(tmp_path), secrets, open_transport=open_transport) as built:
             yield built
         return
     server = await reachable_pg_server()
     database = await server.create_database()
     try:
         settings = make_settings(tmp_path, database_url=server.url_for(database))
-        async with open_services(settings, secrets) as built:
+        async with open_services(settings, secrets, open_transport=open_transport) as built:
             yield built
     finally:
         await server.drop_database(database)
