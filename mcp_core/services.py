@@ -14,6 +14,7 @@ from functools import cached_property
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_core._transports import OpenTransport
 from mcp_core.agent import Agent
 from mcp_core.connection_service import ConnectionService
 from mcp_core.connections import ConnectionPool
@@ -75,6 +76,7 @@ async def build_services(
     engine: AsyncEngine | None = None,
     secrets: SecretSource | None = None,
     run_migrations: bool = True,
+    open_transport: OpenTransport | None = None,
 ) -> Services:
     """Wire the real store, credentials, pool, usage recorder and registry; migrate first.
 
@@ -86,6 +88,8 @@ async def build_services(
         ConfigError: the chosen credential backend cannot work with this configuration, or the
             credential keys are malformed or unsafe (checked before the database is touched).
         StoreError: the database is unreachable or a migration failed.
+
+    ``open_transport`` replaces how the pool reaches servers (tests: in-memory SDK servers).
     """
     selection = None
     if secrets is None:
@@ -110,6 +114,7 @@ async def build_services(
         idle_timeout_s=settings.mcp_idle_timeout_s,
         max_sessions=settings.mcp_max_sessions,
         sandbox=StdioSandbox.from_settings(settings),
+        open_transport=open_transport,
     )
     registry = ToolRegistry(store, pool, usage, settings, secrets)
     pool.on_tools_changed = registry.on_tools_changed

@@ -2,7 +2,6 @@
 
     catalog = load_cards(BUILTIN_DIR, settings.run_cards_dir)
     catalog.for_user(is_admin=False)      # the cards this user may use
-    await store.sync_run_cards(catalog.to_store_rows())
 
 A file that fails (bad YAML, or a card the model refuses) is logged with its file name and the
 failing field (pydantic's location, e.g. ``fields.0.pattern``) and skipped; the other cards still
@@ -18,7 +17,7 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import ValidationError
@@ -54,22 +53,6 @@ class CardCatalog:
     def for_user(self, is_admin: bool) -> list[RunCard]:
         """The cards this user may use: admin-only cards are hidden from everyone else."""
         return [card for card in self._cards.values() if is_admin or not card.admin_only]
-
-    def to_store_rows(self) -> list[dict[str, Any]]:
-        """Rows for ``Store.sync_run_cards``: the listed columns plus the whole card as ``definition``."""
-        return [
-            {
-                "id": card.id,
-                "name": card.name,
-                "emoji": card.emoji,
-                "description": card.description,
-                "source": card.source,
-                "admin_only": card.admin_only,
-                "definition": card.model_dump(mode="json"),
-                "enabled": True,
-            }
-            for card in self._cards.values()
-        ]
 
 
 def load_cards(

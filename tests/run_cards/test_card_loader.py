@@ -7,9 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_core.services import Services
-from mcp_core.store import Store
-from run_cards import BUILTIN_DIR, RunCard, load_cards
+from run_cards import BUILTIN_DIR, load_cards
 
 BUILTIN_IDS = {"custom", "filesystem", "github", "postgres", "slack", "supabase"}
 
@@ -125,15 +123,3 @@ def test_command_override_from_environment(caplog: pytest.LogCaptureFixture) -> 
     assert postgres.server_args == ["{connection_string}"]
     assert catalog.get("github").url == "https://api.githubcopilot.com/mcp/"  # type: ignore[union-attr]
     assert any("RUN_CARD_GITHUB_COMMAND" in r.getMessage() for r in caplog.records)
-
-
-@pytest.mark.anyio
-async def test_store_rows_round_trip(services: Services) -> None:
-    catalog = load_cards(BUILTIN_DIR, environ={})
-    store: Store = services.store
-    await store.sync_run_cards(catalog.to_store_rows())
-    rows = {row["id"]: row for row in await store.list_run_cards()}
-    assert set(rows) == BUILTIN_IDS
-    assert rows["filesystem"]["admin_only"] is True
-    assert rows["supabase"]["source"] == "builtin"
-    assert RunCard.model_validate(rows["custom"]["definition"]) == catalog.get("custom")

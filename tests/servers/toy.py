@@ -35,7 +35,7 @@ import json
 import os
 import socket
 import sys
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl
@@ -70,9 +70,18 @@ BAD_JSON_SCHEMA_TOOL: dict[str, Any] = {
 
 
 def build_server(
-    *, malformed: bool = False, bad_json_schema: bool = False, pagesize: int | None = None
+    *,
+    malformed: bool = False,
+    bad_json_schema: bool = False,
+    pagesize: int | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> MCPServer:
-    """Build the toy MCPServer; `malformed`, `bad_json_schema` and `pagesize` shape every tools/list."""
+    """Build the toy MCPServer; `malformed`, `bad_json_schema` and `pagesize` shape every tools/list.
+
+    `environ` is what the `env` tool reads (the process environment when None): served in the
+    test process, the server sees the environment its connection would give a child.
+    """
+    environment = os.environ if environ is None else environ
     extra = [*([MALFORMED_TOOL] if malformed else []), *([BAD_JSON_SCHEMA_TOOL] if bad_json_schema else [])]
     middleware = []
     if extra or pagesize:
@@ -109,7 +118,7 @@ def build_server(
     @mcp.tool(structured_output=False)
     def env(name: str) -> str:
         """Return the value of an environment variable of this process, or "<unset>"."""
-        return os.environ.get(name, "<unset>")
+        return environment.get(name, "<unset>")
 
     @mcp.tool()
     def add(a: int, b: int) -> int:

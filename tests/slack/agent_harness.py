@@ -22,6 +22,7 @@ from mcp_core.store._tables import tool_usage
 from tests.slack.conftest import TEAM, USER, USER_B, SlackDriver, listeners_done, serve, slack_settings
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.fake_slack import BOT_ID, BOT_USER_ID, FakeSlack, app_mention_event
+from tests.support.in_process import InProcessServers
 from tests.support.registry import toy
 
 TOY_SECRET = "toy-env-secret-3f9a1c7e5d"
@@ -90,7 +91,7 @@ async def agent_bot(tmp_path: Path, fake: FakeSlack, **overrides: Any) -> AsyncI
         settings = slack_settings(
             tmp_path, fake, openai_api_key=llm.api_key, openai_base_url=llm.base_url, **overrides
         )
-        services = await build_services(settings)
+        services = await build_services(settings, open_transport=InProcessServers())
         try:
             with anyio.fail_after(TURN_S):
                 assert services.credentials is not None

@@ -19,6 +19,7 @@ from mcp_core.services import build_services
 from tests.slack.conftest import TEAM, USER, USER_B, SlackDriver, listeners_done, serve, slack_settings
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.fake_slack import BOT_USER_ID, FakeSlack, app_mention_event, message_im_event
+from tests.support.in_process import InProcessServers
 from tests.support.registry import toy
 
 pytestmark = pytest.mark.anyio
@@ -35,7 +36,7 @@ async def agent_bot(
         settings = slack_settings(
             tmp_path, fake, openai_api_key=llm.api_key, openai_base_url=llm.base_url, **overrides
         )
-        services = await build_services(settings)
+        services = await build_services(settings, open_transport=InProcessServers())
         try:
             assert services.credentials is not None
             ref = await services.credentials.put(TEAM, USER, {"env:TOY_SECRET": SECRET})

@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
@@ -63,7 +63,7 @@ class InProcessServers:
     ) -> AbstractAsyncContextManager[TransportStreams]:
         script = _script_of(spec)
         if script == TOY:
-            return self._serve(lambda: _toy(spec.args[1:]))
+            return self._serve(lambda: _toy(spec.args[1:], spec.env))
         if script == LEAKY:
             return self._serve(leaky.build_server)
         return self._fallback(spec, events)
@@ -139,13 +139,17 @@ def _script_of(spec: SessionSpec) -> Path | None:
     return Path(spec.args[0]).resolve()
 
 
-def _toy(flags: tuple[str, ...] | list[str]) -> MCPServer:
-    """toy.build_server with the flags of its command line that shape the server in-process."""
+def _toy(flags: tuple[str, ...] | list[str], environ: Mapping[str, str]) -> MCPServer:
+    """toy.build_server with the flags of its command line that shape the server in-process,
+    and the environment the connection declares (what its child would see of it)."""
     parser = argparse.ArgumentParser(exit_on_error=False)
     parser.add_argument("--malformed", action="store_true")
     parser.add_argument("--bad-json-schema", action="store_true")
     parser.add_argument("--pagesize", type=int, default=None)
     args = parser.parse_args(list(flags))
     return toy.build_server(
-        malformed=args.malformed, bad_json_schema=args.bad_json_schema, pagesize=args.pagesize
+        malformed=args.malformed,
+        bad_json_schema=args.bad_json_schema,
+        pagesize=args.pagesize,
+        environ=environ,
     )

@@ -15,7 +15,6 @@ bounded: connects by the connection's timeout, everything else by ``WAIT_S`` on 
 
 from __future__ import annotations
 
-import functools
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager
@@ -25,9 +24,7 @@ from typing import Any
 import anyio
 import pytest
 
-from mcp_core import services as services_module
 from mcp_core._transports import OpenTransport
-from mcp_core.connections import ConnectionPool
 from mcp_core.models import CatalogEntry, Connection, NewConnection, ToolResult
 from mcp_core.registry import ConnectOutcome
 from mcp_core.services import Services, build_services
@@ -112,15 +109,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """``build_services`` on ``settings``, closed (children reaped, usage flushed) on exit; its
     pool opens sessions through ``open_transport`` when given."""
-    if open_transport is None:
-        services = await build_services(settings, secrets=secrets)
-    else:
-        # build_services takes no transport (yet: passing one on to ConnectionPool is a one-line
-        # change there); until it does, its pool is built with ours for the length of the call.
-        with pytest.MonkeyPatch.context() as patch:
-            pool = functools.partial(ConnectionPool, open_transport=open_transport)
-            patch.setattr(services_module, "ConnectionPool", pool)
-            services = await build_services(settings, secrets=secrets)
+    services = await build_services(settings, secrets=secrets, open_transport=open_transport)
     try:
         yield services
     finally:
