@@ -17,6 +17,10 @@ Why it looks like this:
   that name the connection and never carry a secret.
 * The transport is a seam (``open_transport=``): the real one (``mcp_core._transports``)
   spawns stdio children and speaks HTTP; tests may hand the pool in-process servers instead.
+
+Size (~470 lines): the owner task, the per-connection lock, the reaper and the LRU cap share
+one piece of state (the live sessions) whose invariants only hold if they are read together;
+what could stand alone (transports, error translation) already lives elsewhere.
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ user's server.
   short time so a call does not cost a database round trip.
 * ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
   on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
+
+Size (~470 lines): this is where a person's connections, their live sessions and their catalog
+meet (each change to one invalidates the others). What stands alone lives beside it: the form
+checks in ``connection_service``, spec building in ``session_specs``, names and argument
+validation in ``tool_catalog``.
 """
 
 from __future__ import annotations
@@ -18,26 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import hashlib
 import logging
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
-
-import mcp_types as types
-from jsonschema.exceptions import SchemaError
-from jsonschema.protocols import Validator
-from referencing.exceptions import Unresolvable
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
-from mcp_core._schemas import no_fetch_validator, unresolved_references, validator_class
-from mcp_core.connection_config import PLACES, ConnectionConfig, SecretTarget
+from mcp_core.connection_config import ConnectionConfig
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
 from mcp_core.models import (
@@ -52,8 +48,10 @@ from mcp_core.models import (
     UsageRecord,
 )
 from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets, scrub
+from mcp_core.session_specs import session_spec
 from mcp_core.settings import Settings
 from mcp_core.store import Store
+from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tools
 from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -65,8 +63,6 @@ CATALOG_TTL_S = 30.0
 change connections; this process invalidates at once)."""
 POLICY_FIELDS = frozenset({"transport", "url", "config"})
 """The connection fields the network policy looks at."""
-MAX_FUNCTION_NAME = 64
-_INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 USAGE_MESSAGE_MAX_CHARS = 300
 
 
@@ -112,60 +108,6 @@ class _Catalog:
     entries: dict[str, CatalogEntry]
 
 
-def function_name(connection: str, tool: str, taken: set[str]) -> str:
-    """A unique, OpenAI-valid function name for ``tool`` of ``connection``."""
-    base = _INVALID_NAME_CHARS.sub("_", f"{connection}__{tool}")
-    digest = hashlib.sha1(f"{connection}\0{tool}".encode()).hexdigest()[:8]
-    name = base if len(base) <= MAX_FUNCTION_NAME else _with_suffix(base, digest)
-    counter = 1
-    while name in taken:
-        name = _with_suffix(base, f"{digest}{counter}")
-        counter += 1
-    return name
-
-
-def _with_suffix(base: str, suffix: str) -> str:
-    return f"{base[: MAX_FUNCTION_NAME - len(suffix) - 1]}_{suffix}"
-
-
-def _tool_info(tool: types.Tool) -> ToolInfo:
-    hints = tool.annotations
-    return ToolInfo(
-        name=tool.name,
-        title=tool.title or (hints.title if hints else None),
-        description=tool.description or "",
-        input_schema=tool.input_schema,
-        read_only=hints.read_only_hint if hints else None,
-        destructive=hints.destructive_hint if hints else None,
-        idempotent=hints.idempotent_hint if hints else None,
-        open_world=hints.open_world_hint if hints else None,
-    )
-
-
-AUTH_SCHEMES = frozenset({"bearer", "basic", "token", "bot", "apikey", "api-key", "key", "digest"})
-"""Prefixes of header secrets ("Bearer <token>"); the token alone is scrubbed too."""
-
-
-def _secret_forms(values: Iterable[str]) -> tuple[str, ...]:
-    """Every form in which a secret may show up in text: as given, without its auth scheme
-    ("Bearer <token>" → "<token>"), and URL-encoded (it may travel in a query string)."""
-    forms: set[str] = set()
-    for value in values:
-        scheme, _, token = value.partition(" ")
-        for form in (value, token.strip() if scheme.lower() in AUTH_SCHEMES else ""):
-            if form:
-                forms |= {form, quote(form, safe=""), quote_plus(form)}
-    return tuple(sorted(forms, key=len, reverse=True))
-
-
-def _with_query(url: str, extra: Mapping[str, str]) -> str:
-    if not extra:
-        return url
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True)) | dict(extra)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
 class ToolRegistry:
     """Connects, discovers and calls the tools of each user's own MCP servers."""
 
@@ -188,7 +130,7 @@ class ToolRegistry:
         self._settings = settings
         self._secrets = secrets
         self._catalogs: dict[tuple[str, str], _Catalog] = {}
-        self._validators: dict[tuple[uuid.UUID, str], Validator] = {}
+        self._validators = ArgumentValidators()
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
@@ -299,7 +241,7 @@ class ToolRegistry:
         except errors.McpCoreError as exc:
             await self._mark_failed(team_id, user_id, connection_id, exc)
             raise
-        tools, skipped = self._usable_tools(listing.tools)
+        tools, skipped = usable_tools(listing.tools)
         skipped = listing.skipped + skipped
         await self._store.save_tools(team_id, user_id, connection_id, tools, datetime.now(UTC))
         self._forget(connection_id)
@@ -372,7 +314,7 @@ class ToolRegistry:
         if entry is None:
             raise errors.UnknownToolError(tool)
         arguments = arguments or {}
-        self._validate(entry, arguments)
+        self._validators.check(entry, arguments)
         self.limits.count_call(team_id, user_id)
         started = time.perf_counter()
         try:
@@ -493,51 +435,7 @@ class ToolRegistry:
         self._catalogs.pop((team_id, user_id), None)
 
     def _forget(self, connection_id: uuid.UUID) -> None:
-        for key in [k for k in self._validators if k[0] == connection_id]:
-            del self._validators[key]
-
-    def _usable_tools(self, tools: Sequence[types.Tool]) -> tuple[list[ToolInfo], list[tuple[str, str]]]:
-        """Keep tools whose inputSchema is a valid JSON Schema with every reference inside it (the
-        bot fetches no schema, so a tool that needs one could never be validated); first of
-        duplicate names wins."""
-        kept: dict[str, ToolInfo] = {}
-        skipped: list[tuple[str, str]] = []
-        for tool in tools:
-            if tool.name in kept:
-                skipped.append((tool.name, "duplicate tool name"))
-                continue
-            try:
-                validator_class(tool.input_schema).check_schema(tool.input_schema)
-            except SchemaError as exc:
-                skipped.append((tool.name, f"invalid inputSchema: {exc.message[:150]}"))
-                continue
-            if unresolved := unresolved_references(tool.input_schema):
-                skipped.append((tool.name, unresolved[0].reason("inputSchema")[:200]))
-                continue
-            kept[tool.name] = _tool_info(tool)
-        for name, why in skipped:
-            logger.warning("skipped tool %r: %s", name, why)
-        return list(kept.values()), skipped
-
-    def _validate(self, entry: CatalogEntry, arguments: dict[str, Any]) -> None:
-        key = (entry.connection_id, entry.tool.name)
-        validator = self._validators.get(key)
-        if validator is None:
-            validator = no_fetch_validator(entry.tool.input_schema)  # a stored tool may predate the check
-            self._validators[key] = validator
-        try:
-            if validator.is_valid(arguments):  # the fast path; errors are listed only on failure
-                return
-            problems = [
-                f"{'/'.join(map(str, e.absolute_path)) or '(arguments)'}: {e.message[:200]}"
-                for e in list(validator.iter_errors(arguments))[:5]
-            ]
-        except Unresolvable as exc:
-            raise errors.ServerProtocolError(
-                entry.connection_name,
-                f"{entry.tool.name} has an inputSchema reference that cannot be resolved.",
-            ) from exc
-        raise errors.ToolArgumentsError(entry.name, problems)
+        self._validators.forget(connection_id)
 
     def _opener(
         self,
@@ -559,7 +457,7 @@ class ToolRegistry:
                     secrets = await self._secrets.get(team_id, user_id, connection.credential_ref)
                 except errors.CredentialError as exc:  # the source knows the ref, not the name
                     raise exc.for_connection(connection.name) from exc
-            spec = self._spec(connection, secrets)
+            spec = session_spec(connection, secrets, self._settings)
             self._secret_forms[connection_id] = spec.secret_values
             await self._check_policy(NetworkTargets.of(connection), checked)
             return spec
@@ -577,30 +475,3 @@ class ToolRegistry:
             checked = await judge_targets(targets, self._settings.mcp_allowed_hosts)
             checked.raise_for_refusal()
         return checked
-
-    def _spec(self, connection: Connection, secrets: Mapping[str, str]) -> SessionSpec:
-        config = connection.typed_config
-        places = {kind: config.place(kind) for kind in PLACES}
-        for key, value in secrets.items():
-            try:
-                target = SecretTarget.parse(key)
-            except ValueError:
-                unknown = f"{connection.name}: a stored secret has an unknown destination."
-                raise errors.ConfigError(unknown) from None
-            places[target.kind][target.name] = value
-        settings = self._settings
-        return SessionSpec(
-            connection_id=connection.id,
-            name=connection.name,
-            transport=connection.transport,
-            url=_with_query(connection.url, places["query"]) if connection.url else None,
-            command=connection.command,
-            args=tuple(connection.args),
-            cwd=config.cwd,
-            env=places["env"],
-            headers=places["header"],
-            connect_timeout_s=config.connect_timeout_s or settings.mcp_connect_timeout_s,
-            call_timeout_s=config.call_timeout_s or settings.mcp_call_timeout_s,
-            protocol_mode=config.protocol_mode,
-            secret_values=_secret_forms(secrets.values()),
-        )

@@ -47,6 +47,9 @@ like a shell would split words (``shlex``, no shell runs) and replaces ``command
 Only built-in and admin cards may use stdio: a card whose ``source`` is ``user`` must be remote.
 A stdio field whose value names a host the server will connect to is marked ``endpoint: true``,
 so the bot applies the network policy to it (``mcp_core.security.check_endpoint``).
+
+Size (~520 lines): every rule a card must satisfy is a validator of this one model, so that a
+card that loads is a card that builds; splitting the rules from the model would let them drift.
 """
 
 from __future__ import annotations
