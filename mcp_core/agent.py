@@ -41,6 +41,7 @@ from openai import AsyncOpenAI
 from mcp_core import errors
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult
 from mcp_core.settings import MAX_AGENT_STEPS
+from mcp_core.tool_catalog import without_optional_nulls
 
 __all__ = [
     "MAX_STEPS",
@@ -294,11 +295,14 @@ def _parse_call(raw: Any, index: int, by_name: Mapping[str, CatalogEntry]) -> _P
     except ValueError:
         arguments = None
     ok = isinstance(arguments, dict)
+    entry = by_name.get(name)
+    if ok and entry is not None:  # what the person approves is exactly what will be sent
+        arguments = without_optional_nulls(entry.tool.input_schema, arguments)
     return _ParsedCall(
         id=call_id,
         name=name,
         arguments=arguments if ok else {},
-        entry=by_name.get(name),
+        entry=entry,
         raw_arguments=raw_arguments,
         arguments_ok=ok,
     )

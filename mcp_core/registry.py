@@ -51,7 +51,7 @@ from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets, scru
 from mcp_core.session_specs import session_spec
 from mcp_core.settings import Settings
 from mcp_core.store import Store
-from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tools
+from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tools, without_optional_nulls
 from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -313,7 +313,7 @@ class ToolRegistry:
         entry = catalog.entries.get(tool)
         if entry is None:
             raise errors.UnknownToolError(tool)
-        arguments = arguments or {}
+        arguments = without_optional_nulls(entry.tool.input_schema, arguments or {})
         self._validators.check(entry, arguments)
         self.limits.count_call(team_id, user_id)
         started = time.perf_counter()

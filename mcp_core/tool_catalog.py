@@ -11,7 +11,7 @@ import hashlib
 import logging
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mcp_types as types
@@ -25,7 +25,14 @@ from mcp_core.models import CatalogEntry, ToolInfo
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MAX_FUNCTION_NAME", "ArgumentValidators", "function_name", "tool_info", "usable_tools"]
+__all__ = [
+    "MAX_FUNCTION_NAME",
+    "ArgumentValidators",
+    "function_name",
+    "tool_info",
+    "usable_tools",
+    "without_optional_nulls",
+]
 
 MAX_FUNCTION_NAME = 64
 _INVALID_NAME_CHARS = re.compile(r"[^A-Za-z0-9_-]")
@@ -119,3 +126,37 @@ class ArgumentValidators:
         """Drop a connection's validators (its tools changed, or it is gone)."""
         for key in [k for k in self._validators if k[0] == connection_id]:
             del self._validators[key]
+
+
+def without_optional_nulls(schema: Mapping[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """``arguments`` without the ``null``s a model sent for optional properties that do not take
+    null (models often fill every declared property, and the schema would refuse the call).
+
+    Only top-level properties the schema declares, does not require, and whose own schema says
+    nothing of null are dropped: an explicit null the schema allows, or one the server requires,
+    is passed on and judged by validation as before.
+    """
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping) or None not in arguments.values():
+        return arguments
+    required = schema.get("required")
+    required = set(required) if isinstance(required, list) else set()
+
+    def dropped(key: str, value: Any) -> bool:
+        optional = key in properties and key not in required
+        return value is None and optional and not _takes_null(properties[key])
+
+    return {key: value for key, value in arguments.items() if not dropped(key, value)}
+
+
+def _takes_null(schema: object) -> bool:
+    """Whether a property's schema mentions null anywhere a null could match (type, enum, const,
+    or an anyOf/oneOf branch): then the null is meant and kept."""
+    if not isinstance(schema, Mapping):
+        return schema is True
+    kind = schema.get("type")
+    if kind == "null" or (isinstance(kind, list) and "null" in kind):
+        return True
+    if None in (schema.get("enum") or ()) or ("const" in schema and schema["const"] is None):
+        return True
+    return any(_takes_null(branch) for key in ("anyOf", "oneOf") for branch in schema.get(key) or ())

@@ -144,6 +144,28 @@ async def test_a_call_that_may_write_waits_for_approval_and_a_denial_reaches_the
         assert (await conn.execute(sa.select(sa.func.count()).select_from(tool_usage))).scalar_one() == 0
 
 
+async def test_the_approval_question_shows_the_arguments_without_the_nulls_the_model_sent(
+    llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    schema = {"type": "object", "properties": {"text": {"type": "string"}, "note": {"type": "string"}}}
+    tool = ToolInfo(name="t", input_schema=schema, read_only=False)
+    catalog = [CatalogEntry(name="c__t", connection_id=uuid.uuid4(), connection_name="c", tool=tool)]
+    asked: list[ToolCall] = []
+
+    async def deny(call: ToolCall) -> bool:
+        asked.append(call)
+        return False
+
+    async def never_called(name: str, arguments: dict[str, Any]) -> ToolResult:
+        raise AssertionError("a denied call ran")
+
+    llm.call_tools(("c__t", {"text": "hi", "note": None}))
+    llm.reply("Denied.")
+    await agent_for(llm).run(QUESTION, catalog, never_called, ask_approval=deny)
+
+    assert [c.arguments for c in asked] == [{"text": "hi"}]
+
+
 async def test_with_no_way_to_ask_a_call_that_may_write_is_refused(
     services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
