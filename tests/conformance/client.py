@@ -1,0 +1,202 @@
+"""Conformance client: the bot's own path to an MCP server, behind the harness's contract.
+
+``@modelcontextprotocol/conformance`` runs this once per scenario as
+``python tests/conformance/client.py <server-url>`` (the URL is the last argument) with
+``MCP_CONFORMANCE_SCENARIO``, and where needed ``MCP_CONFORMANCE_CONTEXT`` (JSON) and
+``MCP_CONFORMANCE_PROTOCOL_VERSION``, in the environment. It must exit 0 within the harness's
+``--timeout``; the harness judges the traffic its mock server saw.
+
+The traffic is the bot's: the store, pool and registry ``build_services`` wires, on a throwaway
+SQLite database in a temporary ``DATA_DIR`` with ``MCP_ALLOWED_HOSTS`` letting in the mock on
+localhost, then ``ToolRegistry.add_connection`` (network policy, pool, real transport,
+discovery, malformed tools dropped) and ``ToolRegistry.call`` (argument validation, the pool's
+timeouts) — never a bare ``mcp.Client``. The parts are built here rather than by
+``build_services`` only to leave out what no scenario touches and what costs most to import
+(the OpenAI client: ~1 s of CPU per run, times ~50 runs per leg), and the credential backend
+(no scenario gives the bot a secret).
+
+At most ``MCP_CONFORMANCE_SLOTS`` runs (default: twice the CPU count) get past their imports
+at once: the harness starts every scenario of a leg together, and ~40 Pythons importing mcp
+(~2.5 s of CPU each) on 2 cores starve each other past the harness's timeout. Measured on 2
+cores, the 25 runs of the 2025-11-25 leg: 1 slot 66 s, 2 slots 53 s, 4 slots 42 s, unbounded
+39 s with clients finishing 60 s after their start (beyond the harness's default timeout).
+
+Whatever the bot cannot do yet, this client does not do either: a server that wants OAuth
+leaves the connection ``needs_auth`` and the run fails with the bot's own message (issue 12);
+elicitation is declined because the pool's sessions advertise no elicitation capability
+(issue 14). Those scenarios are in the baselines, each with its reason.
+
+Protocol mode (the connection's ``protocol_mode`` setting): ``auto`` (the default of a new
+connection, which reaches 2026-07-28) when the harness asks for 2026-07-28, else ``legacy``
+(the 2025 handshake), as the python-sdk's own conformance client chooses.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import tempfile
+from typing import IO
+
+
+def take_slot() -> IO[str]:
+    """Hold one of ``MCP_CONFORMANCE_SLOTS`` per-user slots (an flock on a file per slot) for
+    the life of the process: the first free one, else wait for the one this process hashes to.
+    The kernel releases it when the process exits, however it exits."""
+    slots = max(1, int(os.environ.get("MCP_CONFORMANCE_SLOTS") or 2 * (os.cpu_count() or 1)))
+    folder = os.path.join(tempfile.gettempdir(), f"slack-mcp-bot-conformance-{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"slot{i}") for i in range(slots)]
+    for path in paths:
+        file = open(path, "a")  # noqa: SIM115  # kept open: the lock lives as long as the file
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return file
+        except BlockingIOError:
+            file.close()
+    file = open(paths[os.getpid() % slots], "a")  # noqa: SIM115
+    fcntl.flock(file, fcntl.LOCK_EX)
+    return file
+
+
+if __name__ == "__main__":
+    SLOT = take_slot()  # before the heavy imports below
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from mcp_core import errors  # noqa: E402
+from mcp_core.connections import ConnectionPool  # noqa: E402
+from mcp_core.models import ConnectionStatus, NewConnection  # noqa: E402
+from mcp_core.registry import ToolRegistry  # noqa: E402
+from mcp_core.settings import Settings  # noqa: E402
+from mcp_core.store import Store, create_engine, migrate  # noqa: E402
+from mcp_core.usage import UsageRecorder  # noqa: E402
+
+logger = logging.getLogger("conformance")
+
+TEAM_ID = "T0CONFORMANCE"
+USER_ID = "U0CONFORMANCE"
+CONNECTION_NAME = "conformance"
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "::1"]
+"""The harness's mocks listen on localhost; the bot's network policy refuses it by default."""
+CONNECT_TIMEOUT_S = 20.0
+CALL_TIMEOUT_S = 20.0
+MODERN_PROTOCOL = "2026-07-28"
+LEGACY_ONLY = frozenset({"json-schema-ref-no-deref"})
+"""Scenarios whose mock only speaks the 2025 handshake (the python-sdk forces legacy too)."""
+
+TOOL_CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
+    "tools_call": [("add_numbers", {"a": 5, "b": 3})],
+    "request-metadata": [("add_numbers", {"a": 5, "b": 3})],
+    "http-standard-headers": [("add_numbers", {"a": 5, "b": 3})],
+    "sse-retry": [("test_reconnection", {})],
+    "elicitation-sep1034-client-defaults": [("test_client_elicitation_defaults", {})],
+    "http-invalid-tool-headers": [("valid_tool", {"region": "us-west1"})],
+}
+"""The tool calls each scenario expects (others: ``MCP_CONFORMANCE_CONTEXT``'s ``toolCalls``,
+or every tool the server lists, called with no arguments)."""
+
+
+def protocol_mode(scenario: str, version: str | None) -> str:
+    """The connection's ``protocol_mode`` for this run."""
+    if scenario in LEGACY_ONLY:
+        return "legacy"
+    return "auto" if version == MODERN_PROTOCOL else "legacy"
+
+
+def planned_calls(
+    scenario: str, context: dict[str, Any], schemas: dict[str, dict[str, Any]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The (tool, arguments) calls to make, in order; ``schemas``: each listed tool's inputSchema."""
+    if scenario == "json-schema-2020-12-preservation":  # echo the focal tool's schema as the bot holds it
+        return [("json_schema_echo", {"schema": schemas.get("json_schema_2020_12_tool", {})})]
+    if scenario in TOOL_CALLS:
+        return TOOL_CALLS[scenario]
+    if context.get("toolCalls"):
+        return [(call["name"], dict(call.get("arguments") or {})) for call in context["toolCalls"]]
+    return [(name, {}) for name in sorted(schemas)]
+
+
+async def run(server_url: str, scenario: str, context: dict[str, Any], version: str | None) -> int:
+    """Connect as a Slack user would, then make the scenario's calls; the exit status."""
+    with tempfile.TemporaryDirectory(prefix="conformance-") as data_dir:
+        settings = Settings(
+            _env_file=None,
+            data_dir=Path(data_dir),
+            database_url=None,
+            mcp_allowed_hosts=LOCAL_HOSTS,
+            mcp_connect_timeout_s=CONNECT_TIMEOUT_S,
+            mcp_call_timeout_s=CALL_TIMEOUT_S,
+        )
+        engine = create_engine(settings)
+        await migrate(engine)
+        store = Store(engine)
+        pool = ConnectionPool(
+            idle_timeout_s=settings.mcp_idle_timeout_s, max_sessions=settings.mcp_max_sessions
+        )
+        usage = UsageRecorder(store)
+        registry = ToolRegistry(store, pool, usage, settings)
+        pool.on_tools_changed = registry.on_tools_changed
+        try:
+            return await _exercise(registry, server_url, scenario, context, version)
+        finally:
+            await pool.aclose()
+            await usage.aclose()
+            await engine.dispose()
+
+
+async def _exercise(
+    registry: ToolRegistry, server_url: str, scenario: str, context: dict[str, Any], version: str | None
+) -> int:
+    mode = protocol_mode(scenario, version)
+    new = NewConnection(
+        name=CONNECTION_NAME, transport="streamable_http", url=server_url, config={"protocol_mode": mode}
+    )
+    outcome = await registry.add_connection(TEAM_ID, USER_ID, new)
+    if outcome.error is not None:
+        status = outcome.connection.status
+        hint = " (the bot has no OAuth yet: issue 12)" if status == ConnectionStatus.NEEDS_AUTH else ""
+        print(f"connect failed, connection {status}{hint}: {outcome.error}", file=sys.stderr)
+        return 1
+    catalog = await registry.catalog(TEAM_ID, USER_ID)
+    by_tool = {entry.tool.name: entry.name for entry in catalog}
+    print(f"connected ({mode}); tools: {sorted(by_tool)}", file=sys.stderr)
+    failed = 0
+    schemas = {entry.tool.name: entry.tool.input_schema for entry in catalog}
+    for tool, arguments in planned_calls(scenario, context, schemas):
+        if tool not in by_tool:
+            print(f"{tool}: not in the catalog (dropped or never listed)", file=sys.stderr)
+            failed += 1
+            continue
+        try:
+            result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments)
+        except errors.McpCoreError as exc:
+            print(f"{tool}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{tool}: {'error' if result.is_error else 'ok'}: {result.text[:300]}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main() -> int:
+    if len(sys.argv) < 2:
+        print(f"usage: {sys.argv[0]} <server-url>", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(relativeCreated)6d ms %(name)s %(levelname)s %(message)s",
+    )
+    scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
+    context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
+    version = os.environ.get("MCP_CONFORMANCE_PROTOCOL_VERSION")
+    return asyncio.run(run(sys.argv[-1], scenario, context, version))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
