@@ -78,6 +78,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import event
 
 from bot import texts, views
+from bot.commands import USAGE
 from bot.runner import SLACK_API_TIMEOUT_S, http_app, load_run_cards
 from mcp_core.models import NewConnection, ToolInfo
 from mcp_core.services import Services, build_services
@@ -329,7 +330,7 @@ def check_follow_up(sub: str, body: dict[str, Any]) -> str | None:
         return f"{sub}: response_type {body.get('response_type')!r}"
     if sub == "list" and not body.get("blocks"):
         return "list: no blocks"
-    if sub == "help" and text != texts.USAGE:
+    if sub == "help" and text != USAGE:
         return f"help: unexpected text {text[:200]!r}"
     return None
 
@@ -490,7 +491,7 @@ async def measure_parts(services: Services, fake: FakeSlack, team_id: str) -> li
         texts.list_summary(connections)
 
     async def respond_help() -> None:
-        await respond(text=texts.USAGE, response_type="ephemeral")
+        await respond(text=USAGE, response_type="ephemeral")
 
     async def respond_list() -> None:
         await respond(text=texts.list_summary(connections), blocks=blocks, response_type="ephemeral")
