@@ -102,6 +102,10 @@ def _http_client(
             on_status(response.status_code)
 
         hooks["response"] = [record]
+    auth = auth or spec.http_auth
+    check_request = getattr(auth, "check_request", None)
+    if check_request is not None:  # OAuth fetches URLs a server named: the network policy applies
+        hooks["request"] = [check_request]
     return httpx2.AsyncClient(
         headers={**spec.headers, **(headers or {})},
         timeout=timeout,

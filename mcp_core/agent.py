@@ -96,6 +96,9 @@ class ToolProgress:
     call: ToolCall
     state: Literal["running", "done", "failed", "denied"]
     result: ToolResult | None = None
+    error: errors.McpCoreError | None = None
+    """Why a failed call failed, when the registry raised (a ``SignInRequiredError`` makes
+    the Slack layer show a sign-in button in the thread)."""
 
 
 @dataclass
@@ -105,6 +108,15 @@ class AgentReply:
     text: str
     steps: int
     calls: list[ToolProgress] = field(default_factory=list)
+
+    @property
+    def sign_ins(self) -> list[errors.SignInRequiredError]:
+        """Connections that asked the person to sign in (again) during this turn, one per
+        connection, newest link kept."""
+        found = {
+            p.error.connection: p.error for p in self.calls if isinstance(p.error, errors.SignInRequiredError)
+        }
+        return list(found.values())
 
 
 def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy | None = None) -> bool:
@@ -236,8 +248,11 @@ class Agent:
             await on_progress(ToolProgress(call, "running"))
         try:
             result = await call_tool(call.name, call.arguments)
+        except errors.SignInRequiredError as exc:
+            text = f"{exc.connection} needs the person to sign in again; a Sign in button is shown to them."
+            return ToolProgress(call, "failed", _error(text), exc)
         except errors.McpCoreError as exc:  # tool failures are data for the model
-            return ToolProgress(call, "failed", _error(str(exc)))
+            return ToolProgress(call, "failed", _error(str(exc)), exc)
         return ToolProgress(call, "failed" if result.is_error else "done", result)
 
     async def _complete(

@@ -19,7 +19,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["PLACES", "CardFieldError", "ConnectionConfig", "Place", "PlaceKind", "SecretTarget"]
+__all__ = [
+    "PLACES",
+    "CardFieldError",
+    "ConnectionConfig",
+    "OAuthOptions",
+    "Place",
+    "PlaceKind",
+    "SecretTarget",
+]
 
 PlaceKind = Literal["header", "env", "query"]
 
@@ -97,6 +105,22 @@ class CardFieldError(ValueError):
         self.message = message
 
 
+class OAuthOptions(BaseModel):
+    """How a connection signs in with OAuth (set by an ``auth: oauth`` run card).
+
+    A remote connection without an ``Authorization`` header signs in with OAuth whenever its
+    server asks (a 401 with discovery metadata); these options only refine that: scopes to ask
+    for when neither the challenge nor the metadata names any, and how a client registered by
+    the operator (``OAUTH_<CARD>_CLIENT_ID`` / ``_SECRET``) authenticates at the token endpoint.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: str | None = Field(default=None, max_length=1000)
+    client_auth: Literal["none", "client_secret_basic", "client_secret_post"] | None = None
+    """None: ``client_secret_basic`` when the operator gave a secret, else ``none``."""
+
+
 class ConnectionConfig(BaseModel):
     """The non-secret settings of a connection (``NewConnection.config``, typed).
 
@@ -123,6 +147,8 @@ class ConnectionConfig(BaseModel):
     call_timeout_s: float | None = Field(default=None, gt=0)
     """None: ``MCP_CALL_TIMEOUT_S``."""
     protocol_mode: Literal["auto", "legacy"] = "auto"
+    oauth: OAuthOptions | None = None
+    """Set for connections made from an ``auth: oauth`` card."""
     card_values: dict[str, str] = Field(default_factory=dict)
     """The non-secret values a run card's form was filled in with, to pre-fill its Edit form
     (values the operator supplied are never kept here: they are never shown back)."""

@@ -35,6 +35,7 @@ from mcp_core.connection_config import CardFieldError, SecretTarget
 from mcp_core.credentials import CredentialStore
 from mcp_core.limits import too_many_connections
 from mcp_core.models import Connection, NewConnection, normalize_connection_name
+from mcp_core.oauth import OAuthFlows
 from mcp_core.registry import ConnectOutcome, HealthReport, ToolRegistry
 from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets
 from mcp_core.settings import Settings
@@ -50,6 +51,7 @@ __all__ = [
     "FormProblem",
     "NotSaved",
     "ProblemKind",
+    "SignInDone",
 ]
 
 FORM_CHECK_TIMEOUT_S = 2.0
@@ -163,6 +165,15 @@ class NotSaved:
     error: errors.McpCoreError
 
 
+@dataclass(frozen=True)
+class SignInDone:
+    """A finished sign-in: the connection as stored after it reopened, and why it still could
+    not be opened, if it could not (the grant is kept either way)."""
+
+    connection: Connection
+    error: errors.McpCoreError | None = None
+
+
 ConnectResult = ConnectOutcome | NotSaved
 """Stored (``error`` set if it could not be opened: it is kept, marked error) or not at all."""
 
@@ -184,12 +195,18 @@ class ConnectionService:
     """The connection lifecycle for one person at a time, scoped by the verified (team, user)."""
 
     def __init__(
-        self, store: Store, registry: ToolRegistry, credentials: CredentialStore | None, settings: Settings
+        self,
+        store: Store,
+        registry: ToolRegistry,
+        credentials: CredentialStore | None,
+        settings: Settings,
+        oauth: OAuthFlows | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
         self._credentials = credentials
         self._settings = settings
+        self._oauth = oauth
 
     async def check(self, form: ConnectForm) -> ConnectPlan | list[FormProblem]:
         """Every check a connect form needs, each once: the plan, or the problems by field.
@@ -320,9 +337,39 @@ class ConnectionService:
         Raises:
             ConnectionNotFoundError: it is not (or no longer) theirs.
         """
+        if self._oauth is not None:  # before the row goes: the grant is found by the connection
+            await self._oauth.revoke(connection)
         await self._registry.remove_connection(team_id, user_id, connection.id)
         if connection.credential_ref and self._credentials is not None:
             await self._credentials.delete(team_id, user_id, connection.credential_ref)
+
+    async def complete_sign_in(self, query: Mapping[str, str]) -> SignInDone:
+        """Finish the OAuth sign-in a browser came back with (``/oauth/callback``'s query), on
+        whichever process it lands, then open the connection with its new tokens.
+
+        Raises:
+            SignInError: the sign-in could not be finished; the text says why and what to do.
+        """
+        if self._oauth is None:
+            raise errors.SignInError("OAuth sign-in is not available on this bot.")
+        connection = await self._oauth.finish(query)
+        outcome = await self._registry.reconnect(connection.team_id, connection.user_id, connection.id)
+        return SignInDone(outcome.connection, outcome.error)
+
+    async def sign_in_url(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> str | None:
+        """A new sign-in link for the person's connection ("Sign in again"), or None when it
+        opened without one (it was signed in after all).
+
+        Raises:
+            ConnectionNotFoundError: not theirs.
+            McpCoreError: the server failed in another way (the text says how).
+        """
+        outcome = await self._registry.reconnect(team_id, user_id, connection_id)
+        if isinstance(outcome.error, errors.SignInRequiredError):
+            return outcome.error.authorize_url
+        if outcome.error is not None:
+            raise outcome.error
+        return None
 
     async def test(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> HealthReport:
         """List the connection's tools again and time it (one policy check, as for any connect)."""

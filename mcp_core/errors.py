@@ -162,6 +162,39 @@ class ServerAuthError(ServerUnavailableError):
     """The server answered 401/403: the credentials are missing, wrong or expired."""
 
 
+class SignInRequiredError(ServerAuthError):
+    """The server signs people in with OAuth and this connection has no usable grant.
+
+    ``authorize_url`` is where the person's browser goes (it carries only the single-use,
+    expiring ``state``, never a secret); ``mcp_core.oauth`` finishes the flow when the callback
+    arrives, on whichever process it lands.
+    """
+
+    def __init__(self, connection: str, authorize_url: str, *, scope: str | None = None) -> None:
+        super().__init__(connection, "needs sign-in")
+        self.authorize_url = authorize_url
+        self.scope = scope
+
+
+class OAuthClientMissingError(ServerAuthError):
+    """The server wants OAuth but offers the bot no way to identify itself: no pre-registered
+    client, no Client ID Metadata Document support, no dynamic registration. An admin must
+    register the bot with the server and give its client id (``OAUTH_<CARD>_CLIENT_ID``)."""
+
+    def __init__(self, connection: str, issuer: str) -> None:
+        super().__init__(
+            connection,
+            f"the sign-in server {issuer} does not let the bot register itself; an admin must "
+            "register the bot there and set its client id",
+        )
+        self.issuer = issuer
+
+
+class SignInError(McpCoreError):
+    """A sign-in callback could not be completed (unknown or expired state, refused code,
+    the person declined); the text says what happened and what to do, without any secret."""
+
+
 class ServerTimeoutError(McpServerError):
     """The server did not answer within the timeout."""
 

@@ -135,6 +135,12 @@ class Connection(NewConnection):
     created_at: datetime
     updated_at: datetime
 
+    @property
+    def needs_sign_in(self) -> bool:
+        """Refused, and the fix is to sign in with OAuth again (not to paste a new token):
+        the connection signs in with OAuth (an ``auth: oauth`` card, or a server that asked)."""
+        return self.status == ConnectionStatus.NEEDS_AUTH and self.typed_config.oauth is not None
+
 
 class SessionSpec(BaseModel):
     """Everything needed to open one live session, secrets included. Never logged or stored."""
@@ -155,6 +161,8 @@ class SessionSpec(BaseModel):
     protocol_mode: Literal["auto", "legacy"] = "auto"
     secret_values: tuple[str, ...] = ()
     """Every secret joined into env, headers or the URL, so error texts can be scrubbed of them."""
+    http_auth: Any = Field(default=None, exclude=True, repr=False)
+    """An ``httpx2.Auth`` for a remote session (``mcp_core.oauth.GrantProvider``), or None."""
 
     def __repr__(self) -> str:
         return f"SessionSpec(name={self.name!r}, transport={self.transport!r}, id={self.connection_id})"

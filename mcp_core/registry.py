@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
@@ -53,6 +53,9 @@ from mcp_core.settings import Settings
 from mcp_core.store import Store
 from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tools, without_optional_nulls
 from mcp_core.usage import UsageRecorder
+
+if TYPE_CHECKING:
+    from mcp_core.oauth import GrantProvider, OAuthFlows
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +122,7 @@ class ToolRegistry:
         settings: Settings,
         secrets: SecretSource | None = None,
         limits: UserLimits | None = None,
+        oauth: OAuthFlows | None = None,
     ) -> None:
         self.limits = limits or UserLimits(
             max_turns=settings.agent_max_turns_per_user,
@@ -134,6 +138,10 @@ class ToolRegistry:
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
+        self._oauth = oauth
+        self._providers: dict[uuid.UUID, GrantProvider] = {}
+        """The OAuth provider of each connection's newest session: what it ran into explains a
+        failure better than the transport can (a sign-in link, a server that cannot register us)."""
 
     # -- connections ---------------------------------------------------------------------
 
@@ -213,12 +221,20 @@ class ToolRegistry:
             return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id), exc)
         return ConnectOutcome(await self._store.get_connection(team_id, user_id, connection.id))
 
+    async def reconnect(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> ConnectOutcome:
+        """Close the connection's session and open it again (new tokens after a sign-in)."""
+        connection = await self._store.get_connection(team_id, user_id, connection_id)
+        await self._pool.discard(connection_id)
+        self._invalidate(team_id, user_id)
+        return await self._connect(connection, None)
+
     async def remove_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:
         """Close the live session, then delete the row. Returns False if it was not theirs."""
         await self._store.get_connection(team_id, user_id, connection_id)  # ownership first
         await self._pool.discard(connection_id, delete_files=True)
         removed = await self._store.delete_connection(team_id, user_id, connection_id)
         self._forget(connection_id)
+        self._providers.pop(connection_id, None)
         self._invalidate(team_id, user_id)
         return removed
 
@@ -239,8 +255,9 @@ class ToolRegistry:
                 connection_id, self._opener(team_id, user_id, connection_id, connection, checked)
             )
         except errors.McpCoreError as exc:
+            exc = await self._explained(connection_id, exc)
             await self._mark_failed(team_id, user_id, connection_id, exc)
-            raise
+            raise exc  # the explained failure keeps the transport's as its cause
         tools, skipped = usable_tools(listing.tools)
         skipped = listing.skipped + skipped
         await self._store.save_tools(team_id, user_id, connection_id, tools, datetime.now(UTC))
@@ -325,10 +342,22 @@ class ToolRegistry:
                 arguments,
             )
         except errors.McpCoreError as exc:
+            exc = await self._explained(entry.connection_id, exc)
             self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
             if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
                 await self._mark_failed(team_id, user_id, entry.connection_id, exc)
-            raise
+            raise exc  # the explained failure keeps the transport's as its cause
+        provider = self._providers.get(entry.connection_id)
+        if result.is_error and provider is not None and provider.failure is not None:
+            # The server refused the request at the HTTP layer (a step-up 403, a grant that no
+            # longer refreshes) and the transport reported it as a closed connection: the tool
+            # did not run. Say what the person can do instead.
+            refused = errors.ServerAuthError(entry.connection_name, "the server refused the call")
+            exc = await self._explained(entry.connection_id, refused)
+            self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+            await self._pool.discard(entry.connection_id)
+            await self._mark_failed(team_id, user_id, entry.connection_id, exc)
+            raise exc
         text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
         latency_ms = (time.perf_counter() - started) * 1000
         failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
@@ -384,6 +413,26 @@ class ToolRegistry:
         with contextlib.suppress(errors.ConnectionNotFoundError):  # removed meanwhile: nothing to mark
             await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
         self._invalidate(team_id, user_id)
+
+    async def _explained(self, connection_id: uuid.UUID, exc: errors.McpCoreError) -> errors.McpCoreError:
+        """What the connection's OAuth provider ran into, if anything (the transport only saw
+        that the request failed). A server that asked for a sign-in makes the connection an
+        OAuth one, so /mcp list offers "Sign in again" instead of "paste a new token"."""
+        provider = self._providers.get(connection_id)
+        if provider is None or provider.failure is None:
+            return exc
+        failure, provider.failure = provider.failure, None
+        if provider.sign_in_started:
+            owner = provider.owner
+            with contextlib.suppress(errors.McpCoreError):
+                connection = await self._store.get_connection(owner.team_id, owner.user_id, connection_id)
+                if connection.typed_config.oauth is None:
+                    config = {**connection.config, "oauth": {}}
+                    await self._store.update_connection(
+                        owner.team_id, owner.user_id, connection_id, config=config
+                    )
+        failure.__cause__ = exc
+        return failure
 
     def _record(
         self,
@@ -460,6 +509,10 @@ class ToolRegistry:
             spec = session_spec(connection, secrets, self._settings)
             self._secret_forms[connection_id] = spec.secret_values
             await self._check_policy(NetworkTargets.of(connection), checked)
+            if self._oauth is not None and self._oauth.signs_in(connection, spec):
+                provider = self._oauth.provider(connection)
+                self._providers[connection_id] = provider
+                spec = spec.model_copy(update={"http_auth": provider})
             return spec
 
         return open_spec

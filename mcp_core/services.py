@@ -19,6 +19,7 @@ from mcp_core.agent import Agent
 from mcp_core.connection_service import ConnectionService
 from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
+from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.settings import Settings
@@ -40,6 +41,7 @@ class Services:
     pool: ConnectionPool
     usage: UsageRecorder
     registry: ToolRegistry
+    oauth: OAuthFlows
     credentials: CredentialStore | None = None
     """Where the bot puts and deletes users' secrets: the local backend unless the caller
     passed ``secrets``; then that source if it is a full ``CredentialStore`` (put/get/delete),
@@ -54,7 +56,7 @@ class Services:
     @cached_property
     def connections(self) -> ConnectionService:
         """Connect, edit, disconnect and test, on these parts (tests' own parts included)."""
-        return ConnectionService(self.store, self.registry, self.credentials, self.settings)
+        return ConnectionService(self.store, self.registry, self.credentials, self.settings, self.oauth)
 
     async def aclose(self) -> None:
         """Close sessions (reaping children), flush usage, then release the credential backend,
@@ -62,6 +64,7 @@ class Services:
         call twice."""
         await self.pool.aclose()
         await self.usage.aclose()
+        await self.oauth.aclose()
         if self._owns_credentials and self.credentials is not None:
             await self.credentials.aclose()
         if self._llm is not None:
@@ -77,6 +80,7 @@ async def build_services(
     secrets: SecretSource | None = None,
     run_migrations: bool = True,
     open_transport: OpenTransport | None = None,
+    oauth_redirect_url: str | None = None,
 ) -> Services:
     """Wire the real store, credentials, pool, usage recorder and registry; migrate first.
 
@@ -90,6 +94,8 @@ async def build_services(
         StoreError: the database is unreachable or a migration failed.
 
     ``open_transport`` replaces how the pool reaches servers (tests: in-memory SDK servers).
+    ``oauth_redirect_url`` is where sign-ins come back (default: ``OAUTH_REDIRECT_URL``, else
+    the local callback on ``OAUTH_PORT``; HTTP mode passes its own port's).
     """
     selection = None
     if secrets is None:
@@ -116,7 +122,9 @@ async def build_services(
         sandbox=StdioSandbox.from_settings(settings),
         open_transport=open_transport,
     )
-    registry = ToolRegistry(store, pool, usage, settings, secrets)
+    redirect = oauth_redirect_url or default_redirect_url(settings)
+    oauth = OAuthFlows(GrantStore(engine, credentials), store, settings, redirect)
+    registry = ToolRegistry(store, pool, usage, settings, secrets, oauth=oauth)
     pool.on_tools_changed = registry.on_tools_changed
     llm = agent = None
     if settings.openai_api_key is not None:
@@ -133,6 +141,7 @@ async def build_services(
         pool,
         usage,
         registry,
+        oauth,
         credentials,
         agent,
         engine if owned else None,

@@ -91,6 +91,15 @@ class Settings(BaseSettings):
     agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)
     agent_max_turns_per_user: int = Field(default=MAX_TURNS_PER_USER, ge=1)
 
+    # OAuth sign-in to remote MCP servers (mcp_core.oauth)
+    oauth_redirect_url: str | None = Field(
+        default=None,
+        description="public https URL of /oauth/callback; default http://localhost:<port>/oauth/callback",
+    )
+    oauth_port: int = Field(
+        default=3001, ge=1, le=65535, description="Socket Mode's OAuth callback listener port"
+    )
+
     # People and policy
     admin_user_ids: CommaList = Field(default_factory=list)
     run_cards_dir: Path | None = None

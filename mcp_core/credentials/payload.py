@@ -15,18 +15,26 @@ from collections.abc import Mapping
 from mcp_core.connection_config import SecretTarget
 from mcp_core.errors import CredentialError
 
-__all__ = ["MAX_REF_CHARS", "check_key", "decode_values", "encode_values"]
+__all__ = ["MAX_REF_CHARS", "OAUTH_KEYS", "check_key", "decode_values", "encode_values"]
 
 MAX_REF_CHARS = 200
 """The longest credential ref any backend accepts (the connections table's column fits it)."""
 
 
+OAUTH_KEYS = frozenset({"oauth:tokens", "oauth:client", "oauth:verifier"})
+"""Keys of the records ``mcp_core.oauth`` keeps (a grant's tokens and client, a pending
+sign-in's PKCE verifier): JSON text, never joined into a session's headers or environment."""
+
+
 def check_key(key: object) -> None:
-    """Refuse a key that does not say where its value goes (a :class:`SecretTarget`).
+    """Refuse a key that does not say where its value goes (a :class:`SecretTarget`), other
+    than the OAuth record keys (``OAUTH_KEYS``).
 
     Raises:
         ValueError: the key is not ``header:<Name>``, ``env:<NAME>`` or ``query:<name>``.
     """
+    if key in OAUTH_KEYS:
+        return
     SecretTarget.parse(key)  # type: ignore[arg-type]  # parse refuses a non-string too
 
 

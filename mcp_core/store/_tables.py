@@ -18,6 +18,8 @@ __all__ = [
     "connections",
     "credentials",
     "metadata",
+    "oauth_grants",
+    "oauth_pending",
     "schema_migrations",
     "slack_events",
     "tool_usage",
@@ -108,6 +110,38 @@ credentials = sa.Table(
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("record", Json, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Per-user OAuth sign-in (mcp_core/oauth); 0004_oauth.
+oauth_pending = sa.Table(
+    "mcp_oauth_pending",
+    metadata,
+    sa.Column("state_hash", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("connection_id", sa.Uuid, sa.ForeignKey(connections.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column("credential_ref", sa.Text, nullable=False),
+    sa.Column("flow", Json, nullable=False),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_oauth_pending_expires_idx", "expires_at"),
+)
+
+oauth_grants = sa.Table(
+    "mcp_oauth_grants",
+    metadata,
+    sa.Column(
+        "connection_id", sa.Uuid, sa.ForeignKey(connections.c.id, ondelete="CASCADE"), primary_key=True
+    ),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("credential_ref", sa.Text, nullable=False),
+    sa.Column("metadata", Json, nullable=False),
+    sa.Column("scope", sa.Text),
+    sa.Column("expires_at", UtcDateTime),
+    sa.Column("lease_holder", sa.Text),
+    sa.Column("lease_until", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 

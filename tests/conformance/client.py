@@ -21,10 +21,17 @@ at once: the harness starts every scenario of a leg together, and ~40 Pythons im
 cores, the 25 runs of the 2025-11-25 leg: 1 slot 66 s, 2 slots 53 s, 4 slots 42 s, unbounded
 39 s with clients finishing 60 s after their start (beyond the harness's default timeout).
 
-Whatever the bot cannot do yet, this client does not do either: a server that wants OAuth
-leaves the connection ``needs_auth`` and the run fails with the bot's own message (issue 12);
-elicitation is declined because the pool's sessions advertise no elicitation capability
-(issue 14). Those scenarios are in the baselines, each with its reason.
+OAuth runs the bot's own sign-in (``mcp_core.oauth``): the connect comes back with
+``SignInRequiredError`` and its link; this client plays the person's browser (GET the link,
+read the authorization server's redirect) and hands the redirect's query to
+``ConnectionService.complete_sign_in``, exactly what ``/oauth/callback`` does. A call that asks
+for more scope (step-up) gets one more sign-in, at most ``MAX_SIGN_INS`` in all, as a person
+would click "Sign in again". Tokens and the pending sign-in live in the local credential
+backend (a key generated in the temporary ``DATA_DIR``).
+
+Whatever the bot cannot do yet, this client does not do either: elicitation is declined
+because the pool's sessions advertise no elicitation capability (issue 14). Those scenarios
+are in the baselines, each with its reason.
 
 Protocol mode (the connection's ``protocol_mode`` setting): ``auto`` (the default of a new
 connection, which reaches 2026-07-28) when the harness asks for 2026-07-28, else ``legacy``
@@ -68,10 +75,16 @@ import json  # noqa: E402
 import logging  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
+from urllib.parse import parse_qsl, urlsplit  # noqa: E402
+
+import httpx2  # noqa: E402
 
 from mcp_core import errors  # noqa: E402
+from mcp_core.connection_service import ConnectionService  # noqa: E402
 from mcp_core.connections import ConnectionPool  # noqa: E402
-from mcp_core.models import ConnectionStatus, NewConnection  # noqa: E402
+from mcp_core.credentials import detect_backend, open_backend  # noqa: E402
+from mcp_core.models import NewConnection  # noqa: E402
+from mcp_core.oauth import GrantStore, OAuthFlows, PreRegisteredClient  # noqa: E402
 from mcp_core.registry import ToolRegistry  # noqa: E402
 from mcp_core.settings import Settings  # noqa: E402
 from mcp_core.store import Store, create_engine, migrate  # noqa: E402
@@ -84,6 +97,11 @@ USER_ID = "U0CONFORMANCE"
 CONNECTION_NAME = "conformance"
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "::1"]
 """The harness's mocks listen on localhost; the bot's network policy refuses it by default."""
+REDIRECT_URL = "http://localhost:3000/callback"
+CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
+"""What the reference clients use; the mock authorization server does not fetch it."""
+CARD_ID = "conformance"
+MAX_SIGN_INS = 3
 CONNECT_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 20.0
 MODERN_PROTOCOL = "2026-07-28"
@@ -136,32 +154,72 @@ async def run(server_url: str, scenario: str, context: dict[str, Any], version: 
         engine = create_engine(settings)
         await migrate(engine)
         store = Store(engine)
+        credentials = await open_backend(detect_backend(settings), settings, engine)
         pool = ConnectionPool(
             idle_timeout_s=settings.mcp_idle_timeout_s, max_sessions=settings.mcp_max_sessions
         )
         usage = UsageRecorder(store)
-        registry = ToolRegistry(store, pool, usage, settings)
+        oauth = OAuthFlows(
+            GrantStore(engine, credentials),
+            store,
+            settings,
+            REDIRECT_URL,
+            client_metadata_url=CLIENT_METADATA_URL,
+        )
+        if context.get("client_id"):  # auth/pre-registration: the operator registered the bot
+            client = PreRegisteredClient(context["client_id"], context.get("client_secret"), server_url)
+            oauth.use_clients({CARD_ID: client})
+        registry = ToolRegistry(store, pool, usage, settings, credentials, oauth=oauth)
         pool.on_tools_changed = registry.on_tools_changed
+        connections = ConnectionService(store, registry, credentials, settings, oauth)
         try:
-            return await _exercise(registry, server_url, scenario, context, version)
+            return await _exercise(registry, connections, server_url, scenario, context, version)
         finally:
             await pool.aclose()
             await usage.aclose()
+            await oauth.aclose()
+            await credentials.aclose()
             await engine.dispose()
 
 
+async def browse(authorize_url: str) -> dict[str, str]:
+    """What the person's browser brings back to ``/oauth/callback``: the authorization
+    server's redirect (the mock approves at once), read without following it."""
+    async with httpx2.AsyncClient(timeout=10) as http:
+        response = await http.get(authorize_url, follow_redirects=False)
+    location = response.headers.get("location", "")
+    return dict(parse_qsl(urlsplit(location).query))
+
+
 async def _exercise(
-    registry: ToolRegistry, server_url: str, scenario: str, context: dict[str, Any], version: str | None
+    registry: ToolRegistry,
+    connections: ConnectionService,
+    server_url: str,
+    scenario: str,
+    context: dict[str, Any],
+    version: str | None,
 ) -> int:
     mode = protocol_mode(scenario, version)
     new = NewConnection(
-        name=CONNECTION_NAME, transport="streamable_http", url=server_url, config={"protocol_mode": mode}
+        name=CONNECTION_NAME,
+        transport="streamable_http",
+        url=server_url,
+        config={"protocol_mode": mode},
+        card_id=CARD_ID,
     )
     outcome = await registry.add_connection(TEAM_ID, USER_ID, new)
+    sign_ins = 0
+    while isinstance(outcome.error, errors.SignInRequiredError) and sign_ins < MAX_SIGN_INS:
+        sign_ins += 1
+        print(f"sign-in {sign_ins}: following the link", file=sys.stderr)
+        try:
+            done = await connections.complete_sign_in(await browse(outcome.error.authorize_url))
+        except errors.SignInError as exc:
+            print(f"sign-in failed: {exc}", file=sys.stderr)
+            return 1
+        outcome = done
     if outcome.error is not None:
-        status = outcome.connection.status
-        hint = " (the bot has no OAuth yet: issue 12)" if status == ConnectionStatus.NEEDS_AUTH else ""
-        print(f"connect failed, connection {status}{hint}: {outcome.error}", file=sys.stderr)
+        print(f"connect failed, connection {outcome.connection.status}: {outcome.error}", file=sys.stderr)
         return 1
     catalog = await registry.catalog(TEAM_ID, USER_ID)
     by_tool = {entry.tool.name: entry.name for entry in catalog}
@@ -175,6 +233,20 @@ async def _exercise(
             continue
         try:
             result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments)
+        except errors.SignInRequiredError as exc:  # step-up: the person signs in again, asks again
+            if sign_ins >= MAX_SIGN_INS:
+                print(f"{tool}: still asks for a sign-in after {sign_ins}; giving up", file=sys.stderr)
+                failed += 1
+                continue
+            sign_ins += 1
+            print(f"{tool}: sign-in {sign_ins} (scope {exc.scope})", file=sys.stderr)
+            try:
+                await connections.complete_sign_in(await browse(exc.authorize_url))
+                result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments)
+            except errors.McpCoreError as again:
+                print(f"{tool}: {type(again).__name__}: {again}", file=sys.stderr)
+                failed += 1
+                continue
         except errors.McpCoreError as exc:
             print(f"{tool}: {type(exc).__name__}: {exc}", file=sys.stderr)
             failed += 1
