@@ -105,7 +105,14 @@ def test_env_example_lists_every_setting() -> None:
 
 
 def test_env_example_names_only_settings_port_or_real_card_fields() -> None:
-    card_vars = {operator_var(card.id, f.key) for card in load_cards(BUILTIN_DIR).all() for f in card.fields}
+    cards = load_cards(BUILTIN_DIR).all()
+    card_vars = {operator_var(card.id, f.key) for card in cards for f in card.fields}
+    card_vars |= {  # a client the operator registered with an OAuth card's server
+        f"OAUTH_{card.id.upper().replace('-', '_')}_{part}"
+        for card in cards
+        if getattr(card, "auth", "none") == "oauth"
+        for part in ("CLIENT_ID", "CLIENT_SECRET")
+    }
 
     assert set(env_example()) - set(FIELDS) - card_vars - {"PORT"} == set()
 

@@ -60,6 +60,7 @@ __all__ = ["EXPIRY_MARGIN_S", "GrantProvider", "GrantStorage", "metadata_of", "r
 EXPIRY_MARGIN_S = 60.0
 """Refresh this long before the access token expires, so a call never starts on a dying token."""
 REFRESH_TIMEOUT_S = 15.0
+NOT_OAUTH = "the server refused the credentials (HTTP 401). Reconnect with a valid token."
 
 
 class _QuietSignIn(logging.Filter):
@@ -235,15 +236,20 @@ class GrantProvider(OAuthClientProvider):
         except errors.McpCoreError as exc:
             self.failure = exc
             raise
-        except OAuthRegistrationError as exc:
-            issuer = self.context.auth_server_url or self.context.get_authorization_base_url(
-                self.context.server_url
-            )
-            self.failure = errors.OAuthClientMissingError(self.name, issuer)
+        except (OAuthFlowError, OAuthTokenError, OAuthRegistrationError) as exc:
+            self.failure = self._explain(exc)
             raise self.failure from exc
-        except (OAuthFlowError, OAuthTokenError) as exc:
-            self.failure = errors.ServerAuthError(self.name, f"OAuth sign-in failed: {_first_line(exc)}")
-            raise self.failure from exc
+
+    def _explain(self, exc: Exception) -> errors.McpCoreError:
+        ctx = self.context
+        if ctx.protected_resource_metadata is None and ctx.oauth_metadata is None:
+            # A 401 from a server that publishes no OAuth metadata: a plain token server whose
+            # token is missing or wrong, not a sign-in that failed.
+            return errors.ServerAuthError(self.name, NOT_OAUTH)
+        if isinstance(exc, OAuthRegistrationError):
+            issuer = ctx.auth_server_url or ctx.get_authorization_base_url(ctx.server_url)
+            return errors.OAuthClientMissingError(self.name, issuer)
+        return errors.ServerAuthError(self.name, f"OAuth sign-in failed: {_first_line(exc)}")
 
     async def refresh(self, *, rejected: str | None) -> bool:
         """Refresh the access token once for every process: under the grant's lease, after
