@@ -300,6 +300,8 @@ class ConnectionService:
             ref = old_ref
         elif plan.secrets and self._credentials is not None:
             ref = await self._credentials.put(team_id, user_id, plan.secrets)
+        if editing is not None and editing.url != new.url and self._oauth is not None:
+            await self._oauth.revoke(editing)  # its grant was for the old server
         stored = False
         try:
             if editing is not None:  # changed in place: same id, usage history kept

@@ -359,6 +359,11 @@ class ToolRegistry:
             await self._mark_failed(team_id, user_id, entry.connection_id, exc)
             raise exc
         text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
+        structured = None if truncated else result.structured_content
+        if provider is not None and (tokens := provider.secret_values()):
+            clean = scrub(text, tokens)  # a server echoing the token it was sent
+            if clean != text:
+                text, structured = clean, None
         latency_ms = (time.perf_counter() - started) * 1000
         failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
         self._record(
@@ -370,7 +375,6 @@ class ToolRegistry:
             "ToolReportedError" if failure else None,
             failure,
         )
-        structured = None if truncated else result.structured_content
         return ToolResult(
             text=text,
             is_error=result.is_error,
@@ -391,7 +395,7 @@ class ToolRegistry:
                 form
                 for connection_id, owner in self._owners.items()
                 if owner == (team_id, user_id)
-                for form in self._secret_forms.get(connection_id, ())
+                for form in self._forms_of(connection_id)
             },
             key=len,
             reverse=True,
@@ -413,6 +417,13 @@ class ToolRegistry:
         with contextlib.suppress(errors.ConnectionNotFoundError):  # removed meanwhile: nothing to mark
             await self._store.set_status(team_id, user_id, connection_id, status, str(exc))
         self._invalidate(team_id, user_id)
+
+    def _forms_of(self, connection_id: uuid.UUID) -> tuple[str, ...]:
+        """The connection's secrets as they may appear in text: its stored ones and, for an OAuth
+        connection, its current tokens and client secret (they change on every refresh)."""
+        provider = self._providers.get(connection_id)
+        oauth = provider.secret_values() if provider is not None else ()
+        return self._secret_forms.get(connection_id, ()) + oauth
 
     async def _explained(self, connection_id: uuid.UUID, exc: errors.McpCoreError) -> errors.McpCoreError:
         """What the connection's OAuth provider ran into, if anything (the transport only saw

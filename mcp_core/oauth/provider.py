@@ -38,7 +38,7 @@ from urllib.parse import urlencode, urljoin
 import httpx2
 from mcp.client.auth import OAuthClientProvider, OAuthFlowError, OAuthRegistrationError, OAuthTokenError
 from mcp.client.auth.oauth2 import PKCEParameters
-from mcp.client.auth.utils import extract_field_from_www_auth
+from mcp.client.auth.utils import extract_field_from_www_auth, validate_authorization_response_iss
 from mcp.shared.auth import (
     AuthorizationCodeResult,
     OAuthClientInformationFull,
@@ -52,6 +52,7 @@ from mcp.shared.inbound import MCP_PROTOCOL_VERSION_HEADER
 from mcp_core import errors
 from mcp_core.connection_config import OAuthOptions
 from mcp_core.oauth.grants import GrantStore, Owner
+from mcp_core.session_specs import secret_forms
 
 logger = logging.getLogger(__name__)
 
@@ -172,6 +173,17 @@ class GrantProvider(OAuthClientProvider):
     @property
     def owner(self) -> Owner:
         return self.storage.owner
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The tokens and client secret this session holds now, in every form text may show
+        them (``session_specs.secret_forms``), to scrub from what a server sends back."""
+        ctx = self.context
+        values = (
+            [ctx.current_tokens.access_token, ctx.current_tokens.refresh_token] if ctx.current_tokens else []
+        )
+        if ctx.client_info is not None:
+            values.append(ctx.client_info.client_secret)
+        return secret_forms(v for v in values if v)
 
     # -- state from the grant --------------------------------------------------------------
 
@@ -335,8 +347,6 @@ class GrantProvider(OAuthClientProvider):
         Raises:
             SignInError: the server refused, or its answer is not a token.
         """
-        from mcp.client.auth.utils import validate_authorization_response_iss
-
         try:
             validate_authorization_response_iss(result.iss, self.context.oauth_metadata)
             if not result.code:
