@@ -44,11 +44,26 @@ can point a card at a preinstalled command instead with the environment variable
 like a shell would split words (``shlex``, no shell runs) and replaces ``command`` and ``args``;
 ``server_args`` are kept. The loader applies these overrides (see ``loader.load_cards``).
 
+Signing in with OAuth: a remote card with ``auth: oauth`` makes connections that sign in per person
+(the core attaches an OAuth provider: discovery, client registration, PKCE, tokens in the
+credential manager; the person gets a "Sign in" button). Such a card may have no fields at all,
+never maps anything to ``header:Authorization`` (signing in sets it), and may refine the sign-in
+with an ``oauth:`` block::
+
+    auth: oauth
+    oauth:
+      scope: "read write"                # asked for only when the server names no scopes itself
+      client_auth: client_secret_post    # for a client the operator registered (below)
+
+A server without dynamic client registration needs a client the operator registered there, given
+as ``OAUTH_<CARD>_CLIENT_ID`` / ``OAUTH_<CARD>_CLIENT_SECRET`` (``oauth_client_var``); the card's
+``advice`` says so. ``build`` puts the block into ``config["oauth"]`` (``{}`` when there is none).
+
 Only built-in and admin cards may use stdio: a card whose ``source`` is ``user`` must be remote.
 A stdio field whose value names a host the server will connect to is marked ``endpoint: true``,
 so the bot applies the network policy to it (``mcp_core.security.check_endpoint``).
 
-Size (~520 lines): every rule a card must satisfy is a validator of this one model, so that a
+Size (~600 lines): every rule a card must satisfy is a validator of this one model, so that a
 card that loads is a card that builds; splitting the rules from the model would let them drift.
 """
 
@@ -62,16 +77,18 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mcp_core.connection_config import PLACES, CardFieldError, ConnectionConfig, SecretTarget
+from mcp_core.connection_config import PLACES, CardFieldError, ConnectionConfig, OAuthOptions, SecretTarget
 from mcp_core.models import NewConnection, Transport
 
 __all__ = [
     "CARD_ID_RE",
     "CardField",
     "CardFieldError",
+    "CardOAuth",
     "FieldMapping",
     "RunCard",
     "command_override_var",
+    "oauth_client_var",
 ]
 
 CARD_ID_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -83,11 +100,29 @@ _STDIO_KINDS = {"arg"} | {kind for kind, place in PLACES.items() if not place.re
 _REMOTE_KINDS = {"url", "transport", "header_name"} | {kind for kind, place in PLACES.items() if place.remote}
 _REMOTE_TRANSPORTS = ("streamable_http", "sse")
 MAX_VALUE_CHARS = 4096
+_SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]+$")
+"""RFC 6749 §3.3 scope-token: printable ASCII except space, ``"`` and ``\\``."""
+MAX_SCOPE_CHARS = 1000
+MAX_SCOPE_TOKENS = 50
+_AUTHORIZATION = "authorization"
+_OAUTH_CLIENT_PARTS = ("CLIENT_ID", "CLIENT_SECRET")
 
 
 def command_override_var(card_id: str) -> str:
     """The environment variable that overrides a card's launcher: ``RUN_CARD_<ID>_COMMAND``."""
     return f"RUN_CARD_{card_id.upper().replace('-', '_')}_COMMAND"
+
+
+def oauth_client_var(card_id: str, part: str) -> str:
+    """The operator's variable for a client registered with a card's server:
+    ``oauth_client_var("github-oauth", "CLIENT_ID")`` is ``OAUTH_GITHUB_OAUTH_CLIENT_ID``.
+
+    Raises:
+        ValueError: ``part`` is not ``CLIENT_ID`` or ``CLIENT_SECRET``.
+    """
+    if part not in _OAUTH_CLIENT_PARTS:
+        raise ValueError(f"part is one of {', '.join(_OAUTH_CLIENT_PARTS)}, not {part!r}")
+    return f"OAUTH_{card_id.upper().replace('-', '_')}_{part}"
 
 
 class CardField(BaseModel):
@@ -125,6 +160,45 @@ class CardField(BaseModel):
             except re.error as exc:
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
+
+
+class CardOAuth(BaseModel):
+    """A card's ``oauth:`` block (``auth: oauth`` only); ``build`` turns it into ``OAuthOptions``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    scope: str | None = None
+    """Space-separated scopes, asked for only when neither the server's challenge nor its
+    metadata names any."""
+    client_auth: Literal["none", "client_secret_basic", "client_secret_post"] | None = None
+    """How a client the operator registered authenticates at the token endpoint; None:
+    ``client_secret_basic`` with a secret, else ``none``."""
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ValueError("scope is empty; leave it out to ask for the server's own scopes")
+        if len(value) > MAX_SCOPE_CHARS:
+            raise ValueError(f"scope is too long (at most {MAX_SCOPE_CHARS} characters)")
+        tokens = value.split(" ")
+        if len(tokens) > MAX_SCOPE_TOKENS:
+            raise ValueError(f"scope has too many entries (at most {MAX_SCOPE_TOKENS})")
+        for token in tokens:
+            if not _SCOPE_TOKEN.fullmatch(token):
+                raise ValueError(
+                    "scope is scope names separated by single spaces; a name is printable ASCII "
+                    f'without spaces, quotes (") or backslashes (RFC 6749 §3.3), not {token!r}'
+                )
+        if len(set(tokens)) != len(tokens):
+            raise ValueError("scope names a scope twice")
+        return value
+
+    def options(self) -> OAuthOptions:
+        return OAuthOptions(scope=self.scope, client_auth=self.client_auth)
 
 
 class FieldMapping(BaseModel):
@@ -199,6 +273,10 @@ class RunCard(BaseModel):
     advice: str | None = Field(default=None, max_length=1500)
     """Least-privilege advice shown in the form."""
     admin_only: bool = False
+    auth: Literal["none", "oauth"] = "none"
+    """``oauth``: each person signs in to the server (remote cards only; see the module docstring)."""
+    oauth: CardOAuth | None = None
+    """Refinements of the sign-in; only with ``auth: oauth``."""
 
     @field_validator("id")
     @classmethod
@@ -232,6 +310,7 @@ class RunCard(BaseModel):
                     f"field {item.key!r}: endpoint is for non-secret fields of stdio cards "
                     "(a remote card's url is always checked)"
                 )
+        self._check_auth()
         if self.transport == "stdio":
             self._check_stdio(by_key)
         else:
@@ -306,6 +385,23 @@ class RunCard(BaseModel):
             if mapping.kind == "header_name" and not self._header_users(key):
                 raise ValueError(f"field {key!r} maps to header_name but no header:{{{key}}} uses it")
 
+    def _check_auth(self) -> None:
+        if self.oauth is not None and self.auth != "oauth":
+            raise ValueError("an oauth: block needs auth: oauth")
+        if self.auth != "oauth":
+            return
+        if self.transport == "stdio":
+            raise ValueError(
+                "auth: oauth is for remote servers (streamable_http or sse); a local (stdio) server "
+                "has no sign-in"
+            )
+        for key, mapping in self.mapping.items():
+            if mapping.kind == "header" and mapping.target.lower() == _AUTHORIZATION:
+                raise ValueError(
+                    f"field {key!r}: an auth: oauth card cannot set the Authorization header "
+                    "(signing in sets it)"
+                )
+
     # --- building ------------------------------------------------------------------------------
 
     def field(self, key: str) -> CardField:
@@ -371,8 +467,10 @@ class RunCard(BaseModel):
         falls back to the field's default. ``name`` defaults to the card id. The non-secret
         values are kept in ``config["card_values"]`` for the edit form, except ``unshown`` ones
         (values the operator supplied, which are never shown back); ``endpoint`` values are
-        listed in ``config["endpoints"]`` for the network policy. ``optional`` fields may be
-        blank even if required (an Edit's blank secrets, which keep their stored values).
+        listed in ``config["endpoints"]`` for the network policy; an ``auth: oauth`` card's
+        ``OAuthOptions`` go in ``config["oauth"]`` (``{}`` without an ``oauth:`` block).
+        ``optional`` fields may be blank even if required (an Edit's blank secrets, which keep
+        their stored values).
 
         Raises:
             CardFieldError: a value is missing, malformed or unsafe (``field_key`` says which).
@@ -416,6 +514,9 @@ class RunCard(BaseModel):
                 if ref.group(1) not in resolved:
                     raise CardFieldError(ref.group(1), "needed when a header value is given")
                 target = resolved[ref.group(1)]
+                if self.auth == "oauth" and target.lower() == _AUTHORIZATION:
+                    message = "Authorization is set by signing in; pick another header"
+                    raise CardFieldError(ref.group(1), message)
             sent = self.sent_value(key, value)
             if item.secret:
                 destination = str(SecretTarget.parse(f"{kind}:{target}"))
@@ -434,9 +535,11 @@ class RunCard(BaseModel):
             if destination.kind == "header" and destination.name.lower() in plain_headers:
                 message = f"the header {destination.name} is set twice"
                 raise CardFieldError(self._header_name_field() or "", message)
+        oauth = (self.oauth or CardOAuth()).options() if self.auth == "oauth" else None
         config = ConnectionConfig(
             card_values={k: v for k, v in resolved.items() if not self.field(k).secret and k not in unshown},
             endpoints=tuple(resolved[f.key] for f in self.fields if f.endpoint and f.key in resolved),
+            oauth=oauth,
             **{place.config_field: plain[kind] for kind, place in PLACES.items()},
         )
         connection = NewConnection(

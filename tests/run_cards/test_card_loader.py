@@ -9,7 +9,19 @@ import pytest
 
 from run_cards import BUILTIN_DIR, load_cards
 
-BUILTIN_IDS = {"custom", "filesystem", "github", "postgres", "slack", "supabase"}
+BUILTIN_IDS = {
+    "atlassian",
+    "custom",
+    "filesystem",
+    "github",
+    "github-oauth",
+    "linear",
+    "notion",
+    "postgres",
+    "sentry",
+    "slack",
+    "supabase",
+}
 
 GOOD = """
 id: notes

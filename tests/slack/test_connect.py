@@ -62,7 +62,10 @@ async def test_connect_with_an_unknown_card_lists_the_available_cards(
 ) -> None:
     reply = await slack.command("connect nope")
 
-    available = ["custom", "github", "postgres", "slack", "supabase"]  # filesystem: admins only
+    available = [  # in id order; filesystem: admins only
+        *("atlassian", "custom", "github", "github-oauth", "linear"),
+        *("notion", "postgres", "sentry", "slack", "supabase"),
+    ]
     assert await slack.reply_text(reply) == texts.unknown_card("nope", available)
     assert "`custom`" in texts.unknown_card("nope", available)
     assert fake.calls("views.open") == []

@@ -104,7 +104,10 @@ async def test_the_picker_lists_the_cards_a_user_may_use_most_used_first(
         await slack.command("connect", channel="C_HERE")
         [call] = await fake.await_for("views.open")
         view = call["body"]["view"]
-        assert picker_cards(view) == ["custom", "github", "postgres", "slack", "supabase"]  # not filesystem
+        assert picker_cards(view) == [  # by name; not filesystem
+            *("atlassian", "custom", "github", "github-oauth", "linear"),
+            *("notion", "postgres", "sentry", "slack", "supabase"),
+        ]
         assert ":octocat: GitHub" in json.dumps(view)
 
         await slack.command("connect", user=ADMIN)
