@@ -41,14 +41,13 @@ def read_oauth_clients(
     values.update(os.environ if environ is None else environ)
     found: dict[str, PreRegisteredClient] = {}
     for card in cards:
-        if getattr(card, "auth", "none") != "oauth" or not card.url:
+        if card.auth != "oauth" or not card.url:
             continue
         client_id = (values.get(oauth_client_var(card.id, "CLIENT_ID")) or "").strip()
         if not client_id:
             continue
         secret = (values.get(oauth_client_var(card.id, "CLIENT_SECRET")) or "").strip() or None
-        options = getattr(card, "oauth", None)
-        client_auth = getattr(options, "client_auth", None) if options is not None else None
+        client_auth = card.oauth.client_auth if card.oauth is not None else None
         found[card.id] = PreRegisteredClient(client_id, secret, card.url, client_auth)
     if found:
         logger.info("pre-registered OAuth clients for cards: %s", ", ".join(sorted(found)))

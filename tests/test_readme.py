@@ -110,7 +110,7 @@ def test_env_example_names_only_settings_port_or_real_card_fields() -> None:
     card_vars |= {  # a client the operator registered with an OAuth card's server
         f"OAUTH_{card.id.upper().replace('-', '_')}_{part}"
         for card in cards
-        if getattr(card, "auth", "none") == "oauth"
+        if card.auth == "oauth"
         for part in ("CLIENT_ID", "CLIENT_SECRET")
     }
 

@@ -307,8 +307,7 @@ class GrantProvider(OAuthClientProvider):
         ctx = self.context
         if ctx.client_info is None or not ctx.client_metadata.redirect_uris:
             raise OAuthFlowError("No client or redirect URI for the authorization code grant")
-        if ctx.client_metadata.scope is None and self._options is not None and self._options.scope:
-            ctx.client_metadata.scope = self._options.scope
+        ctx.client_metadata.scope = self._scope(ctx.client_metadata.scope)
         if ctx.oauth_metadata and ctx.oauth_metadata.authorization_endpoint:
             endpoint = str(ctx.oauth_metadata.authorization_endpoint)
         else:
@@ -339,6 +338,26 @@ class GrantProvider(OAuthClientProvider):
         raise errors.SignInRequiredError(
             self.name, f"{endpoint}?{urlencode(params)}", scope=ctx.client_metadata.scope
         )
+
+    def _scope(self, chosen: str | None) -> str | None:
+        """The scope to ask for: the SDK's choice (the challenge's, else everything the resource
+        supports), narrowed to the run card's scope when the SDK fell back to "everything" —
+        a card that names its scopes asks for least privilege (GitHub lists a dozen, from
+        ``repo`` to ``codespace``). A challenge's own scope (and a step-up's union) is kept."""
+        card = self._options.scope if self._options is not None else None
+        if not card:
+            return chosen
+        ctx = self.context
+        broad = {
+            " ".join(meta.scopes_supported)
+            for meta in (ctx.protected_resource_metadata, ctx.oauth_metadata)
+            if meta is not None and meta.scopes_supported
+        }
+        words = (chosen or "").split()
+        if chosen is not None and " ".join(w for w in words if w != "offline_access") not in broad:
+            return chosen
+        offline = "offline_access" in words and "offline_access" not in card.split()
+        return f"{card} offline_access" if offline else card  # SEP-2207's addition is kept
 
     async def exchange(self, result: AuthorizationCodeResult, code_verifier: str) -> None:
         """Finish a sign-in this provider (or another process's) started: check ``iss``
