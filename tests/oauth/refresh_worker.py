@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from mcp_core import errors
@@ -18,6 +19,12 @@ from mcp_core.services import build_services
 from mcp_core.settings import Settings
 
 TEAM, USER = "T0001", "U000A"
+
+
+def wait_for_file(path: Path) -> None:
+    """Block until ``path`` exists (the test's starting gun), polling every 10 ms."""
+    while not path.exists():
+        time.sleep(0.01)
 
 
 async def main(database_url: str, keys: str, go_file: str) -> int:
@@ -33,8 +40,7 @@ async def main(database_url: str, keys: str, go_file: str) -> int:
         services = await build_services(settings, run_migrations=False)
         try:
             print("READY", flush=True)
-            while not Path(go_file).exists():
-                await asyncio.sleep(0.01)
+            await asyncio.to_thread(wait_for_file, Path(go_file))
             try:
                 result = await services.registry.call(TEAM, USER, "tracker__whoami", {})
             except errors.McpCoreError as exc:

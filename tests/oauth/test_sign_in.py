@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.oauth_server import OAuthServer, follow_sign_in, start_oauth_server
 
 from mcp_core import errors
 from mcp_core.models import Connection, ConnectionStatus, NewConnection
 from mcp_core.services import Services
 from mcp_core.settings import Settings
 from tests.credentials.conftest import KEY_1
-from tests.support.oauth_server import OAuthServer, follow_sign_in, start_oauth_server
 from tests.support.registry import make_settings, open_services
 
 pytestmark = pytest.mark.anyio
@@ -118,13 +118,16 @@ async def test_refresh_works_after_a_restart(tmp_path: Path, server: OAuthServer
     assert stats["authorizations"] == 1  # nobody was asked to sign in again
 
 
-async def test_a_revoked_grant_asks_the_person_to_sign_in_again(services: Services, server: OAuthServer) -> None:
+async def test_a_revoked_grant_asks_the_person_to_sign_in_again(
+    services: Services, server: OAuthServer
+) -> None:
     await connected(services, server)
     server.revoke_all()
     with pytest.raises(errors.SignInRequiredError) as raised:
         await services.registry.call(TEAM, USER, "tracker__whoami", {})
     connection = await services.store.find_connection(TEAM, USER, "tracker")
-    assert connection is not None and connection.needs_sign_in
+    assert connection is not None
+    assert connection.needs_sign_in
     await sign_in(services, raised.value.authorize_url)
     await whoami(services)
 
@@ -139,7 +142,9 @@ async def test_sign_in_again_gives_a_fresh_link(services: Services, server: OAut
     await whoami(services)
 
 
-async def test_a_tool_that_needs_more_scope_asks_to_sign_in_with_it(services: Services, server: OAuthServer) -> None:
+async def test_a_tool_that_needs_more_scope_asks_to_sign_in_with_it(
+    services: Services, server: OAuthServer
+) -> None:
     await connected(services, server)
     with pytest.raises(errors.SignInRequiredError) as raised:
         await services.registry.call(TEAM, USER, "tracker__create_issue", {"title": "t"})
