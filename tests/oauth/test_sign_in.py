@@ -12,13 +12,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from tests.support.oauth_server import OAuthServer, follow_sign_in, start_oauth_server
 
 from mcp_core import errors
 from mcp_core.models import Connection, ConnectionStatus, NewConnection
+from mcp_core.oauth import Owner
 from mcp_core.services import Services
 from mcp_core.settings import Settings
 from tests.credentials.conftest import KEY_1
+from tests.support.oauth_server import OAuthServer, afollow_sign_in, start_oauth_server
 from tests.support.registry import make_settings, open_services
 
 pytestmark = pytest.mark.anyio
@@ -48,7 +49,7 @@ def new_connection(server: OAuthServer, name: str = "tracker") -> NewConnection:
 
 
 async def sign_in(services: Services, url: str) -> Connection:
-    done = await services.connections.complete_sign_in(await follow_sign_in(url))
+    done = await services.connections.complete_sign_in(await afollow_sign_in(url))
     assert done.error is None, done.error
     return done.connection
 
@@ -81,7 +82,7 @@ async def test_connecting_asks_for_a_sign_in_and_the_callback_connects(
 async def test_a_sign_in_link_works_once(services: Services, server: OAuthServer) -> None:
     outcome = await services.registry.add_connection(TEAM, USER, new_connection(server))
     assert isinstance(outcome.error, errors.SignInRequiredError)
-    query = await follow_sign_in(outcome.error.authorize_url)
+    query = await afollow_sign_in(outcome.error.authorize_url)
     await services.connections.complete_sign_in(query)
     with pytest.raises(errors.SignInError, match="already used"):
         await services.connections.complete_sign_in(query)
@@ -94,7 +95,7 @@ async def test_a_declined_sign_in_says_so_and_leaves_the_connection_waiting(
         outcome = await services.registry.add_connection(TEAM, USER, new_connection(server))
         assert isinstance(outcome.error, errors.SignInRequiredError)
         with pytest.raises(errors.SignInError, match="access_denied"):
-            await services.connections.complete_sign_in(await follow_sign_in(outcome.error.authorize_url))
+            await services.connections.complete_sign_in(await afollow_sign_in(outcome.error.authorize_url))
     connection = await services.store.get_connection(TEAM, USER, outcome.connection.id)
     assert connection.needs_sign_in
 
@@ -161,14 +162,24 @@ async def test_disconnect_revokes_the_tokens(services: Services, server: OAuthSe
     assert server.stats()["live_grants"] == 0
 
 
-async def test_no_token_code_or_verifier_reaches_the_log(
+async def test_no_token_or_code_reaches_the_log(
     services: Services, server: OAuthServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    await connected(services, server)
+    outcome = await services.registry.add_connection(TEAM, USER, new_connection(server))
+    assert isinstance(outcome.error, errors.SignInRequiredError)
+    before = len(caplog.records)
+    query = await afollow_sign_in(outcome.error.authorize_url)  # the browser's own traffic is not the bot's
+    browser = range(before, len(caplog.records))
+    await services.connections.complete_sign_in(query)
     server.expire_access()
-    await whoami(services)
-    secrets = server.issued_secrets()
-    assert secrets, "the server should report what it issued"
+    await whoami(services)  # a refresh too
+    grant = await services.oauth.grants.load(Owner(TEAM, USER, outcome.connection.id))
+    assert grant is not None
+    assert grant.tokens is not None
+    secrets = [query["code"], query["state"], grant.tokens["access_token"], grant.tokens["refresh_token"]]
+    bot_log = "\n".join(
+        f"{r.name} {r.getMessage()}" for i, r in enumerate(caplog.records) if i not in browser
+    )
     for secret in secrets:
-        assert secret not in caplog.text
+        assert secret not in bot_log

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.support.oauth_server import follow_sign_in, start_oauth_server
 
 from mcp_core import errors
 from mcp_core.models import NewConnection
 from tests.credentials.conftest import KEY_1, pg_database
+from tests.support.oauth_server import afollow_sign_in, start_oauth_server
 from tests.support.registry import make_settings, open_services
 
 from .refresh_worker import TEAM, USER
@@ -54,7 +54,7 @@ async def test_processes_refreshing_at_once_make_one_token_request(tmp_path: Pat
                 outcome = await services.registry.add_connection(TEAM, USER, new)
                 assert isinstance(outcome.error, errors.SignInRequiredError)
                 done = await services.connections.complete_sign_in(
-                    await follow_sign_in(outcome.error.authorize_url)
+                    await afollow_sign_in(outcome.error.authorize_url)
                 )
                 assert done.error is None
             server.expire_access()
