@@ -179,15 +179,18 @@ class SignInRequiredError(ServerAuthError):
 class OAuthClientMissingError(ServerAuthError):
     """The server wants OAuth but offers the bot no way to identify itself: no pre-registered
     client, no Client ID Metadata Document support, no dynamic registration. An admin must
-    register the bot with the server and give its client id (``OAUTH_<CARD>_CLIENT_ID``)."""
+    register the bot with the server and give its client id (``OAUTH_<CARD>_CLIENT_ID``, or
+    in Slack: ``OAuthFlows.add_team_client``)."""
 
-    def __init__(self, connection: str, issuer: str) -> None:
+    def __init__(self, connection: str, issuer: str, server_url: str = "") -> None:
         super().__init__(
             connection,
             f"the sign-in server {issuer} does not let the bot register itself; an admin must "
-            "register the bot there and set its client id",
+            "register the bot there and give the bot its client id",
         )
         self.issuer = issuer
+        self.server_url = server_url
+        """The MCP server's URL, which an admin's client is then bound to."""
 
 
 class SignInError(McpCoreError):

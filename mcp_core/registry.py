@@ -433,7 +433,7 @@ class ToolRegistry:
         if provider is None or provider.failure is None:
             return exc
         failure, provider.failure = provider.failure, None
-        if provider.sign_in_started:
+        if provider.sign_in_started or isinstance(failure, errors.OAuthClientMissingError):
             owner = provider.owner
             with contextlib.suppress(errors.McpCoreError):
                 connection = await self._store.get_connection(owner.team_id, owner.user_id, connection_id)

@@ -44,3 +44,21 @@ CREATE TABLE mcp_oauth_grants (
 
 ALTER TABLE mcp_oauth_pending ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mcp_oauth_grants ENABLE ROW LEVEL SECURITY;
+
+-- mcp_oauth_clients: clients a workspace admin registered with a server that lets the bot
+-- neither register itself nor use a Client ID Metadata Document, entered in Slack. Bound to the
+-- team and the exact MCP server URL (and to the issuer seen then, if any); the secret is in the
+-- credential manager under the admin's (team, user).
+CREATE TABLE mcp_oauth_clients (
+    team_id text NOT NULL,
+    server_url text NOT NULL,
+    issuer text,
+    client_id text NOT NULL,
+    client_auth text NOT NULL,
+    credential_ref text,
+    added_by text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (team_id, server_url)
+);
+
+ALTER TABLE mcp_oauth_clients ENABLE ROW LEVEL SECURITY;

@@ -34,7 +34,7 @@ from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull,
 from mcp_core import errors
 from mcp_core._transports import shared_ssl_context
 from mcp_core.models import Connection, SessionSpec
-from mcp_core.oauth.grants import GrantStore, Owner
+from mcp_core.oauth.grants import GrantStore, Owner, TeamClient
 from mcp_core.oauth.provider import GrantProvider, GrantStorage, restore_metadata
 from mcp_core.security import check_remote_url
 from mcp_core.settings import Settings
@@ -56,6 +56,7 @@ CLIENT_METADATA_PATH = "/oauth/client-metadata.json"
 CLIENT_NAME = "Slack MCP bot"
 HTTP_TIMEOUT_S = 15.0
 REVOKE_TIMEOUT_S = 5.0
+MAX_CLIENT_ID_CHARS = 500
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
 _LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -149,6 +150,35 @@ class OAuthFlows:
         document = self.client_metadata().model_dump(mode="json", exclude_none=True)
         return {"client_id": url, **document}
 
+    async def add_team_client(
+        self,
+        team_id: str,
+        admin_user_id: str,
+        server_url: str,
+        client_id: str,
+        client_secret: str | None,
+        *,
+        issuer: str | None = None,
+    ) -> None:
+        """Keep a client a workspace admin registered with ``server_url``'s authorization server
+        (for servers that offer the bot no other way): every connection of the team to exactly
+        that URL signs in with it. The caller checked that ``admin_user_id`` is an admin.
+
+        Raises:
+            PolicyError: the URL is one the bot may not reach.
+            ValueError: the client id is empty or too long.
+            CredentialError, StoreError: nothing was stored.
+        """
+        client_id = client_id.strip()
+        if not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS or any(ch.isspace() for ch in client_id):
+            raise ValueError(f"A client id is 1–{MAX_CLIENT_ID_CHARS} characters without spaces.")
+        await check_remote_url(server_url, self._settings.mcp_allowed_hosts)
+        secret = (client_secret or "").strip() or None
+        method = "client_secret_basic" if secret else "none"
+        await self.grants.save_team_client(
+            team_id, server_url, TeamClient(client_id, secret, method, issuer, admin_user_id)
+        )
+
     # -- sessions --------------------------------------------------------------------------
 
     def signs_in(self, connection: Connection, spec: SessionSpec) -> bool:
@@ -170,7 +200,13 @@ class OAuthFlows:
             name=connection.name,
             server_url=connection.url or "",
             client_metadata=self.client_metadata(options.scope if options else None),
-            storage=GrantStorage(self.grants, owner, preregistered),
+            storage=GrantStorage(
+                self.grants,
+                owner,
+                preregistered,
+                server_url=connection.url or "",
+                redirect_url=self.redirect_url,
+            ),
             send=self._http.send,
             options=options,
             client_metadata_url=self.client_metadata_url,

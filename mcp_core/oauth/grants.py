@@ -33,11 +33,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_core import errors
 from mcp_core.credentials import CredentialStore
 from mcp_core.store._engine import transaction, writer
-from mcp_core.store._tables import oauth_grants, oauth_pending
+from mcp_core.store._tables import oauth_clients, oauth_grants, oauth_pending
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PENDING_TTL", "Grant", "GrantStore", "Owner", "Pending", "state_hash"]
+__all__ = ["PENDING_TTL", "Grant", "GrantStore", "Owner", "Pending", "TeamClient", "state_hash"]
 
 PENDING_TTL = timedelta(minutes=10)
 """How long a sign-in link works."""
@@ -81,6 +81,17 @@ class Grant:
     metadata: dict[str, Any] = field(default_factory=dict)
     expires_at: datetime | None = None
     scope: str | None = None
+
+
+@dataclass(frozen=True)
+class TeamClient:
+    """A client a workspace admin registered with one MCP server's authorization server."""
+
+    client_id: str
+    client_secret: str | None
+    client_auth: str
+    issuer: str | None
+    added_by: str
 
 
 def _now() -> datetime:
@@ -281,6 +292,56 @@ class GrantStore:
                 with suppress(errors.StoreError):
                     async with transaction(self._writer) as conn:
                         await conn.execute(release)
+
+    # -- clients admins registered -------------------------------------------------------
+
+    async def save_team_client(self, team_id: str, server_url: str, client: TeamClient) -> None:
+        """Keep (or replace) the team's client for ``server_url``; its secret in the credential
+        manager under the admin who added it.
+
+        Raises:
+            CredentialError, StoreError: nothing was stored.
+        """
+        old = await self._team_client_row(team_id, server_url)
+        ref = None
+        if client.client_secret:
+            secret = {"oauth:client": json.dumps({"client_secret": client.client_secret})}
+            ref = await self.credentials.put(team_id, client.added_by, secret)
+        row = {
+            "team_id": team_id,
+            "server_url": server_url,
+            "issuer": client.issuer,
+            "client_id": client.client_id,
+            "client_auth": client.client_auth,
+            "credential_ref": ref,
+            "added_by": client.added_by,
+            "created_at": _now(),
+        }
+        c = oauth_clients.c
+        async with transaction(self._writer) as conn:
+            await conn.execute(
+                sa.delete(oauth_clients).where(c.team_id == team_id, c.server_url == server_url)
+            )
+            await conn.execute(sa.insert(oauth_clients).values(**row))
+        if old is not None and old.credential_ref:
+            await self._forget_record(team_id, old.added_by, old.credential_ref)
+
+    async def team_client(self, team_id: str, server_url: str) -> TeamClient | None:
+        """The client an admin of ``team_id`` registered for exactly ``server_url``, if any."""
+        row = await self._team_client_row(team_id, server_url)
+        if row is None:
+            return None
+        secret = None
+        if row.credential_ref:
+            values = await self.credentials.get(team_id, row.added_by, row.credential_ref)
+            secret = (_json(values.get("oauth:client")) or {}).get("client_secret")
+        return TeamClient(row.client_id, secret, row.client_auth, row.issuer, row.added_by)
+
+    async def _team_client_row(self, team_id: str, server_url: str) -> Any:
+        c = oauth_clients.c
+        query = sa.select(oauth_clients).where(c.team_id == team_id, c.server_url == server_url)
+        async with transaction(self._engine) as conn:
+            return (await conn.execute(query)).first()
 
     async def _row(self, owner: Owner) -> Any:
         async with transaction(self._engine) as conn:

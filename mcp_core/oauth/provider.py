@@ -103,15 +103,41 @@ def _expiry_of(tokens: OAuthToken) -> datetime | None:
 
 
 class GrantStorage:
-    """The SDK's ``TokenStorage`` for one connection, on its grant. A client the operator
-    registered for this server (``preregistered``) is used until the server gives another."""
+    """The SDK's ``TokenStorage`` for one connection, on its grant. Without a client of its own
+    the grant uses one registered for this server by the operator (``preregistered``, from a run
+    card) or by a workspace admin (``GrantStore.team_client`` for ``server_url``)."""
 
     def __init__(
-        self, grants: GrantStore, owner: Owner, preregistered: OAuthClientInformationFull | None = None
+        self,
+        grants: GrantStore,
+        owner: Owner,
+        preregistered: OAuthClientInformationFull | None = None,
+        *,
+        server_url: str = "",
+        redirect_url: str = "",
     ) -> None:
         self.grants = grants
         self.owner = owner
         self.preregistered = preregistered
+        self._server_url = server_url
+        self._redirect_url = redirect_url
+
+    async def fallback_client(self) -> OAuthClientInformationFull | None:
+        """The operator's client for this card, else the client an admin added for this URL."""
+        if self.preregistered is not None:
+            return self.preregistered
+        team = (
+            await self.grants.team_client(self.owner.team_id, self._server_url) if self._server_url else None
+        )
+        if team is None:
+            return None
+        return OAuthClientInformationFull(
+            client_id=team.client_id,
+            client_secret=team.client_secret,
+            redirect_uris=[self._redirect_url],  # type: ignore[list-item]  # pydantic coerces
+            token_endpoint_auth_method=team.client_auth,  # type: ignore[arg-type]
+            issuer=team.issuer,
+        )
 
     async def get_tokens(self) -> OAuthToken | None:
         grant = await self.grants.load(self.owner)
@@ -128,7 +154,7 @@ class GrantStorage:
         grant = await self.grants.load(self.owner)
         if grant is not None and grant.client:
             return OAuthClientInformationFull.model_validate(grant.client)
-        return self.preregistered
+        return await self.fallback_client()
 
     async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
         await self.grants.save(self.owner, client=client_info.model_dump(mode="json", exclude_none=True))
@@ -196,9 +222,10 @@ class GrantProvider(OAuthClientProvider):
             grant = None
         ctx.current_tokens = OAuthToken.model_validate(grant.tokens) if grant and grant.tokens else None
         client = grant.client if grant else None
-        ctx.client_info = (
-            OAuthClientInformationFull.model_validate(client) if client else self.storage.preregistered
-        )
+        if client:
+            ctx.client_info = OAuthClientInformationFull.model_validate(client)
+        else:
+            ctx.client_info = await self.storage.fallback_client()
         ctx.token_expiry_time = grant.expires_at.timestamp() if grant and grant.expires_at else None
         if grant is not None:
             restore_metadata(self, grant.metadata)
@@ -260,7 +287,7 @@ class GrantProvider(OAuthClientProvider):
             return errors.ServerAuthError(self.name, NOT_OAUTH)
         if isinstance(exc, OAuthRegistrationError):
             issuer = ctx.auth_server_url or ctx.get_authorization_base_url(ctx.server_url)
-            return errors.OAuthClientMissingError(self.name, issuer)
+            return errors.OAuthClientMissingError(self.name, issuer, ctx.server_url)
         return errors.ServerAuthError(self.name, f"OAuth sign-in failed: {_first_line(exc)}")
 
     async def refresh(self, *, rejected: str | None) -> bool:

@@ -18,6 +18,7 @@ __all__ = [
     "connections",
     "credentials",
     "metadata",
+    "oauth_clients",
     "oauth_grants",
     "oauth_pending",
     "schema_migrations",
@@ -143,6 +144,19 @@ oauth_grants = sa.Table(
     sa.Column("lease_holder", sa.Text),
     sa.Column("lease_until", UtcDateTime),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+oauth_clients = sa.Table(
+    "mcp_oauth_clients",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("server_url", sa.Text, primary_key=True),
+    sa.Column("issuer", sa.Text),
+    sa.Column("client_id", sa.Text, nullable=False),
+    sa.Column("client_auth", sa.Text, nullable=False),
+    sa.Column("credential_ref", sa.Text),
+    sa.Column("added_by", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
 )
 
 # Created by migrate.py itself (it must exist before any numbered migration runs).

@@ -30,3 +30,15 @@ CREATE TABLE mcp_oauth_grants (
     CONSTRAINT mcp_oauth_grants_connection_id_fkey FOREIGN KEY (connection_id)
         REFERENCES mcp_connections (id) ON DELETE CASCADE
 );
+
+CREATE TABLE mcp_oauth_clients (
+    team_id TEXT NOT NULL,
+    server_url TEXT NOT NULL,
+    issuer TEXT,
+    client_id TEXT NOT NULL,
+    client_auth TEXT NOT NULL,
+    credential_ref TEXT,
+    added_by TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now')),
+    PRIMARY KEY (team_id, server_url)
+);

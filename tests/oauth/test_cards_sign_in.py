@@ -91,3 +91,34 @@ async def test_without_the_operators_client_github_says_an_admin_must_register_t
             )
     assert isinstance(outcome.error, errors.OAuthClientMissingError), outcome.error
     assert "register" in str(outcome.error)
+
+
+async def test_a_client_an_admin_adds_in_slack_lets_the_teams_people_sign_in(tmp_path: Path) -> None:
+    with start_oauth_server("github") as server:
+        async with open_services(settings_for(tmp_path)) as services:
+            card = load_cards().get("github-oauth")
+            new = card.build({"read_only": "true"}, name="github")[0].model_copy(
+                update={"url": server.mcp_url}
+            )
+            outcome = await services.registry.add_connection(TEAM, USER, new)
+            missing = outcome.error
+            assert isinstance(missing, errors.OAuthClientMissingError)
+            assert missing.server_url == server.mcp_url
+            assert outcome.connection.needs_sign_in
+            server.add_client(
+                "admin-client",
+                redirect_uris=[REDIRECT],
+                client_secret="admin-secret-55",
+                token_endpoint_auth_method="client_secret_basic",
+            )
+            await services.oauth.add_team_client(
+                TEAM, "UADMIN", missing.server_url, "admin-client", "admin-secret-55", issuer=missing.issuer
+            )
+            url = await services.connections.sign_in_url(TEAM, USER, outcome.connection.id)
+            assert url is not None
+            assert "client_id=admin-client" in url
+            done = await services.connections.complete_sign_in(await afollow_sign_in(url))
+            assert done.error is None, done.error
+            # Another workspace's connection to the same server does not get that client.
+            other = await services.registry.add_connection("T0OTHER", USER, new)
+            assert isinstance(other.error, errors.OAuthClientMissingError)
