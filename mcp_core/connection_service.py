@@ -300,7 +300,7 @@ class ConnectionService:
             ref = old_ref
         elif plan.secrets and self._credentials is not None:
             ref = await self._credentials.put(team_id, user_id, plan.secrets)
-        if editing is not None and editing.url != new.url and self._oauth is not None:
+        if editing is not None and editing.url != new.url and self._signs_in(editing):
             await self._oauth.revoke(editing)  # its grant was for the old server
         stored = False
         try:
@@ -339,11 +339,16 @@ class ConnectionService:
         Raises:
             ConnectionNotFoundError: it is not (or no longer) theirs.
         """
-        if self._oauth is not None:  # before the row goes: the grant is found by the connection
+        if self._signs_in(connection):  # before the row goes: the grant is found by the connection
             await self._oauth.revoke(connection)
         await self._registry.remove_connection(team_id, user_id, connection.id)
         if connection.credential_ref and self._credentials is not None:
             await self._credentials.delete(team_id, user_id, connection.credential_ref)
+
+    def _signs_in(self, connection: Connection) -> bool:
+        """Whether the connection may hold an OAuth grant (only those that signed in do; the
+        registry marks them), so other connections cost no grant lookup."""
+        return self._oauth is not None and connection.typed_config.oauth is not None
 
     async def complete_sign_in(self, query: Mapping[str, str]) -> SignInDone:
         """Finish the OAuth sign-in a browser came back with (``/oauth/callback``'s query), on
