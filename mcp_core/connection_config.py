@@ -117,8 +117,22 @@ class OAuthOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     scope: str | None = Field(default=None, max_length=1000)
-    client_auth: Literal["none", "client_secret_basic", "client_secret_post"] | None = None
-    """None: ``client_secret_basic`` when the operator gave a secret, else ``none``."""
+    client_auth: Literal["none", "client_secret_basic", "client_secret_post", "private_key_jwt"] | None = None
+    """None: ``client_secret_basic`` when the operator gave a secret, else ``none``. With the
+    ``client_credentials`` grant: ``client_secret_basic`` / ``client_secret_post`` with
+    ``oauth:client_secret``, ``private_key_jwt`` (RFC 7523) with ``oauth:private_key``; None picks
+    by which of the two the connection's secrets hold."""
+    grant: Literal["authorization_code", "client_credentials"] = "authorization_code"
+    """``authorization_code``: a person signs in. ``client_credentials``: the connection is a
+    machine client (OAuth 2.1 §4.2, the MCP client-credentials extension): its client id and
+    secret or private key are the connection's secrets (``oauth:client_id``,
+    ``oauth:client_secret``, ``oauth:private_key``), never this config."""
+    issuer: str | None = Field(default=None, max_length=2000)
+    """For ``client_credentials``: the issuer of the authorization server the credentials belong
+    to; they are sent to no other. None: the first issuer the server leads to, then pinned."""
+    signing_alg: Literal["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA"] | None = None
+    """For ``private_key_jwt``: the assertion's algorithm; None: from the key (RSA → RS256,
+    EC → ES256/384/512 by curve, Ed25519 → EdDSA)."""
 
 
 class ConnectionConfig(BaseModel):

@@ -138,8 +138,14 @@ class Connection(NewConnection):
     @property
     def needs_sign_in(self) -> bool:
         """Refused, and the fix is to sign in with OAuth again (not to paste a new token):
-        the connection signs in with OAuth (an ``auth: oauth`` card, or a server that asked)."""
-        return self.status == ConnectionStatus.NEEDS_AUTH and self.typed_config.oauth is not None
+        the connection signs in with OAuth (an ``auth: oauth`` card, or a server that asked),
+        as a person (a machine client's fix is new client credentials)."""
+        oauth = self.typed_config.oauth
+        return (
+            self.status == ConnectionStatus.NEEDS_AUTH
+            and oauth is not None
+            and oauth.grant == "authorization_code"
+        )
 
 
 class SessionSpec(BaseModel):

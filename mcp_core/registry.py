@@ -56,6 +56,7 @@ from mcp_core.usage import UsageRecorder
 
 if TYPE_CHECKING:
     from mcp_core.oauth import GrantProvider, OAuthFlows
+    from mcp_core.oauth.machine import MachineProvider
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class ToolRegistry:
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
         self._oauth = oauth
-        self._providers: dict[uuid.UUID, GrantProvider] = {}
+        self._providers: dict[uuid.UUID, GrantProvider | MachineProvider] = {}
         """The OAuth provider of each connection's newest session: what it ran into explains a
         failure better than the transport can (a sign-in link, a server that cannot register us)."""
 
@@ -521,7 +522,13 @@ class ToolRegistry:
             self._secret_forms[connection_id] = spec.secret_values
             await self._check_policy(NetworkTargets.of(connection), checked)
             if self._oauth is not None and self._oauth.signs_in(connection, spec):
-                provider = self._oauth.provider(connection)
+                oauth = connection.typed_config.oauth
+                if oauth is not None and oauth.grant == "client_credentials":  # a machine client
+                    from mcp_core.oauth.machine import machine_provider  # the registry needs oauth only here
+
+                    provider = machine_provider(self._oauth, connection, secrets)
+                else:
+                    provider = self._oauth.provider(connection)
                 self._providers[connection_id] = provider
                 spec = spec.model_copy(update={"http_auth": provider})
             return spec

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlu
 
 from mcp_core import errors
 from mcp_core.connection_config import PLACES, SecretTarget
+from mcp_core.credentials.payload import OAUTH_KEYS
 from mcp_core.models import Connection, SessionSpec
 from mcp_core.settings import Settings
 
@@ -41,6 +42,8 @@ def _with_query(url: str, extra: Mapping[str, str]) -> str:
 def session_spec(connection: Connection, secrets: Mapping[str, str], settings: Settings) -> SessionSpec:
     """What the pool needs to open ``connection``: its stored settings with ``secrets`` put in
     their places (headers, the query string, the environment), timeouts defaulting to settings.
+    OAuth credentials (``OAUTH_KEYS``: a machine client's id, secret, key) go nowhere, but are
+    scrubbed like every other secret.
 
     Raises:
         ConfigError: a stored secret names a place that does not exist.
@@ -48,6 +51,8 @@ def session_spec(connection: Connection, secrets: Mapping[str, str], settings: S
     config = connection.typed_config
     places = {kind: config.place(kind) for kind in PLACES}
     for key, value in secrets.items():
+        if key in OAUTH_KEYS:  # a machine client's credentials: for its OAuth provider, scrubbed below
+            continue
         try:
             target = SecretTarget.parse(key)
         except ValueError:

@@ -656,6 +656,47 @@ def test_preregistered_clients_and_revoke_all(oauth_server: OAuthServer, http: h
     assert mcp_post(generic, http, tokens["access_token"], INITIALIZE).status_code == 401
 
 
+def test_client_credentials_for_a_confidential_client_registered_for_it(
+    generic: OAuthServer, http: httpx2.Client
+) -> None:
+    off = http.get(generic.metadata_url).json()
+    assert "client_credentials" not in off["grant_types_supported"]  # only with --client-credentials
+    generic.add_client("pre-cc", client_secret="cc-secret", redirect_uris=[CALLBACK])
+    cc = {"grant_type": "client_credentials"}
+    refused = http.post(off["token_endpoint"], data=cc, auth=("pre-cc", "cc-secret"))
+    assert_oauth_error(refused, 400, "unsupported_grant_type")
+    with pytest.raises(RuntimeError, match="invalid_client_metadata"):
+        generic.add_client("m-0", client_secret="s", grant_types=["client_credentials"])
+
+    with start_oauth_server(client_credentials=True) as server:
+        metadata = http.get(server.metadata_url).json()
+        assert "client_credentials" in metadata["grant_types_supported"]
+        token_url = metadata["token_endpoint"]
+        server.add_client("machine", client_secret="m-secret", grant_types=["client_credentials"])
+        server.add_client("person", client_secret="p-secret", redirect_uris=[CALLBACK])
+        with pytest.raises(RuntimeError, match="confidential"):  # RFC 6749 §4.4: no public machine
+            server.add_client("public", grant_types=["client_credentials"])
+        form = cc | {"resource": server.resource, "scope": "read"}
+
+        answer = http.post(token_url, data=form, auth=("machine", "m-secret"))
+        assert answer.status_code == 200, answer.text
+        tokens = answer.json()
+        assert tokens["scope"] == "read"
+        assert "refresh_token" not in tokens  # §4.4.3: the client just asks again
+        assert mcp_post(server, http, tokens["access_token"], INITIALIZE).status_code == 200
+        wrong = http.post(token_url, data=form, auth=("machine", "not-it"))
+        assert_oauth_error(wrong, 401, "invalid_client")
+        person = http.post(token_url, data=form, auth=("person", "p-secret"))
+        assert_oauth_error(person, 400, "unauthorized_client")  # not registered for the grant
+        elsewhere = http.post(
+            token_url, data=form | {"resource": "http://127.0.0.1:9/x"}, auth=("machine", "m-secret")
+        )
+        assert_oauth_error(elsewhere, 400, "invalid_target")
+        unknown = http.post(token_url, data=form | {"scope": "admin"}, auth=("machine", "m-secret"))
+        assert_oauth_error(unknown, 400, "invalid_scope")
+        assert server.stats()["token_requests"]["client_credentials"] == 5
+
+
 def test_required_resource_and_audience() -> None:
     other = "http://127.0.0.1:9/other"
     with (

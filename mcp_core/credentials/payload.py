@@ -15,15 +15,19 @@ from collections.abc import Mapping
 from mcp_core.connection_config import SecretTarget
 from mcp_core.errors import CredentialError
 
-__all__ = ["MAX_REF_CHARS", "OAUTH_KEYS", "check_key", "decode_values", "encode_values"]
+__all__ = ["MACHINE_KEYS", "MAX_REF_CHARS", "OAUTH_KEYS", "check_key", "decode_values", "encode_values"]
 
 MAX_REF_CHARS = 200
 """The longest credential ref any backend accepts (the connections table's column fits it)."""
 
 
-OAUTH_KEYS = frozenset({"oauth:tokens", "oauth:client", "oauth:verifier"})
+MACHINE_KEYS = frozenset({"oauth:client_id", "oauth:client_secret", "oauth:private_key"})
+"""A machine client's credentials (``OAuthOptions.grant == "client_credentials"``), kept in the
+connection's own record: the client id, and its secret or its private key (PEM)."""
+OAUTH_KEYS = frozenset({"oauth:tokens", "oauth:client", "oauth:verifier"}) | MACHINE_KEYS
 """Keys of the records ``mcp_core.oauth`` keeps (a grant's tokens and client, a pending
-sign-in's PKCE verifier): JSON text, never joined into a session's headers or environment."""
+sign-in's PKCE verifier, a machine client's credentials): never joined into a session's
+headers or environment."""
 
 
 def check_key(key: object) -> None:

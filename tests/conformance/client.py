@@ -12,8 +12,7 @@ localhost, then ``ToolRegistry.add_connection`` (network policy, pool, real tran
 discovery, malformed tools dropped) and ``ToolRegistry.call`` (argument validation, the pool's
 timeouts) — never a bare ``mcp.Client``. The parts are built here rather than by
 ``build_services`` only to leave out what no scenario touches and what costs most to import
-(the OpenAI client: ~1 s of CPU per run, times ~50 runs per leg), and the credential backend
-(no scenario gives the bot a secret).
+(the OpenAI client: ~1 s of CPU per run, times ~50 runs per leg).
 
 At most ``MCP_CONFORMANCE_SLOTS`` runs (default: twice the CPU count) get past their imports
 at once: the harness starts every scenario of a leg together, and ~40 Pythons importing mcp
@@ -28,6 +27,11 @@ read the authorization server's redirect) and hands the redirect's query to
 for more scope (step-up) gets one more sign-in, at most ``MAX_SIGN_INS`` in all, as a person
 would click "Sign in again". Tokens and the pending sign-in live in the local credential
 backend (a key generated in the temporary ``DATA_DIR``).
+
+The client-credentials scenarios (``MACHINE_SCENARIOS``) connect a machine client instead
+(``mcp_core.oauth.machine``): the client id and the secret or private key from
+``MCP_CONFORMANCE_CONTEXT`` go into the connection's credential record, as an admin's form
+would put them, and the connection's config says ``grant: client_credentials``; no one signs in.
 
 Whatever the bot cannot do yet, this client does not do either: elicitation is declined
 because the pool's sessions advertise no elicitation capability (issue 14). Those scenarios
@@ -82,7 +86,7 @@ import httpx2  # noqa: E402
 from mcp_core import errors  # noqa: E402
 from mcp_core.connection_service import ConnectionService  # noqa: E402
 from mcp_core.connections import ConnectionPool  # noqa: E402
-from mcp_core.credentials import detect_backend, open_backend  # noqa: E402
+from mcp_core.credentials import CredentialStore, detect_backend, open_backend  # noqa: E402
 from mcp_core.models import NewConnection  # noqa: E402
 from mcp_core.oauth import GrantStore, OAuthFlows, PreRegisteredClient  # noqa: E402
 from mcp_core.registry import ToolRegistry  # noqa: E402
@@ -105,6 +109,11 @@ MAX_SIGN_INS = 3
 CONNECT_TIMEOUT_S = 20.0
 CALL_TIMEOUT_S = 20.0
 MODERN_PROTOCOL = "2026-07-28"
+MACHINE_SCENARIOS = {
+    "auth/client-credentials-basic": "client_secret_basic",
+    "auth/client-credentials-jwt": "private_key_jwt",
+}
+"""Scenarios of a machine client (SEP-1046), and how it authenticates at the token endpoint."""
 LEGACY_ONLY = frozenset({"json-schema-ref-no-deref"})
 """Scenarios whose mock only speaks the 2025 handshake (the python-sdk forces legacy too)."""
 
@@ -166,14 +175,15 @@ async def run(server_url: str, scenario: str, context: dict[str, Any], version: 
             REDIRECT_URL,
             client_metadata_url=CLIENT_METADATA_URL,
         )
-        if context.get("client_id"):  # auth/pre-registration: the operator registered the bot
+        if context.get("client_id") and scenario not in MACHINE_SCENARIOS:  # auth/pre-registration
             client = PreRegisteredClient(context["client_id"], context.get("client_secret"), server_url)
             oauth.use_clients({CARD_ID: client})
         registry = ToolRegistry(store, pool, usage, settings, credentials, oauth=oauth)
         pool.on_tools_changed = registry.on_tools_changed
         connections = ConnectionService(store, registry, credentials, settings, oauth)
         try:
-            return await _exercise(registry, connections, server_url, scenario, context, version)
+            new = await new_connection(credentials, server_url, scenario, context, version)
+            return await _exercise(registry, connections, new, scenario, context)
         finally:
             await pool.aclose()
             await usage.aclose()
@@ -191,22 +201,46 @@ async def browse(authorize_url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(location).query))
 
 
-async def _exercise(
-    registry: ToolRegistry,
-    connections: ConnectionService,
+async def new_connection(
+    credentials: CredentialStore,
     server_url: str,
     scenario: str,
     context: dict[str, Any],
     version: str | None,
-) -> int:
-    mode = protocol_mode(scenario, version)
-    new = NewConnection(
+) -> NewConnection:
+    """The connection a person (or, for a machine client, an admin) would make; a machine
+    client's credentials go into the credential manager, its config names only the grant."""
+    config: dict[str, Any] = {"protocol_mode": protocol_mode(scenario, version)}
+    ref = None
+    if scenario in MACHINE_SCENARIOS:
+        method = MACHINE_SCENARIOS[scenario]
+        secrets = {"oauth:client_id": context["client_id"]}
+        oauth: dict[str, Any] = {"grant": "client_credentials", "client_auth": method}
+        if method == "private_key_jwt":
+            secrets["oauth:private_key"] = context["private_key_pem"]
+            oauth["signing_alg"] = context.get("signing_algorithm") or None
+        else:
+            secrets["oauth:client_secret"] = context["client_secret"]
+        ref = await credentials.put(TEAM_ID, USER_ID, secrets)
+        config["oauth"] = oauth
+    return NewConnection(
         name=CONNECTION_NAME,
         transport="streamable_http",
         url=server_url,
-        config={"protocol_mode": mode},
+        config=config,
         card_id=CARD_ID,
+        credential_ref=ref,
     )
+
+
+async def _exercise(
+    registry: ToolRegistry,
+    connections: ConnectionService,
+    new: NewConnection,
+    scenario: str,
+    context: dict[str, Any],
+) -> int:
+    mode = new.typed_config.protocol_mode
     outcome = await registry.add_connection(TEAM_ID, USER_ID, new)
     sign_ins = 0
     while isinstance(outcome.error, errors.SignInRequiredError) and sign_ins < MAX_SIGN_INS:

@@ -31,7 +31,11 @@ within scopes_supported (those redirect with error=, state and iss). The person 
 /token: client authentication by the client's registered method (401 invalid_client otherwise),
 single-use codes bound to client, redirect_uri, PKCE verifier and resource (a reused code revokes
 its grant), refresh tokens bound to client and resource, rotation with replay detection (a
-rotated-out token presented again revokes the grant), no parameter twice. Simplifications: the
+rotated-out token presented again revokes the grant), no parameter twice. With
+--client-credentials, also the client_credentials grant (OAuth 2.1 §4.2) for confidential clients
+pre-registered with it (POST /_test/clients with "grant_types": a machine client, no redirect
+URI): client authentication, resource and scope checked as above, the client is the subject,
+no refresh token. Simplifications: the
 redirect URI match is exact (no RFC 8252 loopback-port leeway), a CIMD document is never fetched,
 and refresh_token is implied by authorization_code.
 
@@ -95,6 +99,8 @@ SECRET_METHODS = ("client_secret_basic", "client_secret_post")
 ANY_SECRET = "client_secret_basic|client_secret_post"
 """Auth method of a pre-registered client given a secret but no method: either secret method."""
 GRANT_TYPES = ("authorization_code", "refresh_token")
+CLIENT_CREDENTIALS = "client_credentials"
+"""OAuth 2.1 §4.2, with --client-credentials: for confidential clients pre-registered for it."""
 SAFE_PARAMS = frozenset(
     {
         "grant_type",
@@ -164,6 +170,9 @@ class Settings:
     client_auth_method: str | None = None
     other_resources: list[str] = field(default_factory=list)
     subject: str = "user"
+    client_credentials: bool = False
+    """Also serve the client_credentials grant (machine clients, MCP's SEP-1046) to confidential
+    clients pre-registered with that grant (POST /_test/clients with "grant_types")."""
 
 
 FLAVORS: dict[str, dict[str, Any]] = {
@@ -338,6 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--client-auth-method", choices=list(AUTH_METHODS))
     add("--other-resource", dest="other_resources", action="append", help="another resource the AS serves")
     add("--subject", help="the person every grant belongs to unless /authorize gets login_hint")
+    add("--client-credentials", action=flag, help="serve the client_credentials grant (OAuth 2.1 §4.2)")
     return parser
 
 
@@ -454,14 +464,25 @@ class AuthorizationServer:
         redirect_uris: list[str],
         method: str,
         kind: str = "preregistered",
+        grant_types: list[str] | None = None,
     ) -> Client:
+        grant_types = list(grant_types or ["authorization_code", "refresh_token"])
         if method not in (*AUTH_METHODS, ANY_SECRET):
             raise OAuthError("invalid_client_metadata", f"unknown token_endpoint_auth_method {method!r}")
         if method != "none" and not secret:
             raise OAuthError("invalid_client_metadata", f"{method} needs a client_secret")
-        if not client_id or not redirect_uris or not all(_is_http_url(uri) for uri in redirect_uris):
+        if not set(grant_types) <= set(self.grant_types()):
+            raise OAuthError("invalid_client_metadata", f"unsupported grant_types {grant_types!r}")
+        if CLIENT_CREDENTIALS in grant_types and method == "none":  # RFC 6749 §4.4: confidential only
+            raise OAuthError("invalid_client_metadata", "client_credentials needs a confidential client")
+        redirects = "authorization_code" in grant_types  # a machine client has no redirect URI
+        if (
+            not client_id
+            or (redirects and not redirect_uris)
+            or not all(_is_http_url(uri) for uri in redirect_uris)
+        ):
             raise OAuthError("invalid_client_metadata", "a client_id and http(s) redirect_uris are required")
-        client = Client(client_id, secret, redirect_uris, method, kind)
+        client = Client(client_id, secret, redirect_uris, method, kind, grant_types)
         self.clients[client_id] = client
         return client
 
@@ -469,6 +490,9 @@ class AuthorizationServer:
 
     def url(self, path: str) -> str:
         return f"{self.as_base}{path}"
+
+    def grant_types(self) -> tuple[str, ...]:
+        return (*GRANT_TYPES, CLIENT_CREDENTIALS) if self.settings.client_credentials else GRANT_TYPES
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization server metadata."""
@@ -497,7 +521,7 @@ class AuthorizationServer:
         document |= {
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": list(GRANT_TYPES),
+            "grant_types_supported": list(self.grant_types()),
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": list(s.auth_methods),
         }
@@ -701,9 +725,11 @@ class AuthorizationServer:
         self.token_requests[grant_type or "<none>"] += 1
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type is required")
-        if grant_type not in GRANT_TYPES:
+        if grant_type not in self.grant_types():
             raise OAuthError("unsupported_grant_type", f"unsupported grant_type {grant_type}")
         client = self.authenticate(form, authorization)
+        if grant_type == CLIENT_CREDENTIALS:
+            return self.client_credentials(client, form)
         if "authorization_code" not in client.grant_types:
             raise OAuthError("unauthorized_client", "the client did not register authorization_code")
         if grant_type == "authorization_code":
@@ -749,6 +775,24 @@ class AuthorizationServer:
             grant.refresh_current = self.mint_refresh(grant)
             answer["refresh_token"] = grant.refresh_current
         return answer
+
+    def client_credentials(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
+        """OAuth 2.1 §4.2 (RFC 6749 §4.4): the client, authenticated, gets a token for itself
+        (the grant's subject is the client), for the RFC 8707 resource; no refresh token
+        (§4.4.3: the client can ask again)."""
+        if CLIENT_CREDENTIALS not in client.grant_types:
+            raise OAuthError("unauthorized_client", "the client is not registered for client_credentials")
+        resource = form.get("resource")
+        if resource is None:
+            if self.settings.require_resource:
+                raise OAuthError("invalid_target", "resource is required (RFC 8707)")
+            resource = self.resource
+        elif resource not in self.resources:
+            raise OAuthError("invalid_target", f"unknown resource {resource}")
+        scopes = self.requested_scopes(form.get("scope"))
+        grant = Grant(f"grant_{secrets.token_hex(6)}", client.client_id, client.client_id, scopes, resource)
+        self.grants[grant.grant_id] = grant
+        return self.issue_access(grant, scopes)
 
     def refresh(self, client: Client, form: dict[str, str]) -> dict[str, Any]:
         """RFC 6749 §6 with rotation and replay detection (OAuth 2.1 §4.3.1)."""
@@ -1080,7 +1124,11 @@ class AuthorizationApp:
             method_name = spec.get("token_endpoint_auth_method") or (ANY_SECRET if secret else "none")
             try:
                 client = server.add_client(
-                    spec["client_id"], secret, list(spec.get("redirect_uris") or []), method_name
+                    spec["client_id"],
+                    secret,
+                    list(spec.get("redirect_uris") or []),
+                    method_name,
+                    grant_types=spec.get("grant_types"),
                 )
             except OAuthError as error:
                 await _respond(send, 400, {"error": error.code, "error_description": error.description})

@@ -235,17 +235,21 @@ class OAuthServer:
         self,
         client_id: str,
         *,
-        redirect_uris: Sequence[str],
+        redirect_uris: Sequence[str] = (),
         client_secret: str | None = None,
         token_endpoint_auth_method: str | None = None,
+        grant_types: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         """Pre-register a client (as an admin would at the provider), e.g. once the bot's callback
-        URL is known. Without a method: none without a secret, either secret method with one."""
+        URL is known. Without a method: none without a secret, either secret method with one.
+        ``grant_types=["client_credentials"]`` (with ``client_credentials=True`` on the server):
+        a machine client, no redirect URIs."""
         spec = {
             "client_id": client_id,
             "client_secret": client_secret,
             "redirect_uris": list(redirect_uris),
             "token_endpoint_auth_method": token_endpoint_auth_method,
+            "grant_types": list(grant_types) if grant_types else None,
         }
         return self._control("POST", "clients", spec)
 
