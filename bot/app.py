@@ -7,13 +7,14 @@ payload naming someone else's connection finds nothing and is refused.
 
 Where each listener lives: ``/mcp`` in ``bot.commands``, connection buttons in
 ``bot.buttons``, the connect flow in ``bot.connect``, the Home tab in ``bot.home``, mentions,
-DMs and approvals in ``bot.chat`` and ``bot.approvals``.
+DMs and approvals in ``bot.chat`` and ``bot.approvals``. The browser's side of an OAuth
+sign-in is not Slack's and not Bolt's: ``bot.oauth_web`` (served by ``bot.runner``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from slack_bolt.async_app import AsyncApp
@@ -29,9 +30,11 @@ from bot.failures import Failures
 from bot.home import Home, register_home
 from bot.middleware import OwnedConnection, install_middleware
 from bot.replies import Replies
+from mcp_core.oauth import PreRegisteredClient
 from mcp_core.services import Services
 from mcp_core.settings import Settings
 from run_cards import CardCatalog, OperatorValues, RunCard, read_operator_values
+from run_cards.oauth_clients import read_oauth_clients
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,15 @@ def create_app(
     cards: CardCatalog,
     responses: SharedSession | None = None,
     operator_values: OperatorValues | None = None,
+    oauth_clients: Mapping[str, PreRegisteredClient] | None = None,
 ) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
 
     ``cards`` is the run-card catalog, loaded once by the caller; each card's approval policy
     goes to the registry's catalog entries. ``operator_values`` pre-fill card fields for
-    admins (read from ``./.env`` when None; see ``run_cards.operator``).
+    admins (read from ``./.env`` when None; see ``run_cards.operator``). ``oauth_clients`` are
+    the operator's pre-registered OAuth clients by card (``OAUTH_<CARD>_CLIENT_ID`` / ``_SECRET``
+    from the environment and ``./.env`` when None; see ``run_cards.oauth_clients``).
 
     ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
@@ -59,6 +65,7 @@ def create_app(
     app = _bolt_app(client, signing_secret)
     store, settings = services.store, services.settings
     services.registry.use_card_approvals({card.id: card.approval for card in cards.all()})
+    services.oauth.use_clients(read_oauth_clients(cards.all()) if oauth_clients is None else oauth_clients)
     if operator_values is None:
         operator_values = read_operator_values(cards.all(), Path(".env"))
     if operator_values and not settings.admin_user_ids:

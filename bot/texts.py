@@ -9,6 +9,7 @@ from mcp_core.agent import ToolProgress
 from mcp_core.models import Connection
 from mcp_core.registry import HealthReport
 from run_cards import operator_var
+from run_cards.oauth_clients import oauth_client_var
 
 USAGE_INTRO = "*/mcp* — connect your own MCP servers and use their tools."
 USAGE_OUTRO = (
@@ -99,6 +100,46 @@ def connect_failed(name: str, error: object) -> str:
     return f"❌ Couldn't connect *{name}*: {_reason(name, error)}"
 
 
+def sign_in_label(name: str) -> str:
+    """The text of a sign-in link button (Slack: at most 75 characters)."""
+    label = f"Sign in to {name}"
+    return label if len(label) <= 75 else label[:74] + "…"
+
+
+SIGN_IN_AGAIN = "Sign in again"
+
+
+SIGN_IN_LINK_LIFE = "The link works once, for 10 minutes; I'll DM you when it's connected."
+
+
+def sign_in_needed(name: str) -> str:
+    """A connect that waits for the person to sign in with OAuth."""
+    return f"🔐 Sign in to connect *{name}*. {SIGN_IN_LINK_LIFE}"
+
+
+def sign_in_again_needed(name: str) -> str:
+    """A connection whose sign-in ran out (or was refused): a new link."""
+    return f"🔐 *{name}* needs you to sign in again. {SIGN_IN_LINK_LIFE}"
+
+
+def oauth_client_missing(name: str, card_id: str | None, issuer: str) -> str:
+    """The server wants OAuth but lets no client register: what an admin must do."""
+    if card_id and card_id != "custom":
+        how = (
+            f"register this bot with it (callback URL: the bot's /oauth/callback) and set "
+            f"{oauth_client_var(card_id, 'CLIENT_ID')} / {oauth_client_var(card_id, 'CLIENT_SECRET')}"
+        )
+    else:
+        how = (
+            "register this bot with it and add a run card for this server (with `auth: oauth`), "
+            "then set OAUTH_<CARD>_CLIENT_ID / _CLIENT_SECRET for that card"
+        )
+    return (
+        f"❌ Couldn't connect *{name}*: its sign-in server {issuer} does not let the bot register "
+        f"itself. An admin must {how}."
+    )
+
+
 def failed(reason: object) -> str:
     return f"❌ {reason}"
 
@@ -110,6 +151,23 @@ def health(report: HealthReport) -> str:
     if len(error) > HEALTH_ERROR_CHARS:
         error = error[: HEALTH_ERROR_CHARS - 1] + "…"
     return f"🔴 *{report.connection}*: {error} ({report.latency_ms:.0f} ms)"
+
+
+# -- the sign-in callback page (HTML, escaped by bot.oauth_web) -----------------------------------
+
+PAGE_TITLE = "Slack MCP bot"
+PAGE_CONNECTED = "Connected — you can close this tab"
+PAGE_NOT_SIGNED_IN = "Sign-in not completed"
+PAGE_OPEN_FAILED = "Signed in, but the server could not be opened"
+PAGE_UNEXPECTED = "Something went wrong on our side. It has been logged; start again from Slack."
+
+
+def page_connected(name: str, tool_count: int) -> str:
+    return f"{name} is connected with {tool_count} tools. Slack has the details."
+
+
+def page_sign_in_again(name: str) -> str:
+    return f"{name} asks you to sign in once more. Slack has a new link for it."
 
 
 _TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫"}
