@@ -6,7 +6,8 @@ modal's private_metadata are only looked up *within* that user's connections, so
 payload naming someone else's connection finds nothing and is refused.
 
 Where each listener lives: ``/mcp`` in ``bot.commands``, connection buttons in
-``bot.buttons``, the connect flow in ``bot.connect``, the Home tab in ``bot.home``, mentions,
+``bot.buttons``, the connect flow in ``bot.connect`` (and an admin's OAuth client form in
+``bot.admin_clients``), the Home tab in ``bot.home``, mentions,
 DMs and approvals in ``bot.chat`` and ``bot.approvals``. The browser's side of an OAuth
 sign-in is not Slack's and not Bolt's: ``bot.oauth_web`` (served by ``bot.runner``).
 """
@@ -22,6 +23,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot._respond import SharedSession
+from bot.admin_clients import register_admin_clients
 from bot.buttons import register_buttons
 from bot.chat import register_chat
 from bot.commands import register_commands
@@ -92,6 +94,9 @@ def create_app(
     )
     register_commands(app, services=services, home=home, open_connect=open_connect, failures=failures)
     register_buttons(app, services=services, replies=replies, home=home, owned=owned, failures=failures)
+    register_admin_clients(
+        app, services=services, client=client, replies=replies, home=home, owned=owned, failures=failures
+    )
     register_home(app, home, failures)
     register_chat(app, services, client, replies)
     return app

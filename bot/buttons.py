@@ -18,6 +18,7 @@ from bot.failures import Failures
 from bot.home import Home
 from bot.middleware import CONNECTION, OwnedConnection
 from bot.replies import Replies
+from mcp_core import errors
 from mcp_core.models import Connection
 from mcp_core.services import Services
 
@@ -99,7 +100,13 @@ def register_buttons(
         a DM would take them elsewhere). No link needed: it connected, and they hear so."""
         connection: Connection = context[CONNECTION]
         team_id, user_id = owner(body)
-        url = await connections.sign_in_url(team_id, user_id, connection.id)
+        try:
+            url = await connections.sign_in_url(team_id, user_id, connection.id)
+        except errors.OAuthClientMissingError as missing:  # no link can be made: say who can help
+            reader = views.Reader(user_id in services.settings.admin_user_ids, services.oauth.redirect_url)
+            text, blocks = views.connect_reply(connection, missing, reader=reader)
+            await replies.tell(body, respond, text, blocks)
+            return
         if url is None:
             current = await services.store.get_connection(team_id, user_id, connection.id)
             await replies.tell(body, respond, texts.connected(current.name, len(current.tools)))

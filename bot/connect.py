@@ -167,7 +167,8 @@ def register_connect(
             return
         connection = result.connection
         label = card.name if card.id != "custom" else connection.name
-        text, blocks = views.connect_reply(connection, result.error, label=label)
+        reader = views.Reader(user_id in settings.admin_user_ids, services.oauth.redirect_url)
+        text, blocks = views.connect_reply(connection, result.error, label=label, reader=reader)
         await notify(channel, user_id, text, blocks)
         await publish_home(team_id, user_id, sign_in_links=views.sign_in_links(connection, result.error))
 

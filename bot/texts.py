@@ -122,22 +122,46 @@ def sign_in_again_needed(name: str) -> str:
     return f"🔐 *{name}* needs you to sign in again. {SIGN_IN_LINK_LIFE}"
 
 
-def oauth_client_missing(name: str, card_id: str | None, issuer: str) -> str:
-    """The server wants OAuth but lets no client register: what an admin must do."""
+def oauth_client_missing(
+    name: str, card_id: str | None, issuer: str, *, admin: bool = False, redirect_url: str = ""
+) -> str:
+    """The server wants OAuth but lets no client register: what an admin must do. ``admin``:
+    the reader is one, and gets the *Register a client* form (``bot.admin_clients``). The
+    operator's ``OAUTH_<CARD>_CLIENT_ID`` is named for a card's server only: it serves no other URL."""
+    head = f"❌ Couldn't connect *{name}*: its sign-in server {issuer} does not let the bot register itself."
+    ids = ""
     if card_id and card_id != "custom":
-        how = (
-            f"register this bot with it (callback URL: the bot's /oauth/callback) and set "
-            f"{oauth_client_var(card_id, 'CLIENT_ID')} / {oauth_client_var(card_id, 'CLIENT_SECRET')}"
+        ids = f"{oauth_client_var(card_id, 'CLIENT_ID')} / {oauth_client_var(card_id, 'CLIENT_SECRET')}"
+    if admin:
+        also = f" (or set {ids} for the bot)" if ids else ""
+        return (
+            f"{head} Register the bot there as an OAuth app with the callback URL `{redirect_url}`, "
+            f"then give me its client id with *{REGISTER_CLIENT}*{also}."
         )
-    else:
-        how = (
-            "register this bot with it and add a run card for this server (with `auth: oauth`), "
-            "then set OAUTH_<CARD>_CLIENT_ID / _CLIENT_SECRET for that card"
-        )
+    also = f", or set {ids} for the bot" if ids else ""
     return (
-        f"❌ Couldn't connect *{name}*: its sign-in server {issuer} does not let the bot register "
-        f"itself. An admin must {how}."
+        f"{head} An admin must register the bot there and give it the client id: in Slack, by "
+        f"connecting this same server{also}. Then click Retry."
     )
+
+
+REGISTER_CLIENT = "Register a client"
+CLIENT_FORM_TITLE = "Register a client"
+ADMINS_ONLY = "Only an admin (ADMIN_USER_IDS) can register an OAuth client for the workspace."
+CLIENT_ID_FORMAT = "A client id has no spaces."
+
+
+def client_form_intro(name: str, server_url: str, redirect_url: str) -> str:
+    return (
+        f"*{name}* ({server_url}) lets the bot sign people in only with a client registered there. "
+        f"Register an OAuth app at its sign-in server with the callback URL `{redirect_url}` and "
+        "enter what it gives you. Everyone in this workspace connecting exactly this URL signs in "
+        "with it; the secret is encrypted and never shown again."
+    )
+
+
+def client_registered(name: str) -> str:
+    return f"🔑 Client registered for *{name}*."
 
 
 def failed(reason: object) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
@@ -32,6 +33,7 @@ from bot import texts
 from mcp_core import errors
 from mcp_core.agent import ToolCall
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from mcp_core.oauth.flows import MAX_CLIENT_ID_CHARS
 from run_cards import RunCard, operator_var
 
 __all__ = [
@@ -39,12 +41,14 @@ __all__ = [
     "CONNECT_CALLBACK",
     "MESSAGE_BLOCK_LIMIT",
     "VIEW_BLOCK_LIMIT",
+    "Reader",
     "agent_answer",
     "all_tools_blocks",
     "approval_question",
     "arguments_modal",
     "card_form",
     "card_picker",
+    "client_form",
     "clip",
     "connect_reply",
     "connection_blocks",
@@ -71,6 +75,10 @@ MESSAGE_TEXT_LIMIT = 39_000
 APPROVE_ACTION = "mcp_agent_approve"
 DENY_ACTION = "mcp_agent_deny"
 ARGUMENTS_ACTION = "mcp_agent_arguments"
+CLIENT_FORM_ACTION = "mcp_oauth_client_open"
+CLIENT_FORM_CALLBACK = "mcp_oauth_client_submit"
+CLIENT_ID_BLOCK = "client_id"
+CLIENT_SECRET_BLOCK = "client_secret"
 SIGN_IN_AGAIN_ACTION = "mcp_sign_in_again"
 SIGN_IN_LINK_ACTION = "mcp_sign_in_link"
 """Link buttons open the sign-in page; Slack still sends their click, which is acked and
@@ -272,14 +280,30 @@ def result_blocks(text: str, *, connection_id: uuid.UUID | None = None, failed: 
     return blocks
 
 
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a connect result, as far as its words depend on it."""
+
+    admin: bool = False
+    """May register an OAuth client for the workspace (``bot.admin_clients``)."""
+    redirect_url: str = ""
+    """The bot's OAuth callback, which an admin registers the client with."""
+
+
 def connect_reply(
-    connection: Connection, error: Exception | None, *, label: str | None = None, again: bool = False
+    connection: Connection,
+    error: Exception | None,
+    *,
+    label: str | None = None,
+    again: bool = False,
+    reader: Reader = Reader(),
 ) -> tuple[str, list[Block] | None]:
     """What to tell the person about a connection just (re)opened, as text and blocks:
     connected with its tool count; a *Sign in to <label>* link when the server wants an OAuth
     sign-in (``again``: the connection had one before); what an admin must do when the server
-    lets no client register; otherwise the failure with Retry/Edit. ``label`` defaults to the
-    connection's name (the connect flow passes the card's)."""
+    lets no client register (an admin gets the *Register a client* button); otherwise the
+    failure with Retry/Edit. ``label`` defaults to the connection's name (the connect flow
+    passes the card's)."""
     name = connection.name
     if error is None:
         return texts.connected(name, len(connection.tools)), None
@@ -288,10 +312,46 @@ def connect_reply(
         text = texts.sign_in_again_needed(shown) if again else texts.sign_in_needed(shown)
         return text, sign_in_blocks(text, shown, error.authorize_url)
     if isinstance(error, errors.OAuthClientMissingError):
-        text = texts.oauth_client_missing(name, connection.card_id, error.issuer)
-    else:
-        text = texts.connect_failed(name, error)
+        text = texts.oauth_client_missing(
+            name, connection.card_id, error.issuer, admin=reader.admin, redirect_url=reader.redirect_url
+        )
+        blocks = result_blocks(text, connection_id=connection.id, failed=True)
+        if reader.admin:
+            register = ButtonElement(
+                text=texts.REGISTER_CLIENT, action_id=CLIENT_FORM_ACTION, value=str(connection.id)
+            )
+            blocks.append(ActionsBlock(block_id="oauth_client", elements=[register]))
+        return text, blocks
+    text = texts.connect_failed(name, error)
     return text, result_blocks(text, connection_id=connection.id, failed=True)
+
+
+def client_form(connection: Connection, redirect_url: str, *, metadata: dict[str, str]) -> View:
+    """An admin's form for the OAuth client they registered with the connection's server."""
+    intro = texts.client_form_intro(_escape(connection.name), _escape(connection.url or ""), redirect_url)
+    return View(
+        type="modal",
+        callback_id=CLIENT_FORM_CALLBACK,
+        title=PlainTextObject(text=texts.CLIENT_FORM_TITLE),
+        submit=PlainTextObject(text="Save"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps(metadata),
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=clip(intro, SECTION_TEXT_LIMIT))),
+            InputBlock(
+                block_id=CLIENT_ID_BLOCK,
+                label="Client ID",
+                element=PlainTextInputElement(action_id="value", max_length=MAX_CLIENT_ID_CHARS),
+            ),
+            InputBlock(
+                block_id=CLIENT_SECRET_BLOCK,
+                label="Client secret",
+                optional=True,
+                hint="Leave empty for a public client. Encrypted at rest and never shown again.",
+                element=PlainTextInputElement(action_id="value", max_length=3000),
+            ),
+        ],
+    )
 
 
 def sign_in_links(connection: Connection, error: Exception | None) -> dict[uuid.UUID, str]:

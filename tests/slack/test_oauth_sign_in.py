@@ -28,12 +28,15 @@ from mcp_core.models import Connection, ConnectionStatus
 from mcp_core.oauth import Owner
 from mcp_core.services import Services, build_services
 from mcp_core.store._tables import oauth_pending
+from run_cards import BUILTIN_DIR
 from tests import test_cli
 from tests.slack.agent_harness import approval_value, live_thread, record_posts, updates
 from tests.slack.conftest import (
+    SECRET,
     TEAM,
     USER,
     USER_B,
+    Reply,
     SlackDriver,
     listeners_done,
     message_text,
@@ -57,6 +60,7 @@ from tests.support.fake_slack import (
     post_signed,
     slash_command,
     view_submission,
+    view_submission_body,
 )
 from tests.support.oauth_server import OAuthServer, afollow_sign_in, start_oauth_server
 
@@ -67,6 +71,8 @@ SERVER_TOOLS = 4
 """The OAuth server's tools: whoami, echo, list_issues, create_issue."""
 TURN_S = 20.0
 PROCESS_SECRET = "process-signing-secret"
+ADMIN = "U0ADMIN"
+CLIENT_SECRET = "admin-client-secret-7d41"
 
 check_env = test_cli.env
 """A clean environment and working directory for ``slack-mcp-bot check`` (tests/test_cli.py's)."""
@@ -76,6 +82,13 @@ invoke = test_cli.invoke
 @pytest.fixture
 async def oauth() -> AsyncIterator[OAuthServer]:
     async with start_oauth_server("generic") as server:
+        yield server
+
+
+@pytest.fixture
+async def closed_oauth() -> AsyncIterator[OAuthServer]:
+    """A server that lets no client register itself (no DCR, no metadata documents)."""
+    async with start_oauth_server(dcr=False, cimd=False) as server:
         yield server
 
 
@@ -96,7 +109,9 @@ async def llm() -> AsyncIterator[FakeOpenAI]:
 @pytest.fixture
 async def services(tmp_path: Path, fake: FakeSlack, llm: FakeOpenAI) -> AsyncIterator[Services]:
     """The conftest's services, with the scripted LLM (the slack fixture serves these)."""
-    settings = slack_settings(tmp_path, fake, openai_api_key=llm.api_key, openai_base_url=llm.base_url)
+    settings = slack_settings(
+        tmp_path, fake, openai_api_key=llm.api_key, openai_base_url=llm.base_url, admin_user_ids=[ADMIN]
+    )
     built = await build_services(settings)
     try:
         yield built
@@ -208,6 +223,36 @@ async def test_connecting_a_server_that_signs_people_in_answers_a_sign_in_link_a
     home = fake.calls("views.publish")[-1]["body"]
     assert "🟢 healthy" in message_text(home)
     assert not any("url" in b for b in buttons(home))
+
+
+async def test_connect_linear_answers_a_sign_in_button_with_the_cards_name(
+    oauth: OAuthServer, tmp_path: Path, fake: FakeSlack
+) -> None:
+    cards = tmp_path / "cards"
+    cards.mkdir()
+    linear = (BUILTIN_DIR / "linear.yaml").read_text()
+    (cards / "linear.yaml").write_text(linear.replace("https://mcp.linear.app/mcp", oauth.mcp_url))
+    services = await build_services(slack_settings(tmp_path, fake, run_cards_dir=cards))
+    try:
+        async with serve(services) as url:
+            slack = SlackDriver(url, fake, services)
+            await slack.command("connect linear")
+            [opened] = await fake.await_for("views.open")
+            metadata = json.loads(opened["body"]["view"]["private_metadata"])
+            reply = await slack.submit_connect(name="linear", url="", metadata=metadata)
+            assert (reply.status, reply.text) == (200, "")
+            await listeners_done()
+            [ephemeral] = fake.calls("chat.postEphemeral")
+            page = await sign_in(slack, sign_in_link(ephemeral["body"]))
+            await listeners_done()
+    finally:
+        await services.aclose()
+
+    assert metadata["card"] == "linear"
+    assert ephemeral["body"]["text"] == texts.sign_in_needed("Linear")
+    assert [b["text"]["text"] for b in buttons(ephemeral["body"])] == ["Sign in to Linear"]
+    assert "Connected — you can close this tab" in page.text
+    assert [dm["text"] for dm in dms(fake)] == ["✅ Connected *linear* — 4 tools available"]
 
 
 async def test_after_signing_in_a_mention_in_a_channel_uses_the_servers_tool_with_the_persons_token(
@@ -436,19 +481,99 @@ async def test_disconnect_revokes_the_tokens_at_the_server(
 
 
 async def test_a_server_that_lets_no_client_register_says_what_an_admin_must_do(
-    slack: SlackDriver, fake: FakeSlack
+    closed_oauth: OAuthServer, slack: SlackDriver, fake: FakeSlack
 ) -> None:
-    async with start_oauth_server(dcr=False, cimd=False) as closed:
-        await submit(slack, closed)
+    await submit(slack, closed_oauth)
 
     [ephemeral] = fake.calls("chat.postEphemeral")
     text = ephemeral["body"]["text"]
     assert text.startswith("❌ Couldn't connect *tracker*: its sign-in server")
     assert "does not let the bot register itself" in text
-    assert "OAUTH_<CARD>_CLIENT_ID" in text  # a custom URL: only a card can have a client
+    assert "An admin must register the bot there and give it the client id" in text
+    assert "OAUTH_" not in text  # the operator's clients serve their cards' own URLs only
     assert not any("url" in b for b in buttons(ephemeral["body"]))
     card_text = texts.oauth_client_missing("linear", "linear", "https://mcp.linear.app")
     assert "OAUTH_LINEAR_CLIENT_ID / OAUTH_LINEAR_CLIENT_SECRET" in card_text
+
+
+async def test_an_admin_registers_the_bots_client_in_slack_and_goes_on_to_sign_in(
+    closed_oauth: OAuthServer, slack: SlackDriver, fake: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    reply = await slack.submit_connect(name=NAME, url=closed_oauth.mcp_url, user=ADMIN)
+    assert reply.status == 200
+    await listeners_done()
+    [ephemeral] = fake.calls("chat.postEphemeral")
+    redirect = slack.services.oauth.redirect_url
+    assert f"with the callback URL `{redirect}`" in ephemeral["body"]["text"]
+    [register] = [b for b in buttons(ephemeral["body"]) if b["action_id"] == "mcp_oauth_client_open"]
+    connection = await stored(slack, user=ADMIN)
+    assert register["value"] == str(connection.id)
+    closed_oauth.add_client(  # the admin registers the bot at the provider
+        "admin-client",
+        redirect_uris=[redirect],
+        client_secret=CLIENT_SECRET,
+        token_endpoint_auth_method="client_secret_basic",
+    )
+
+    await slack.click("mcp_oauth_client_open", register["value"], user=ADMIN)
+    [opened] = await fake.await_for("views.open")
+    form = opened["body"]["view"]
+    assert form["callback_id"] == "mcp_oauth_client_submit"
+    assert [b.get("block_id") for b in form["blocks"] if b["type"] == "input"] == [
+        "client_id",
+        "client_secret",
+    ]
+    blank = await submit_client_form(slack, form, " ", user=ADMIN)
+    assert blank.json() == {"response_action": "errors", "errors": {"client_id": texts.CLIENT_ID_FORMAT}}
+    saved = await submit_client_form(slack, form, "admin-client", CLIENT_SECRET, user=ADMIN)
+    assert (saved.status, saved.text) == (200, "")
+    await listeners_done()
+    answer = fake.calls("chat.postEphemeral")[-1]["body"]
+    link = sign_in_link(answer)
+    page = await sign_in(slack, link)
+
+    assert answer["text"].startswith(texts.client_registered(NAME))
+    assert "client_id=admin-client" in link
+    assert "Connected — you can close this tab" in page.text
+    assert (await stored(slack, user=ADMIN)).status == ConnectionStatus.HEALTHY
+    assert CLIENT_SECRET not in fake.all_traffic_text()
+    assert CLIENT_SECRET not in caplog.text
+
+
+async def test_only_an_admin_gets_or_may_use_the_client_form(
+    closed_oauth: OAuthServer, slack: SlackDriver, fake: FakeSlack
+) -> None:
+    await submit(slack, closed_oauth)
+    [ephemeral] = fake.calls("chat.postEphemeral")
+    assert not any(b["action_id"] == "mcp_oauth_client_open" for b in buttons(ephemeral["body"]))
+    connection = await stored(slack)
+
+    click = await slack.click("mcp_oauth_client_open", str(connection.id))
+    await listeners_done()
+    form = {"private_metadata": json.dumps({"connection": str(connection.id)})}
+    submitted = await submit_client_form(slack, form, "sneaky-client")
+
+    [refused] = await slack.replies(click)
+    assert refused["text"] == texts.ADMINS_ONLY
+    assert fake.calls("views.open") == []
+    assert submitted.json() == {"response_action": "errors", "errors": {"client_id": texts.ADMINS_ONLY}}
+    assert await slack.services.oauth.grants.team_client(TEAM, connection.url or "") is None
+
+
+async def submit_client_form(
+    slack: SlackDriver, form: dict[str, Any], client_id: str, secret: str = "", *, user: str = USER
+) -> Reply:
+    """The admin's client form submitted as Slack sends it."""
+    body = view_submission_body(
+        "mcp_oauth_client_submit",
+        {"client_id": {"value": client_id}, "client_secret": {"value": secret}},
+        user_id=user,
+        team_id=TEAM,
+        private_metadata=form["private_metadata"],
+    )
+    status, headers, text = await post_signed(slack.url, body, FORM, SECRET)
+    return Reply(status, headers, text)
 
 
 async def test_the_client_metadata_document_is_not_served_without_a_public_https_redirect(
@@ -712,6 +837,8 @@ def test_check_with_a_public_https_redirect_url_says_where_it_is_served(
     check_env: pytest.MonkeyPatch,
 ) -> None:
     check_env.setenv("OAUTH_REDIRECT_URL", "https://bot.example.com/oauth/callback")
+    check_env.setenv("OAUTH_GITHUB_OAUTH_CLIENT_ID", "Iv1.operator")
+    check_env.setenv("OAUTH_GITHUB_OAUTH_CLIENT_SECRET", CLIENT_SECRET)
 
     result = invoke("check")
 
@@ -719,7 +846,9 @@ def test_check_with_a_public_https_redirect_url_says_where_it_is_served(
         "OAuth sign-in: redirect URL https://bot.example.com/oauth/callback",
         "  Socket Mode listens for it on 0.0.0.0:3001 (OAUTH_PORT); HTTP mode on its own port",
         "  client metadata document: https://bot.example.com/oauth/client-metadata.json",
+        "  pre-registered OAuth clients for cards: github-oauth",
     ]
+    assert CLIENT_SECRET not in result.output
 
 
 @pytest.mark.parametrize(
