@@ -7,7 +7,7 @@ from typing import Any
 
 from mcp_core import errors
 
-__all__ = ["channel_of", "form_values", "metadata_of", "owner"]
+__all__ = ["channel_of", "form_values", "in_home", "metadata_of", "owner"]
 
 
 def owner(body: dict[str, Any]) -> tuple[str, str]:
@@ -48,6 +48,12 @@ def channel_of(body: dict[str, Any]) -> str:
     channel = body.get("channel")
     found = body.get("channel_id") or (channel.get("id") if isinstance(channel, dict) else None)
     return found if isinstance(found, str) else ""
+
+
+def in_home(body: dict[str, Any]) -> bool:
+    """Whether a click came from the Home tab."""
+    view = body.get("view")
+    return isinstance(view, dict) and view.get("type") == "home"
 
 
 def form_values(view: dict[str, Any]) -> dict[str, str]:

@@ -6,14 +6,16 @@ modal's private_metadata are only looked up *within* that user's connections, so
 payload naming someone else's connection finds nothing and is refused.
 
 Where each listener lives: ``/mcp`` in ``bot.commands``, connection buttons in
-``bot.buttons``, the connect flow in ``bot.connect``, the Home tab in ``bot.home``, mentions,
-DMs and approvals in ``bot.chat`` and ``bot.approvals``.
+``bot.buttons``, the connect flow in ``bot.connect`` (and an admin's OAuth client form in
+``bot.admin_clients``), the Home tab in ``bot.home``, mentions,
+DMs and approvals in ``bot.chat`` and ``bot.approvals``. The browser's side of an OAuth
+sign-in is not Slack's and not Bolt's: ``bot.oauth_web`` (served by ``bot.runner``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from slack_bolt.async_app import AsyncApp
@@ -21,6 +23,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot._respond import SharedSession
+from bot.admin_clients import register_admin_clients
 from bot.buttons import register_buttons
 from bot.chat import register_chat
 from bot.commands import register_commands
@@ -29,9 +32,11 @@ from bot.failures import Failures
 from bot.home import Home, register_home
 from bot.middleware import OwnedConnection, install_middleware
 from bot.replies import Replies
+from mcp_core.oauth import PreRegisteredClient
 from mcp_core.services import Services
 from mcp_core.settings import Settings
 from run_cards import CardCatalog, OperatorValues, RunCard, read_operator_values
+from run_cards.oauth_clients import read_oauth_clients
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +51,15 @@ def create_app(
     cards: CardCatalog,
     responses: SharedSession | None = None,
     operator_values: OperatorValues | None = None,
+    oauth_clients: Mapping[str, PreRegisteredClient] | None = None,
 ) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
 
     ``cards`` is the run-card catalog, loaded once by the caller; each card's approval policy
     goes to the registry's catalog entries. ``operator_values`` pre-fill card fields for
-    admins (read from ``./.env`` when None; see ``run_cards.operator``).
+    admins (read from ``./.env`` when None; see ``run_cards.operator``). ``oauth_clients`` are
+    the operator's pre-registered OAuth clients by card (``OAUTH_<CARD>_CLIENT_ID`` / ``_SECRET``
+    from the environment and ``./.env`` when None; see ``run_cards.oauth_clients``).
 
     ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
@@ -59,6 +67,7 @@ def create_app(
     app = _bolt_app(client, signing_secret)
     store, settings = services.store, services.settings
     services.registry.use_card_approvals({card.id: card.approval for card in cards.all()})
+    services.oauth.use_clients(read_oauth_clients(cards.all()) if oauth_clients is None else oauth_clients)
     if operator_values is None:
         operator_values = read_operator_values(cards.all(), Path(".env"))
     if operator_values and not settings.admin_user_ids:
@@ -85,6 +94,9 @@ def create_app(
     )
     register_commands(app, services=services, home=home, open_connect=open_connect, failures=failures)
     register_buttons(app, services=services, replies=replies, home=home, owned=owned, failures=failures)
+    register_admin_clients(
+        app, services=services, client=client, replies=replies, home=home, owned=owned, failures=failures
+    )
     register_home(app, home, failures)
     register_chat(app, services, client, replies)
     return app

@@ -1,4 +1,4 @@
-"""The buttons on a connection: Test (and Retry), Tools (and its pages), Disconnect.
+"""The buttons on a connection: Test (and Retry), Tools (and its pages), Disconnect, Sign in again.
 
 Each runs behind ``OwnedConnection``'s middleware, so it only ever sees the requester's own
 connection, in ``context["connection"]``; Edit belongs to the connect flow (``bot.connect``).
@@ -10,18 +10,22 @@ import json
 import re
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp, AsyncBoltContext, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext, AsyncRespond
 
 from bot import texts, views
-from bot._payload import owner
+from bot._payload import in_home, owner
 from bot.failures import Failures
 from bot.home import Home
 from bot.middleware import CONNECTION, OwnedConnection
 from bot.replies import Replies
+from mcp_core import errors
 from mcp_core.models import Connection
 from mcp_core.services import Services
 
 __all__ = ["register_buttons", "tools_target"]
+
+SIGN_IN_LINK = re.compile(rf"^{views.SIGN_IN_LINK_ACTION}(_\d+)?$")
+SIGN_IN_AGAIN = re.compile(rf"^{views.SIGN_IN_AGAIN_ACTION}(_\d+)?$")
 
 
 def tools_target(value: Any) -> tuple[str, int]:
@@ -87,3 +91,33 @@ def register_buttons(
         await connections.disconnect(team_id, user_id, connection)
         await replies.tell(body, respond, texts.disconnected(connection.name))
         await home.publish(team_id, user_id)
+
+    @app.action(SIGN_IN_AGAIN, middleware=[own_connection])
+    @failures.after_ack
+    async def sign_in_again(body: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext) -> None:
+        """A new sign-in link for the requester's own connection: ephemeral under /mcp list,
+        in the connection's entry when clicked on the Home tab (where the person is looking;
+        a DM would take them elsewhere). No link needed: it connected, and they hear so."""
+        connection: Connection = context[CONNECTION]
+        team_id, user_id = owner(body)
+        try:
+            url = await connections.sign_in_url(team_id, user_id, connection.id)
+        except errors.OAuthClientMissingError as missing:  # no link can be made: say who can help
+            reader = views.Reader(user_id in services.settings.admin_user_ids, services.oauth.redirect_url)
+            text, blocks = views.connect_reply(connection, missing, reader=reader)
+            await replies.tell(body, respond, text, blocks)
+            return
+        if url is None:
+            current = await services.store.get_connection(team_id, user_id, connection.id)
+            await replies.tell(body, respond, texts.connected(current.name, len(current.tools)))
+            await home.publish(team_id, user_id)
+        elif in_home(body):
+            await home.publish(team_id, user_id, sign_in_links={connection.id: url})
+        else:
+            text = texts.sign_in_again_needed(connection.name)
+            await replies.tell(body, respond, text, views.sign_in_blocks(text, connection.name, url))
+
+    @app.action(SIGN_IN_LINK)
+    async def sign_in_link(ack: AsyncAck) -> None:
+        """Slack sends a link button's click too; the browser does the rest."""
+        await ack()

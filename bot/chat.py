@@ -3,7 +3,8 @@
 One turn: post a progress message in the thread → read the thread back (the conversation, so
 memory survives restarts) → the asker's catalog (each entry with its approval policy) →
 ``Agent.run`` with callbacks that edit the progress message and ask Approve/Deny in the
-thread (``bot.approvals``) → the progress message becomes the answer. When someone other
+thread (``bot.approvals``) → the progress message becomes the answer, with a *Sign in to …*
+link button for each connection that asked the asker to sign in (again) on the way. When someone other
 than the asker wrote in the thread, every call of the turn is asked about.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
+from slack_sdk.models.blocks import ButtonElement
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
@@ -127,10 +129,39 @@ def register_chat(
             logger.exception("agent turn failed")
             await thread.edit(progress_ts, texts.INTERNAL_ERROR)
             return
-        text, blocks = views.agent_answer(reply.text, board.summary())
+        sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
+        text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins)
         await thread.edit(progress_ts, text, blocks)
 
     return desk
+
+
+def is_dm(event: dict[str, Any]) -> bool:
+    """A message in the asker's DM with the bot (nobody else sees the thread)."""
+    return event.get("channel_type") == "im"
+
+
+async def _sign_in_buttons(
+    services: Services,
+    team_id: str,
+    user_id: str,
+    needed: list[errors.SignInRequiredError],
+    *,
+    private: bool,
+) -> list[ButtonElement]:
+    """A *Sign in to <connection>* button per connection that asked for a sign-in: the link
+    itself in the asker's DM; elsewhere a button that makes a link for whoever clicks, among
+    their own connections (others see the answer, and a sign-in link signs its user's account
+    into the connection it was made for)."""
+    buttons: list[ButtonElement] = []
+    for n, sign_in in enumerate(needed):
+        if private and len(sign_in.authorize_url) <= views.URL_LIMIT:
+            buttons.append(views.sign_in_button(sign_in.connection, sign_in.authorize_url, index=n))
+            continue
+        connection = await services.store.find_connection(team_id, user_id, sign_in.connection)
+        if connection is not None:
+            buttons.append(views.sign_in_for_clicker(connection.name, connection.id, index=n))
+    return buttons
 
 
 class _ProgressBoard:

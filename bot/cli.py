@@ -15,13 +15,16 @@ import sqlalchemy as sa
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from bot.oauth_web import listener_host, redirect_problem
 from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot, slack_client
 from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rotate_credentials
 from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
+from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH, default_redirect_url
 from mcp_core.settings import Settings
 from mcp_core.store import create_engine, migrate, pending_migrations
 from run_cards import BUILTIN_DIR, load_cards, operator_var, read_operator_values
+from run_cards.oauth_clients import read_oauth_clients
 
 __all__ = ["main"]
 
@@ -102,6 +105,7 @@ def check() -> None:
         line += f"; PROBLEM: {exc}"
     click.echo(line)
     click.echo(_cards_status(settings))
+    click.echo(_oauth_status(settings))
 
 
 def _cards_status(settings: Settings) -> str:
@@ -114,6 +118,39 @@ def _cards_status(settings: Settings) -> str:
         who = "admins" if settings.admin_user_ids else "admins, and ADMIN_USER_IDS is empty"
         line += f"\nOperator pre-fill from .env, for {who}: {', '.join(names)}"
     return line
+
+
+def _oauth_status(settings: Settings) -> str:
+    """Where OAuth sign-ins come back to, and what is missing for them to work from anywhere."""
+    configured = settings.oauth_redirect_url
+    if configured:
+        problem = redirect_problem(configured)
+        if problem:
+            return f"OAuth sign-in: PROBLEM: {problem}"
+        lines = [f"OAuth sign-in: redirect URL {configured}"]
+        if urlsplit(configured).path != CALLBACK_PATH:
+            lines.append(f"  the bot serves {CALLBACK_PATH}: the proxy in front must forward this URL there")
+        host = listener_host(configured)
+        lines.append(
+            f"  Socket Mode listens for it on {host}:{settings.oauth_port} (OAUTH_PORT); "
+            f"HTTP mode on its own port"
+        )
+        if configured.startswith("https://"):
+            metadata = f"https://{urlsplit(configured).netloc}{CLIENT_METADATA_PATH}"
+            lines.append(f"  client metadata document: {metadata}")
+    else:
+        socket_mode = default_redirect_url(settings)
+        http_mode = default_redirect_url(settings, settings.port)
+        lines = [
+            f"OAuth sign-in: redirect URL {socket_mode} (Socket Mode, OAUTH_PORT), "
+            f"{http_mode} (HTTP mode, PORT)",
+            "  sign-in links work only from a browser on this machine "
+            f"(set OAUTH_REDIRECT_URL to https://<your host>{CALLBACK_PATH})",
+        ]
+    clients = read_oauth_clients(load_cards(BUILTIN_DIR, settings.run_cards_dir).all(), Path(".env"))
+    if clients:
+        lines.append(f"  pre-registered OAuth clients for cards: {', '.join(sorted(clients))}")
+    return "\n".join(lines)
 
 
 def _slack_status(settings: Settings) -> str:

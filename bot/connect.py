@@ -166,13 +166,11 @@ def register_connect(
             await notify(channel, user_id, texts.connect_failed(result.name, result.error))
             return
         connection = result.connection
-        if result.error is None:
-            await notify(channel, user_id, texts.connected(connection.name, len(connection.tools)))
-        else:
-            text = texts.connect_failed(connection.name, result.error)
-            blocks = views.result_blocks(text, connection_id=connection.id, failed=True)
-            await notify(channel, user_id, text, blocks)
-        await publish_home(team_id, user_id)
+        label = card.name if card.id != "custom" else connection.name
+        reader = views.Reader(user_id in settings.admin_user_ids, services.oauth.redirect_url)
+        text, blocks = views.connect_reply(connection, result.error, label=label, reader=reader)
+        await notify(channel, user_id, text, blocks)
+        await publish_home(team_id, user_id, sign_in_links=views.sign_in_links(connection, result.error))
 
     return open_connect
 

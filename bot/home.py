@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -25,11 +27,19 @@ class Home:
         self._store = store
         self._client = client
 
-    async def publish(self, team_id: str, user_id: str) -> None:
-        """Refresh the Home tab; best effort, since Slack asks again whenever it is opened."""
+    async def publish(
+        self, team_id: str, user_id: str, *, sign_in_links: Mapping[uuid.UUID, str] | None = None
+    ) -> None:
+        """Refresh the Home tab; best effort, since Slack asks again whenever it is opened.
+
+        ``sign_in_links``: fresh sign-in links by connection, shown as *Sign in to …* buttons
+        in their entries until the tab is next refreshed (a link expires; *Sign in again*
+        makes a new one).
+        """
         connections = await self._store.list_connections(team_id, user_id)
+        view = views.home_view(connections, sign_in_links=sign_in_links)
         try:
-            await self._client.views_publish(user_id=user_id, view=views.home_view(connections))
+            await self._client.views_publish(user_id=user_id, view=view)
         except SlackApiError as exc:
             logger.warning("could not refresh the Home tab of %s: %s", user_id, exc.response.get("error"))
 

@@ -1,9 +1,13 @@
 """Start the bot in Socket Mode or HTTP mode and shut it down cleanly on SIGINT/SIGTERM.
 
-HTTP mode serves Slack at ``POST /slack/events`` and a health check at ``GET /healthz``
-(200 when the database answers and Slack accepted the bot token, 503 otherwise). Shutdown
-closes every MCP session (reaping stdio children) and flushes usage rows before the process
-exits.
+HTTP mode serves Slack at ``POST /slack/events``, a health check at ``GET /healthz``
+(200 when the database answers and Slack accepted the bot token, 503 otherwise) and the OAuth
+sign-in routes (``bot.oauth_web``: ``/oauth/callback``, ``/oauth/client-metadata.json``);
+sign-ins come back to ``OAUTH_REDIRECT_URL``, else to this port's own callback. Socket Mode
+serves the sign-in routes on a small listener of their own on ``OAUTH_PORT``, started and
+stopped with the bot (a port in use is one log line: the bot works on, without sign-ins).
+Shutdown closes every MCP session (reaping stdio children) and flushes usage rows before the
+process exits.
 
 Starting, in both modes: ``auth.test`` checks SLACK_BOT_TOKEN first. Slack refusing a token
 (``invalid_auth``, ``token_revoked``…) is :class:`SlackRefused`: the bot stops and says which
@@ -42,7 +46,15 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot._edge import SlackEdge
 from bot._respond import SharedSession
 from bot.app import create_app
+from bot.oauth_web import (
+    SignInPages,
+    add_oauth_routes,
+    listener_host,
+    redirect_problem,
+    start_sign_in_listener,
+)
 from mcp_core.errors import McpCoreError
+from mcp_core.oauth import default_redirect_url
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
 from run_cards import BUILTIN_DIR, CardCatalog, load_cards
@@ -58,6 +70,7 @@ __all__ = [
     "http_app",
     "load_run_cards",
     "run_bot",
+    "sign_in_app",
     "slack_client",
 ]
 
@@ -242,12 +255,12 @@ def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | Non
     settings = services.settings
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     responses = SharedSession()
-    app = create_app(
-        services, client=slack_client(settings), signing_secret=secret, responses=responses, cards=cards
-    )
+    client = slack_client(settings)
+    app = create_app(services, client=client, signing_secret=secret, responses=responses, cards=cards)
     # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
     web_app = web.Application()
     web_app.router.add_post("/slack/events", SlackEdge(app, secret or "").handle)
+    add_oauth_routes(web_app, SignInPages(services, client))
 
     async def close_responses(_: web.Application) -> None:
         await responses.aclose()
@@ -266,6 +279,13 @@ def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | Non
         return web.json_response(report, status=200 if report["ok"] else 503)
 
     web_app.router.add_get("/healthz", healthz)
+    return web_app
+
+
+def sign_in_app(services: Services, client: AsyncWebClient) -> web.Application:
+    """Socket Mode's listener application: the OAuth sign-in routes alone."""
+    web_app = web.Application()
+    add_oauth_routes(web_app, SignInPages(services, client))
     return web_app
 
 
@@ -375,6 +395,7 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
     background: list[asyncio.Task[None]] = []
     services: Services | None = None
     runner: web.AppRunner | None = None
+    sign_ins: web.AppRunner | None = None
     responses = SharedSession()
     handler: AsyncSocketModeHandler | None = None
     try:
@@ -386,7 +407,10 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
         else:
             await _confirm_bot_token(checks, health)
         cards = load_run_cards(settings)  # a broken card stops the start before the database is touched
-        services = await build_services(settings)
+        redirect = default_redirect_url(settings, port if http else None)
+        if settings.oauth_redirect_url and (problem := redirect_problem(settings.oauth_redirect_url)):
+            logger.warning("OAuth sign-ins will fail: %s", problem)
+        services = await build_services(settings, oauth_redirect_url=redirect)
         if http:
             web_app = http_app(services, cards, slack=health)
             runner = web.AppRunner(web_app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)
@@ -396,8 +420,10 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
         else:
             assert settings.slack_app_token is not None
             app_token = settings.slack_app_token.get_secret_value()
-            app = create_app(
-                services, client=slack_client(settings), signing_secret=None, responses=responses, cards=cards
+            client = slack_client(settings)
+            app = create_app(services, client=client, signing_secret=None, responses=responses, cards=cards)
+            sign_ins = await start_sign_in_listener(
+                sign_in_app(services, client), settings.oauth_port, listener_host(redirect)
             )
             handler = AsyncSocketModeHandler(app, app_token, logger=_socket_mode_logger)
             await _retrying(
@@ -421,6 +447,8 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
             await _close_socket_mode(handler)
         if runner is not None:
             await runner.cleanup()
+        if sign_ins is not None:
+            await sign_ins.cleanup()
         await responses.aclose()
         if services is not None:
             await services.aclose()

@@ -9,6 +9,7 @@ from mcp_core.agent import ToolProgress
 from mcp_core.models import Connection
 from mcp_core.registry import HealthReport
 from run_cards import operator_var
+from run_cards.oauth_clients import oauth_client_var
 
 USAGE_INTRO = "*/mcp* — connect your own MCP servers and use their tools."
 USAGE_OUTRO = (
@@ -99,6 +100,70 @@ def connect_failed(name: str, error: object) -> str:
     return f"❌ Couldn't connect *{name}*: {_reason(name, error)}"
 
 
+def sign_in_label(name: str) -> str:
+    """The text of a sign-in link button (Slack: at most 75 characters)."""
+    label = f"Sign in to {name}"
+    return label if len(label) <= 75 else label[:74] + "…"
+
+
+SIGN_IN_AGAIN = "Sign in again"
+
+
+SIGN_IN_LINK_LIFE = "The link works once, for 10 minutes; I'll DM you when it's connected."
+
+
+def sign_in_needed(name: str) -> str:
+    """A connect that waits for the person to sign in with OAuth."""
+    return f"🔐 Sign in to connect *{name}*. {SIGN_IN_LINK_LIFE}"
+
+
+def sign_in_again_needed(name: str) -> str:
+    """A connection whose sign-in ran out (or was refused): a new link."""
+    return f"🔐 *{name}* needs you to sign in again. {SIGN_IN_LINK_LIFE}"
+
+
+def oauth_client_missing(
+    name: str, card_id: str | None, issuer: str, *, admin: bool = False, redirect_url: str = ""
+) -> str:
+    """The server wants OAuth but lets no client register: what an admin must do. ``admin``:
+    the reader is one, and gets the *Register a client* form (``bot.admin_clients``). The
+    operator's ``OAUTH_<CARD>_CLIENT_ID`` is named for a card's server only: it serves no other URL."""
+    head = f"❌ Couldn't connect *{name}*: its sign-in server {issuer} does not let the bot register itself."
+    ids = ""
+    if card_id and card_id != "custom":
+        ids = f"{oauth_client_var(card_id, 'CLIENT_ID')} / {oauth_client_var(card_id, 'CLIENT_SECRET')}"
+    if admin:
+        also = f" (or set {ids} for the bot)" if ids else ""
+        return (
+            f"{head} Register the bot there as an OAuth app with the callback URL `{redirect_url}`, "
+            f"then give me its client id with *{REGISTER_CLIENT}*{also}."
+        )
+    also = f", or set {ids} for the bot" if ids else ""
+    return (
+        f"{head} An admin must register the bot there and give it the client id: in Slack, by "
+        f"connecting this same server{also}. Then click Retry."
+    )
+
+
+REGISTER_CLIENT = "Register a client"
+CLIENT_FORM_TITLE = "Register a client"
+ADMINS_ONLY = "Only an admin (ADMIN_USER_IDS) can register an OAuth client for the workspace."
+CLIENT_ID_FORMAT = "A client id has no spaces."
+
+
+def client_form_intro(name: str, server_url: str, redirect_url: str) -> str:
+    return (
+        f"*{name}* ({server_url}) lets the bot sign people in only with a client registered there. "
+        f"Register an OAuth app at its sign-in server with the callback URL `{redirect_url}` and "
+        "enter what it gives you. Everyone in this workspace connecting exactly this URL signs in "
+        "with it; the secret is encrypted and never shown again."
+    )
+
+
+def client_registered(name: str) -> str:
+    return f"🔑 Client registered for *{name}*."
+
+
 def failed(reason: object) -> str:
     return f"❌ {reason}"
 
@@ -110,6 +175,23 @@ def health(report: HealthReport) -> str:
     if len(error) > HEALTH_ERROR_CHARS:
         error = error[: HEALTH_ERROR_CHARS - 1] + "…"
     return f"🔴 *{report.connection}*: {error} ({report.latency_ms:.0f} ms)"
+
+
+# -- the sign-in callback page (HTML, escaped by bot.oauth_web) -----------------------------------
+
+PAGE_TITLE = "Slack MCP bot"
+PAGE_CONNECTED = "Connected — you can close this tab"
+PAGE_NOT_SIGNED_IN = "Sign-in not completed"
+PAGE_OPEN_FAILED = "Signed in, but the server could not be opened"
+PAGE_UNEXPECTED = "Something went wrong on our side. It has been logged; start again from Slack."
+
+
+def page_connected(name: str, tool_count: int) -> str:
+    return f"{name} is connected with {tool_count} tools. Slack has the details."
+
+
+def page_sign_in_again(name: str) -> str:
+    return f"{name} asks you to sign in once more. Slack has a new link for it."
 
 
 _TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫"}

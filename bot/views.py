@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from slack_sdk.models.blocks import (
@@ -29,8 +30,10 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot import texts
+from mcp_core import errors
 from mcp_core.agent import ToolCall
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from mcp_core.oauth.flows import MAX_CLIENT_ID_CHARS
 from run_cards import RunCard, operator_var
 
 __all__ = [
@@ -38,21 +41,29 @@ __all__ = [
     "CONNECT_CALLBACK",
     "MESSAGE_BLOCK_LIMIT",
     "VIEW_BLOCK_LIMIT",
+    "Reader",
     "agent_answer",
     "all_tools_blocks",
     "approval_question",
     "arguments_modal",
     "card_form",
     "card_picker",
+    "client_form",
     "clip",
+    "connect_reply",
     "connection_blocks",
     "home_view",
     "result_blocks",
+    "sign_in_blocks",
+    "sign_in_button",
+    "sign_in_for_clicker",
+    "sign_in_links",
     "tool_page_blocks",
 ]
 
 MESSAGE_BLOCK_LIMIT = 50
 VIEW_BLOCK_LIMIT = 100
+ACTIONS_LIMIT = 25
 SECTION_TEXT_LIMIT = 3000
 TOOLS_PER_PAGE = 15
 DESCRIPTION_CHARS = 200
@@ -64,6 +75,15 @@ MESSAGE_TEXT_LIMIT = 39_000
 APPROVE_ACTION = "mcp_agent_approve"
 DENY_ACTION = "mcp_agent_deny"
 ARGUMENTS_ACTION = "mcp_agent_arguments"
+CLIENT_FORM_ACTION = "mcp_oauth_client_open"
+CLIENT_FORM_CALLBACK = "mcp_oauth_client_submit"
+CLIENT_ID_BLOCK = "client_id"
+CLIENT_SECRET_BLOCK = "client_secret"
+SIGN_IN_AGAIN_ACTION = "mcp_sign_in_again"
+SIGN_IN_LINK_ACTION = "mcp_sign_in_link"
+"""Link buttons open the sign-in page; Slack still sends their click, which is acked and
+nothing more (``bot.buttons``). Several in one block get ``_<n>`` suffixes (ids are unique per block)."""
+URL_LIMIT = 3000
 CODE_CHUNK_CHARS = SECTION_TEXT_LIMIT - 8
 """Escaped characters per code section (the fences and a newline take the rest)."""
 
@@ -73,6 +93,7 @@ STATUS_BADGE = {
     ConnectionStatus.NEEDS_AUTH: "🟠 needs auth",
     ConnectionStatus.NEW: "⚪ new",
 }
+NEEDS_SIGN_IN_BADGE = "🟠 needs sign-in"
 
 
 def clip(text: str, limit: int) -> str:
@@ -94,50 +115,90 @@ def _ago(moment: datetime | None) -> str:
     return "used just now"
 
 
-def connection_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_BLOCK_LIMIT) -> list[Block]:
-    """One section + one row of buttons per connection, cut to fit ``limit`` blocks."""
+def connection_blocks(
+    connections: Sequence[Connection],
+    *,
+    limit: int = MESSAGE_BLOCK_LIMIT,
+    sign_in_links: Mapping[uuid.UUID, str] | None = None,
+) -> list[Block]:
+    """One section + one row of buttons per connection, cut to fit ``limit`` blocks.
+
+    A connection that needs an OAuth sign-in gets a *Sign in again* button, or, when
+    ``sign_in_links`` has a fresh link for it, the link itself.
+    """
     if not connections:
         return [SectionBlock(text=MarkdownTextObject(text=texts.NO_CONNECTIONS))]
+    links = sign_in_links or {}
     blocks: list[Block] = []
     room = (limit - 1) // 2
     for connection in connections[:room]:
         value = str(connection.id)
+        badge = NEEDS_SIGN_IN_BADGE if connection.needs_sign_in else STATUS_BADGE[connection.status]
         line = (
-            f"*{_escape(connection.name)}* · {STATUS_BADGE[connection.status]}"
+            f"*{_escape(connection.name)}* · {badge}"
             f" · {len(connection.tools)} tools"
             f" · {_ago(connection.last_used_at)} · {connection.usage_count} calls"
         )
         if connection.status_detail and connection.status != ConnectionStatus.HEALTHY:
             line += f"\n> {_escape(clip(connection.status_detail, 500))}"
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(line, SECTION_TEXT_LIMIT))))
-        blocks.append(
-            ActionsBlock(
-                block_id=f"conn:{value}",
-                elements=[
-                    ButtonElement(text="Test", action_id="mcp_test", value=value),
-                    ButtonElement(text="Tools", action_id="mcp_tools", value=_tools_value(connection, 0)),
-                    ButtonElement(
-                        text="Disconnect",
-                        action_id="mcp_disconnect",
-                        value=value,
-                        style="danger",
-                        confirm=ConfirmObject(
-                            title="Disconnect?",
-                            text=clip(
-                                f"Remove {connection.name}, its stored credentials and its session?", 300
-                            ),
-                            confirm="Disconnect",
-                            deny="Keep it",
-                        ),
-                    ),
-                ],
+        buttons: list[ButtonElement] = []
+        link = links.get(connection.id)
+        if link is not None:
+            buttons.append(sign_in_button(connection.name, link))
+        elif connection.needs_sign_in:
+            buttons.append(
+                ButtonElement(
+                    text=texts.SIGN_IN_AGAIN, action_id=SIGN_IN_AGAIN_ACTION, value=value, style="primary"
+                )
             )
-        )
+        buttons += [
+            ButtonElement(text="Test", action_id="mcp_test", value=value),
+            ButtonElement(text="Tools", action_id="mcp_tools", value=_tools_value(connection, 0)),
+            ButtonElement(
+                text="Disconnect",
+                action_id="mcp_disconnect",
+                value=value,
+                style="danger",
+                confirm=ConfirmObject(
+                    title="Disconnect?",
+                    text=clip(f"Remove {connection.name}, its stored credentials and its session?", 300),
+                    confirm="Disconnect",
+                    deny="Keep it",
+                ),
+            ),
+        ]
+        blocks.append(ActionsBlock(block_id=f"conn:{value}", elements=buttons))
     if len(connections) > room:
         blocks.append(
             ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(connections) - room} more.")])
         )
     return blocks
+
+
+def sign_in_button(name: str, url: str, *, index: int | None = None) -> ButtonElement:
+    """A link button to an authorization server's sign-in page (the URL carries only the
+    single-use state). ``index`` tells apart several buttons in one block."""
+    action_id = SIGN_IN_LINK_ACTION if index is None else f"{SIGN_IN_LINK_ACTION}_{index}"
+    return ButtonElement(text=texts.sign_in_label(name), action_id=action_id, url=url, style="primary")
+
+
+def sign_in_for_clicker(name: str, connection_id: uuid.UUID, *, index: int | None = None) -> ButtonElement:
+    """*Sign in to <name>* as a plain button, for a message others can see: a link there would
+    let anyone sign in — with their own account — for the person it was made for. The click
+    makes a new link for the clicker's own connection, shown to the clicker alone."""
+    action_id = SIGN_IN_AGAIN_ACTION if index is None else f"{SIGN_IN_AGAIN_ACTION}_{index}"
+    return ButtonElement(
+        text=texts.sign_in_label(name), action_id=action_id, value=str(connection_id), style="primary"
+    )
+
+
+def sign_in_blocks(text: str, name: str, url: str) -> list[Block]:
+    """A line saying why, and the *Sign in to <name>* link button."""
+    return [
+        SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT))),
+        ActionsBlock(block_id="sign_in", elements=[sign_in_button(name, url)]),
+    ]
 
 
 def _badges(tool: ToolInfo) -> str:
@@ -219,14 +280,100 @@ def result_blocks(text: str, *, connection_id: uuid.UUID | None = None, failed: 
     return blocks
 
 
-def home_view(connections: Sequence[Connection]) -> View:
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a connect result, as far as its words depend on it."""
+
+    admin: bool = False
+    """May register an OAuth client for the workspace (``bot.admin_clients``)."""
+    redirect_url: str = ""
+    """The bot's OAuth callback, which an admin registers the client with."""
+
+
+def connect_reply(
+    connection: Connection,
+    error: Exception | None,
+    *,
+    label: str | None = None,
+    again: bool = False,
+    reader: Reader = Reader(),
+) -> tuple[str, list[Block] | None]:
+    """What to tell the person about a connection just (re)opened, as text and blocks:
+    connected with its tool count; a *Sign in to <label>* link when the server wants an OAuth
+    sign-in (``again``: the connection had one before); what an admin must do when the server
+    lets no client register (an admin gets the *Register a client* button); otherwise the
+    failure with Retry/Edit. ``label`` defaults to the connection's name (the connect flow
+    passes the card's)."""
+    name = connection.name
+    if error is None:
+        return texts.connected(name, len(connection.tools)), None
+    if isinstance(error, errors.SignInRequiredError) and len(error.authorize_url) <= URL_LIMIT:
+        shown = label or name
+        text = texts.sign_in_again_needed(shown) if again else texts.sign_in_needed(shown)
+        return text, sign_in_blocks(text, shown, error.authorize_url)
+    if isinstance(error, errors.OAuthClientMissingError):
+        text = texts.oauth_client_missing(
+            name, connection.card_id, error.issuer, admin=reader.admin, redirect_url=reader.redirect_url
+        )
+        blocks = result_blocks(text, connection_id=connection.id, failed=True)
+        if reader.admin:
+            register = ButtonElement(
+                text=texts.REGISTER_CLIENT, action_id=CLIENT_FORM_ACTION, value=str(connection.id)
+            )
+            blocks.append(ActionsBlock(block_id="oauth_client", elements=[register]))
+        return text, blocks
+    text = texts.connect_failed(name, error)
+    return text, result_blocks(text, connection_id=connection.id, failed=True)
+
+
+def client_form(connection: Connection, redirect_url: str, *, metadata: dict[str, str]) -> View:
+    """An admin's form for the OAuth client they registered with the connection's server."""
+    intro = texts.client_form_intro(_escape(connection.name), _escape(connection.url or ""), redirect_url)
+    return View(
+        type="modal",
+        callback_id=CLIENT_FORM_CALLBACK,
+        title=PlainTextObject(text=texts.CLIENT_FORM_TITLE),
+        submit=PlainTextObject(text="Save"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps(metadata),
+        blocks=[
+            SectionBlock(text=MarkdownTextObject(text=clip(intro, SECTION_TEXT_LIMIT))),
+            InputBlock(
+                block_id=CLIENT_ID_BLOCK,
+                label="Client ID",
+                element=PlainTextInputElement(action_id="value", max_length=MAX_CLIENT_ID_CHARS),
+            ),
+            InputBlock(
+                block_id=CLIENT_SECRET_BLOCK,
+                label="Client secret",
+                optional=True,
+                hint="Leave empty for a public client. Encrypted at rest and never shown again.",
+                element=PlainTextInputElement(action_id="value", max_length=3000),
+            ),
+        ],
+    )
+
+
+def sign_in_links(connection: Connection, error: Exception | None) -> dict[uuid.UUID, str]:
+    """The connection's fresh sign-in link, for its Home tab entry (none unless ``error`` asks
+    for a sign-in)."""
+    if isinstance(error, errors.SignInRequiredError) and len(error.authorize_url) <= URL_LIMIT:
+        return {connection.id: error.authorize_url}
+    return {}
+
+
+def home_view(
+    connections: Sequence[Connection], *, sign_in_links: Mapping[uuid.UUID, str] | None = None
+) -> View:
+    """The Home tab: a Connect button, then each connection (``sign_in_links``: see
+    ``connection_blocks``)."""
     blocks: list[Block] = [
         HeaderBlock(text="Your MCP servers"),
         ActionsBlock(
             elements=[ButtonElement(text="Connect a server", action_id="mcp_connect_open", style="primary")]
         ),
         DividerBlock(),
-        *connection_blocks(connections, limit=VIEW_BLOCK_LIMIT - 3),
+        *connection_blocks(connections, limit=VIEW_BLOCK_LIMIT - 3, sign_in_links=sign_in_links),
     ]
     return View(type="home", blocks=blocks)
 
@@ -325,10 +472,14 @@ def card_form(
     )
 
 
-def agent_answer(answer: str, used: list[str]) -> tuple[str, list[Block]]:
+def agent_answer(
+    answer: str, used: list[str], sign_ins: Sequence[ButtonElement] = ()
+) -> tuple[str, list[Block]]:
     """The agent's answer as message text and blocks: the answer in sections (Slack's 3,000
-    characters each, at most ~48), then a context line with the tools used. Special mentions
-    (``<!channel>``, ``<!here>``) are defused: the model's text may echo a tool's output."""
+    characters each, at most ~48), then a context line with the tools used, then the sign-in
+    buttons of connections that asked the asker to sign in during the turn (``bot.chat``
+    makes them). Special mentions (``<!channel>``, ``<!here>``) are defused: the model's text
+    may echo a tool's output."""
     text = clip(answer.replace("<!", "&lt;!"), MESSAGE_TEXT_LIMIT)  # no @channel/@here from the model
     chunks = [text[i : i + SECTION_TEXT_LIMIT] for i in range(0, len(text), SECTION_TEXT_LIMIT)]
     blocks: list[Block] = [
@@ -337,6 +488,8 @@ def agent_answer(answer: str, used: list[str]) -> tuple[str, list[Block]]:
     if used:
         summary = clip("Tools: " + " · ".join(used), SECTION_TEXT_LIMIT)
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=summary)]))
+    if sign_ins:
+        blocks.append(ActionsBlock(block_id="sign_in", elements=list(sign_ins[:ACTIONS_LIMIT])))
     return text, blocks
 
 
