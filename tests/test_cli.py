@@ -21,6 +21,7 @@ from click.testing import CliRunner, Result
 from bot.cli import main
 from mcp_core.services import build_services
 from mcp_core.settings import Settings
+from run_cards import load_cards
 from tests.support.fake_slack import FakeSlack
 from tests.support.postgres import reachable_pg_server
 
@@ -221,7 +222,7 @@ def test_check_names_the_run_cards_and_the_operator_pre_fill_variables_but_not_t
 
     result = invoke("check")
 
-    assert "Run cards: 6 (" in result.output
+    assert f"Run cards: {len(load_cards().all())} (" in result.output
     assert "Operator pre-fill from .env, for admins: MCP_GITHUB_TOKEN" in result.output
     assert "github_pat_operator_5e6f" not in result.output
 
