@@ -93,4 +93,4 @@ async def test_the_callback_lands_on_another_process_and_the_first_uses_the_gran
                 catalog = {e.tool.name: e.name for e in await services.registry.catalog(TEAM, USER)}
                 result = await services.registry.call(TEAM, USER, catalog["whoami"], {})
                 assert not result.is_error, result.text
-    assert server.stats()["authorizations"] == 1
+        assert server.stats()["authorizations"] == 1
