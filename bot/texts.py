@@ -219,10 +219,39 @@ def working(lines: list[str]) -> str:
     return "\n".join(["🤔 Working on it…", *lines])
 
 
-def approval_question(tool: str, user_id: str, *, others_wrote: bool = False) -> str:
+def approval_question(
+    tool: str,
+    user_id: str,
+    *,
+    others_wrote: bool = False,
+    read_only: bool | None = None,
+    destructive: bool | None = None,
+) -> str:
+    """Why the bot asks, in the server's own words where it gave any (its annotations are a
+    claim, not a fact, so they are labelled as the server's)."""
     if others_wrote:
         return f"<@{user_id}>, may I run `{tool}`? {OTHERS_WROTE}"
-    return f"<@{user_id}>, may I run `{tool}`? It may change something."
+    if read_only:
+        why = "The server says it only reads."
+    elif destructive:
+        why = "The server says it may delete or overwrite things."
+    elif destructive is False:
+        why = "The server says it may change things, but not delete or overwrite them."
+    else:
+        why = "It may change something (the server does not say it only reads)."
+    return f"<@{user_id}>, may I run `{tool}`? {why}"
+
+
+def server_hints(hints: dict[str, bool | None]) -> str:
+    """The tool's annotations as the server states them, or "" when it states none."""
+    words = {
+        "read_only": ("read-only", "may write"),
+        "destructive": ("destructive", "not destructive"),
+        "idempotent": ("idempotent", "not idempotent"),
+        "open_world": ("reaches outside systems", "closed world"),
+    }
+    said = [words[k][0] if v else words[k][1] for k, v in hints.items() if v is not None and k in words]
+    return f"_The server says: {', '.join(said)}._" if said else ""
 
 
 def arguments_too_long_to_show(chars: int) -> str:

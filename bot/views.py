@@ -528,13 +528,25 @@ def approval_question(
     arguments; arguments too long for the message get a *Show all arguments* button (a modal),
     and arguments too long even for that give None: the person cannot review them, so nobody
     may approve them. ``value`` binds the buttons to this question and these arguments."""
-    text = texts.approval_question(call.name, user_id, others_wrote=others_wrote)
+    tool = call.entry.tool if call.entry is not None else None
+    text = texts.approval_question(
+        call.name,
+        user_id,
+        others_wrote=others_wrote,
+        read_only=tool.read_only if tool else None,
+        destructive=tool.destructive if tool else None,
+    )
     arguments = _arguments_json(call, redact)
     chunks = _code_chunks(arguments)
     if len(chunks) > VIEW_BLOCK_LIMIT - 1:
         return None
-    description = call.entry.tool.description if call.entry is not None else ""
+    description = tool.description if tool is not None else ""
     head = f"{text}\n{_escape(clip(redact(description), DESCRIPTION_CHARS))}"
+    if tool is not None and call.entry is not None:
+        hints = {k: getattr(tool, k) for k in ("read_only", "destructive", "idempotent", "open_world")}
+        name = _escape(tool.name[:64]).replace("`", "'")
+        where = f"`{name}` on *{_escape(call.entry.connection_name)}*"
+        head += "\n" + " ".join(part for part in (where, texts.server_hints(hints)) if part)
     buttons = [
         ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=value, style="primary"),
         ButtonElement(text="Deny", action_id=DENY_ACTION, value=value, style="danger"),

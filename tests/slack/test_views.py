@@ -145,3 +145,43 @@ def test_a_failed_connect_message_carries_retry_and_edit() -> None:
         ("mcp_retry", str(connection_id)),
         ("mcp_edit", str(connection_id)),
     ]
+
+
+# --- approval questions say what the server claims about the tool ------------------------------
+
+
+def _call(**hints: bool | None) -> Any:
+    from mcp_core.agent import ToolCall
+    from mcp_core.models import CatalogEntry
+
+    tool = ToolInfo(name="pid", description="Returns the pid.", **hints)
+    entry = CatalogEntry(name="toy__pid", connection_id=uuid.uuid4(), connection_name="toy", tool=tool)
+    return ToolCall(id="c1", name="toy__pid", arguments={}, entry=entry)
+
+
+@pytest.mark.parametrize(
+    ("hints", "why", "said"),
+    [
+        ({"read_only": True}, "The server says it only reads.", "_The server says: read-only._"),
+        (
+            {"read_only": False, "destructive": True, "idempotent": False},
+            "The server says it may delete or overwrite things.",
+            "_The server says: may write, destructive, not idempotent._",
+        ),
+        ({"destructive": False}, "may change things, but not delete or overwrite them", "not destructive"),
+        ({}, "It may change something (the server does not say it only reads).", None),
+    ],
+)
+def test_an_approval_question_says_what_the_server_claims_about_the_tool(
+    hints: dict[str, bool], why: str, said: str | None
+) -> None:
+    question = views.approval_question("v", "U1", _call(**hints))
+    assert question is not None
+    text, blocks = question
+    assert why in text
+    detail = blocks[0].text.text  # type: ignore[attr-defined]
+    assert "`pid` on *toy*" in detail
+    if said is None:
+        assert "The server says:" not in detail
+    else:
+        assert said in detail
