@@ -176,7 +176,8 @@ async def test_a_call_that_may_write_waits_for_the_askers_click_and_a_strangers_
         await slack.event(event)
         question = await approval_question(bot, fake)
         assert question["thread_ts"] == event["ts"]
-        assert question["text"] == f"<@{USER}>, may I run `toy__pid`? It may change something (the server does not say it only reads)."
+        why = "It may change something (the server does not say it only reads)."
+        assert question["text"] == f"<@{USER}>, may I run `toy__pid`? {why}"
         question_ts = bot.posts.ts_of(f"<@{USER}>, may I run")
         value = approval_value(question)
 
