@@ -23,6 +23,11 @@ Rules, from what users of other Slack+MCP bots ran into:
   passed through ``redact`` all the same (the asker's secrets), in case something slipped by.
 - Words of other people are instructions the asker never gave: when the conversation holds
   any (``others_wrote``), every call of the turn asks the asker first, whatever the policy.
+- Never more than ``max_tools`` tools in one request (OpenAI refuses more than 128). Above
+  ``preselect_above`` tools the request offers those that rank best against what the person
+  asked, plus ``find_tools``, which offers the model's own search's matches from the next round
+  on (``mcp_core.tool_selection``). A catalog tool the model names without it being offered
+  runs all the same, through the same argument and approval checks: it is the person's tool.
 - The model's output is hostile too: an answer that is not a chat completion, a choice without
   a message, a tool call without an id are all an ``LlmError`` or a failed call, never a crash.
 """
@@ -38,9 +43,9 @@ from typing import Any, Literal
 import openai
 from openai import AsyncOpenAI
 
-from mcp_core import errors
+from mcp_core import errors, tool_selection
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult
-from mcp_core.settings import MAX_AGENT_STEPS
+from mcp_core.settings import MAX_AGENT_STEPS, MAX_AGENT_TOOLS, TOOL_PRESELECT_ABOVE
 from mcp_core.tool_catalog import without_optional_nulls
 
 __all__ = [
@@ -169,11 +174,15 @@ class Agent:
         model: str,
         *,
         max_steps: int = MAX_STEPS,
+        max_tools: int = MAX_AGENT_TOOLS,
+        preselect_above: int = TOOL_PRESELECT_ABOVE,
         system_prompt: str = SYSTEM_PROMPT,
     ) -> None:
         self._client = client
         self._model = model
         self._max_steps = max_steps
+        self._max_tools = max_tools
+        self._preselect_above = preselect_above
         self._system_prompt = system_prompt
 
     async def run(
@@ -196,7 +205,13 @@ class Agent:
             LlmError: the model could not be reached or refused the request.
         """
         by_name = {entry.name: entry for entry in catalog}
-        tools = openai_tools(catalog)
+        query = tool_selection.conversation_query(messages)
+        chosen = tool_selection.preselect(
+            catalog, query, max_tools=self._max_tools, above=self._preselect_above
+        )
+        offered = chosen.offered
+        search = [tool_selection.find_tools_spec(len(catalog))] if chosen.searching else []
+        tools = openai_tools(offered) + search
         history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
         history += [dict(message) for message in messages]
         reply = AgentReply(text="", steps=0)
@@ -216,12 +231,22 @@ class Agent:
                     "tool_calls": [call.wire() for call in calls],
                 }
             )
+            added: list[CatalogEntry] = []
             for call in calls:
+                if chosen.searching and call.name == tool_selection.FIND_TOOLS:
+                    room = self._max_tools - len(tools) - len(added)
+                    found = _find_tools(call, catalog, [*offered, *added], room)
+                    added += found.added
+                    history.append({"role": "tool", "tool_call_id": call.id, "content": found.text})
+                    continue
                 progress = await self._run_call(call, call_tool, on_progress, ask_approval, approval)
                 if on_progress is not None:  # every call, run or not, is in the tool summary
                     await on_progress(progress)
                 reply.calls.append(progress)
                 history.append({"role": "tool", "tool_call_id": call.id, "content": _for_model(progress)})
+            if added:  # appended, so the tools array's start stays as it was (prompt caching)
+                offered = [*offered, *added]
+                tools = [*tools, *openai_tools(added)]
 
     async def _run_call(
         self,
@@ -283,6 +308,23 @@ class Agent:
         if tool_calls is not None and not isinstance(tool_calls, list):
             raise errors.LlmError(NOT_A_COMPLETION)
         return message
+
+
+@dataclass(frozen=True)
+class _Found:
+    added: list[CatalogEntry]
+    text: str
+
+
+def _find_tools(
+    call: _ParsedCall, catalog: Sequence[CatalogEntry], offered: Sequence[CatalogEntry], room: int
+) -> _Found:
+    """A ``find_tools`` call: the tools its query brings in, and what the model reads about them."""
+    query = call.arguments.get("query") if call.arguments_ok else None
+    if not isinstance(query, str) or not query.strip():
+        return _Found([], "Error: find_tools needs a “query”: a few words saying what the tool should do.")
+    added = tool_selection.find_more(catalog, query, offered, room=room)
+    return _Found(added, tool_selection.found_text(query, added, full=room <= 0))
 
 
 @dataclass(frozen=True)

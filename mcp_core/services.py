@@ -134,7 +134,13 @@ async def build_services(
             timeout=settings.openai_timeout_s,
             max_retries=LLM_MAX_RETRIES,
         )
-        agent = Agent(llm, settings.openai_model, max_steps=settings.agent_max_steps)
+        agent = Agent(
+            llm,
+            settings.openai_model,
+            max_steps=settings.agent_max_steps,
+            max_tools=settings.agent_max_tools,
+            preselect_above=settings.agent_tool_preselect_above,
+        )
     return Services(
         settings,
         store,

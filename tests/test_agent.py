@@ -11,10 +11,12 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import openai
 import pytest
 import sqlalchemy as sa
 from openai import AsyncOpenAI
 
+from bench.tool_selection import load_catalog as load_bench_catalog
 from mcp_core import errors
 from mcp_core.agent import Agent, ToolCall, ToolProgress, needs_approval
 from mcp_core.models import CatalogEntry, ToolInfo, ToolResult
@@ -373,3 +375,120 @@ async def test_services_build_the_agent_from_the_openai_settings_only_when_a_key
 
     assert reply.text == "Configured."
     assert llm.requests[0]["model"] == settings.openai_model
+
+
+# --- Many tools (issue 13): the cap, the preselection, find_tools -----------------------------------
+
+
+def big_catalog(catalog: list[CatalogEntry], size: int = 163) -> list[CatalogEntry]:
+    """The toy server's tools among real servers' published tools (bench/data/catalogs)."""
+    return load_bench_catalog()[: size - len(catalog)] + catalog
+
+
+def offered(request: dict[str, Any]) -> list[str]:
+    return [tool["function"]["name"] for tool in request.get("tools", [])]
+
+
+async def test_the_fake_openai_refuses_more_than_128_tools_with_http_400_like_the_real_api(
+    llm: FakeOpenAI,
+) -> None:
+    tools = [{"type": "function", "function": {"name": f"t{i}", "parameters": {}}} for i in range(129)]
+    async with AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url, max_retries=0) as client:
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client.chat.completions.create(model="m", messages=QUESTION, tools=tools)  # type: ignore[arg-type]
+        llm.reply("fine")
+        await client.chat.completions.create(model="m", messages=QUESTION, tools=tools[:128])  # type: ignore[arg-type]
+
+    assert refused.value.status_code == 400
+    assert refused.value.code == "array_above_max_length"
+
+
+async def test_a_163_tool_catalog_sends_at_most_128_tools_whatever_the_threshold(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.reply("Hello.")
+    llm.reply("Hello again.")
+    tools = big_catalog(catalog)
+    assert len(tools) == 163
+
+    await agent_for(llm).run(QUESTION, tools, as_user(services))
+    await agent_for(llm, preselect_above=500).run(QUESTION, tools, as_user(services))
+
+    assert [len(offered(r)) for r in llm.requests] == [40, 128]
+    assert all("find_tools" in offered(r) for r in llm.requests)
+
+
+async def test_a_catalog_under_the_threshold_is_offered_whole_without_find_tools(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.reply("Hello.")
+    await agent_for(llm).run(QUESTION, big_catalog(catalog, 40), as_user(services))
+
+    assert len(offered(llm.requests[0])) == 40
+    assert "find_tools" not in offered(llm.requests[0])
+
+
+async def test_above_the_threshold_the_tool_the_person_asks_about_is_offered(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.reply("Done.")
+    question = [{"role": "user", "content": "post 'deploy done' in the #releases channel"}]
+    await agent_for(llm).run(question, big_catalog(catalog), as_user(services))
+
+    assert "slack__slack_post_message" in offered(llm.requests[0])
+    assert "github__get_gist" not in offered(llm.requests[0])
+
+
+async def test_find_tools_brings_a_tool_into_the_next_round_and_says_which(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    question = [{"role": "user", "content": "post 'deploy done' in the #releases channel"}]
+    llm.call_tools(("find_tools", {"query": "echo text back unchanged"}))
+    llm.call_tools(("toy__echo", {"text": "deploy done"}))
+    llm.reply("Echoed.")
+
+    reply = await agent_for(llm).run(question, big_catalog(catalog), as_user(services))
+
+    first, second, third = llm.requests
+    assert "toy__echo" not in offered(first)
+    assert offered(second)[: len(offered(first))] == offered(first)  # appended: the start stays cached
+    assert "toy__echo" in offered(second)
+    assert len(offered(second)) <= 128
+    found = tool_messages(second)[0]
+    assert found.startswith("Added ")
+    assert "- toy__echo: Return the text unchanged." in found.splitlines()
+    assert offered(third) == offered(second)
+    assert [(p.call.name, p.state) for p in reply.calls] == [("toy__echo", "done")]  # find_tools is ours
+
+
+async def test_a_tool_in_the_catalog_but_not_offered_runs_through_the_same_checks(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    question = [{"role": "user", "content": "list my github pull requests"}]
+    asked: list[str] = []
+
+    async def deny(call: ToolCall) -> bool:
+        asked.append(call.name)
+        return False
+
+    llm.call_tools(("toy__echo", {"text": "hi"}), ("toy__echo", {"text": 5}), ("toy__pid", {}))
+    llm.reply("Done.")
+    reply = await agent_for(llm).run(question, big_catalog(catalog), as_user(services), ask_approval=deny)
+
+    assert not {"toy__echo", "toy__pid"} & set(offered(llm.requests[0]))
+    assert [p.state for p in reply.calls] == ["done", "failed", "denied"]
+    assert asked == ["toy__pid"]  # the approval rule, as for an offered tool
+    results = tool_messages(llm.requests[1])
+    assert results[0] == "hi"
+    assert "text" in results[1]  # argument validation, as for an offered tool
+
+
+async def test_a_name_not_in_the_catalog_still_fails_when_tools_are_preselected(
+    services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+) -> None:
+    llm.call_tools(("nope__missing", {}))
+    llm.reply("Sorry.")
+    reply = await agent_for(llm).run(QUESTION, big_catalog(catalog), as_user(services))
+
+    assert [p.state for p in reply.calls] == ["failed"]
+    assert tool_messages(llm.requests[1]) == ["Error: There is no tool named “nope__missing”."]

@@ -11,7 +11,8 @@ Answers are served in the order they were queued; a request with nothing queued 
 naming the problem, so a test that under-scripts fails loudly instead of hanging. ``fail``
 queues an HTTP error in OpenAI's error shape, ``raw`` a 200 with any body (an endpoint that is
 not OpenAI-compatible) and ``stall`` an answer that never comes (for timeouts). Requests with
-another API key get a 401, as the real service does.
+another API key get a 401, and requests with more than 128 tools a 400 (the real API's
+``array_above_max_length``), as the real service does.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["FakeOpenAI", "fake_openai"]
 
 API_KEY = "sk-test-fake-openai"
 _RAW = "__raw_body__"
+MAX_TOOLS = 128
+"""OpenAI refuses a request with more tools than this."""
 
 
 class FakeOpenAI:
@@ -89,6 +92,14 @@ class FakeOpenAI:
             return web.json_response(error, status=401)
         body = await request.json()
         self.requests.append(body)
+        tools = body.get("tools") or []
+        if len(tools) > MAX_TOOLS:  # checked before the script: the real API refuses first
+            message = (
+                f"Invalid 'tools': array too long. Expected an array with maximum length {MAX_TOOLS}, "
+                f"but got an array with length {len(tools)} instead."
+            )
+            error = {"message": message, "type": "invalid_request_error", "param": "tools"}
+            return web.json_response({"error": {**error, "code": "array_above_max_length"}}, status=400)
         if not self._script:
             error = {"error": {"message": "fake_openai: no answer scripted for this request", "type": "test"}}
             return web.json_response(error, status=500)
