@@ -21,6 +21,7 @@ from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rot
 from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
 from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH, default_redirect_url
+from mcp_core.security import LOOPBACK_HOSTS
 from mcp_core.settings import Settings
 from mcp_core.store import create_engine, migrate, pending_migrations
 from run_cards import BUILTIN_DIR, load_cards, operator_var, read_operator_values
@@ -289,7 +290,6 @@ MANIFEST_PATH = next(
 root's in a checkout or editable install, the copy inside the package in a wheel."""
 EVENTS_PATH = "/slack/events"
 """Where HTTP mode serves Slack (bot.runner.http_app): events, interactivity and /mcp alike."""
-PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def events_url(base_url: str) -> str:
@@ -309,7 +309,7 @@ def events_url(base_url: str) -> str:
         raise click.BadParameter(
             f"{base_url!r} is not a base URL such as https://bot.example.com.", param_hint="--http"
         )
-    if parts.scheme == "http" and host not in PLAIN_HTTP_HOSTS:
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
         raise click.BadParameter(
             f"{base_url!r} must use https: Slack sends its requests, signed, to a public https URL "
             "(plain http only for localhost).",

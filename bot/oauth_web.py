@@ -38,6 +38,7 @@ from bot.home import Home
 from mcp_core import errors
 from mcp_core.connection_service import SignInDone
 from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH
+from mcp_core.security import LOOPBACK_HOSTS
 from mcp_core.services import Services
 
 logger = logging.getLogger(__name__)
@@ -58,7 +59,6 @@ LISTENER_HOST_LOCAL = "127.0.0.1"
 LISTENER_HOST_PUBLIC = "0.0.0.0"
 LISTENER_SHUTDOWN_TIMEOUT_S = 0.5
 """A callback still in flight at SIGTERM gets this long: the process must exit within ~1 s."""
-PLAIN_HTTP_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 _PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",  # the page's own URL holds the code
@@ -97,7 +97,7 @@ def redirect_problem(url: str) -> str | None:
         host = ""
     if parts.scheme not in ("https", "http") or not host:
         return f"OAUTH_REDIRECT_URL {url!r} is not an absolute URL such as https://bot.example.com/oauth/callback"
-    if parts.scheme == "http" and host not in PLAIN_HTTP_HOSTS:
+    if parts.scheme == "http" and host not in LOOPBACK_HOSTS:
         return (
             f"OAUTH_REDIRECT_URL {url!r} must use https: sign-in codes travel in it "
             "(plain http only for localhost)"
@@ -119,7 +119,7 @@ def listener_host(redirect_url: str) -> str:
     the bot made within the last 10 minutes.
     """
     host = (urlsplit(redirect_url).hostname or "").lower()
-    return LISTENER_HOST_LOCAL if host in PLAIN_HTTP_HOSTS else LISTENER_HOST_PUBLIC
+    return LISTENER_HOST_LOCAL if host in LOOPBACK_HOSTS else LISTENER_HOST_PUBLIC
 
 
 class SignInPages:

@@ -343,22 +343,15 @@ class ToolRegistry:
                 arguments,
             )
         except errors.McpCoreError as exc:
-            exc = await self._explained(entry.connection_id, exc)
-            self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
-            if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
-                await self._mark_failed(team_id, user_id, entry.connection_id, exc)
-            raise exc  # the explained failure keeps the transport's as its cause
+            raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         provider = self._providers.get(entry.connection_id)
         if result.is_error and provider is not None and provider.failure is not None:
             # The server refused the request at the HTTP layer (a step-up 403, a grant that no
             # longer refreshes) and the transport reported it as a closed connection: the tool
             # did not run. Say what the person can do instead.
-            refused = errors.ServerAuthError(entry.connection_name, "the server refused the call")
-            exc = await self._explained(entry.connection_id, refused)
-            self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
             await self._pool.discard(entry.connection_id)
-            await self._mark_failed(team_id, user_id, entry.connection_id, exc)
-            raise exc
+            refused = errors.ServerAuthError(entry.connection_name, "the server refused the call")
+            raise await self._call_failed(team_id, user_id, entry, started, refused)
         text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
         structured = None if truncated else result.structured_content
         if provider is not None and (tokens := provider.secret_values()):
@@ -425,6 +418,17 @@ class ToolRegistry:
         provider = self._providers.get(connection_id)
         oauth = provider.secret_values() if provider is not None else ()
         return self._secret_forms.get(connection_id, ()) + oauth
+
+    async def _call_failed(
+        self, team_id: str, user_id: str, entry: CatalogEntry, started: float, exc: errors.McpCoreError
+    ) -> errors.McpCoreError:
+        """A call that failed, explained (``_explained``), recorded, and shown in /mcp list when
+        the connection itself is at fault; the error to raise."""
+        exc = await self._explained(entry.connection_id, exc)
+        self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+        if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
+            await self._mark_failed(team_id, user_id, entry.connection_id, exc)
+        return exc
 
     async def _explained(self, connection_id: uuid.UUID, exc: errors.McpCoreError) -> errors.McpCoreError:
         """What the connection's OAuth provider ran into, if anything (the transport only saw
@@ -522,13 +526,7 @@ class ToolRegistry:
             self._secret_forms[connection_id] = spec.secret_values
             await self._check_policy(NetworkTargets.of(connection), checked)
             if self._oauth is not None and self._oauth.signs_in(connection, spec):
-                oauth = connection.typed_config.oauth
-                if oauth is not None and oauth.grant == "client_credentials":  # a machine client
-                    from mcp_core.oauth.machine import machine_provider  # the registry needs oauth only here
-
-                    provider = machine_provider(self._oauth, connection, secrets)
-                else:
-                    provider = self._oauth.provider(connection)
+                provider = self._oauth.session_auth(connection, secrets)
                 self._providers[connection_id] = provider
                 spec = spec.model_copy(update={"http_auth": provider})
             return spec

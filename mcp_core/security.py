@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DNS_TIMEOUT_S",
     "EMBEDDED_IPV4",
+    "LOOPBACK_HOSTS",
     "SPECIAL_PURPOSE_BLOCKS",
     "NetworkTargets",
     "PolicyVerdict",
@@ -43,6 +44,10 @@ __all__ = [
     "judge_targets",
     "scrub",
 ]
+
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+"""Hosts (as ``urlsplit(...).hostname`` gives them) that only this machine reaches: the one
+place plain http is fine for a URL others are sent to (Slack's request URL, an OAuth redirect)."""
 
 MIN_SECRET_CHARS = 4
 """Shorter values are too likely to appear by chance; scrubbing them would mangle text."""

@@ -35,8 +35,9 @@ from mcp_core import errors
 from mcp_core._transports import shared_ssl_context
 from mcp_core.models import Connection, SessionSpec
 from mcp_core.oauth.grants import GrantStore, Owner, TeamClient
+from mcp_core.oauth.machine import MachineProvider, is_machine, machine_provider
 from mcp_core.oauth.provider import GrantProvider, GrantStorage, restore_metadata
-from mcp_core.security import check_remote_url
+from mcp_core.security import LOOPBACK_HOSTS, check_remote_url
 from mcp_core.settings import Settings
 from mcp_core.store import Store
 
@@ -58,7 +59,6 @@ HTTP_TIMEOUT_S = 15.0
 REVOKE_TIMEOUT_S = 5.0
 MAX_CLIENT_ID_CHARS = 500
 _ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")
-_LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
 def default_redirect_url(settings: Settings, port: int | None = None) -> str:
@@ -138,7 +138,7 @@ class OAuthFlows:
             response_types=["code"],
             token_endpoint_auth_method="none",
             scope=scope,
-            application_type="native" if host in _LOOPBACK else "web",
+            application_type="native" if host in LOOPBACK_HOSTS else "web",
         )
 
     def client_metadata_document(self) -> dict[str, Any] | None:
@@ -188,6 +188,19 @@ class OAuthFlows:
             return False
         return not any(name.lower() == "authorization" for name in spec.headers)
 
+    def session_auth(
+        self, connection: Connection, secrets: Mapping[str, str]
+    ) -> GrantProvider | MachineProvider:
+        """The OAuth provider for one session of ``connection``: a machine client's own
+        (``machine``, its credentials in ``secrets``), else its owner's grant.
+
+        Raises:
+            ConfigError: a machine client's credentials are missing or unusable.
+        """
+        if is_machine(connection):
+            return machine_provider(self, connection, secrets)
+        return self.provider(connection)
+
     def provider(self, connection: Connection) -> GrantProvider:
         """A fresh provider for one session of ``connection`` (its owner's grant)."""
         owner = Owner(connection.team_id, connection.user_id, connection.id)
@@ -211,10 +224,10 @@ class OAuthFlows:
             options=options,
             client_metadata_url=self.client_metadata_url,
         )
-        provider.check_request = self._checker(connection.url or "")  # type: ignore[attr-defined]
+        provider.check_request = self.request_checker(connection.url or "")  # type: ignore[attr-defined]
         return provider
 
-    def _checker(self, server_url: str) -> Any:
+    def request_checker(self, server_url: str) -> Any:
         origin = _origin(server_url)
 
         async def check(request: httpx2.Request) -> None:

@@ -19,7 +19,7 @@ provider:
   issuer the first token came from (kept with the grant); an MCP server that later names
   another authorization server gets nothing.
 * **The network policy** on every URL a server names, as for a person's sign-in
-  (``OAuthFlows._checker``: the transport adds ``check_request`` as a request hook).
+  (``OAuthFlows.request_checker``: the transport adds ``check_request`` as a request hook).
 * **Failures say what to fix** (``failure``, read by the registry), and the secret values it
   holds are scrubbed from what the server sends back (``secret_values``).
 """
@@ -240,7 +240,7 @@ def machine_provider(
                 f"{connection.name}: a machine client authenticates with a secret or a private key, "
                 f"not {method}."
             )
-    provider._setup(connection.name, storage, flows._checker(server_url))
+    provider._setup(connection.name, storage, flows.request_checker(server_url))
     return provider
 
 
