@@ -28,6 +28,10 @@ Rules, from what users of other Slack+MCP bots ran into:
   asked, plus ``find_tools``, which offers the model's own search's matches from the next round
   on (``mcp_core.tool_selection``). A catalog tool the model names without it being offered
   runs all the same, through the same argument and approval checks: it is the person's tool.
+- Requests stay lean: tool definitions are compact (``mcp_core.tool_specs``) and the same bytes
+  in every round and turn while the catalog is unchanged (prompt caching); before each request
+  the history is fitted to ``max_input_tokens`` (``mcp_core.conversation_budget``: earlier big
+  tool results are cut first), with estimates calibrated by the endpoint's reported usage.
 - The model's output is hostile too: an answer that is not a chat completion, a choice without
   a message, a tool call without an id are all an ``LlmError`` or a failed call, never a crash.
 """
@@ -43,9 +47,10 @@ from typing import Any, Literal
 import openai
 from openai import AsyncOpenAI
 
-from mcp_core import errors, tool_selection
+from mcp_core import errors, tool_selection, tool_specs
+from mcp_core.conversation_budget import TokenCounter, fit_history
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult
-from mcp_core.settings import MAX_AGENT_STEPS, MAX_AGENT_TOOLS, TOOL_PRESELECT_ABOVE
+from mcp_core.settings import MAX_AGENT_STEPS, MAX_AGENT_TOOLS, MAX_INPUT_TOKENS, TOOL_PRESELECT_ABOVE
 from mcp_core.tool_catalog import without_optional_nulls
 
 __all__ = [
@@ -58,14 +63,11 @@ __all__ = [
     "ToolProgress",
     "approval_rule",
     "needs_approval",
-    "openai_tools",
 ]
 
 logger = logging.getLogger(__name__)
 
 MAX_STEPS = MAX_AGENT_STEPS
-MAX_DESCRIPTION_CHARS = 1024
-"""OpenAI's limit on a function description."""
 SYSTEM_PROMPT = (
     "You are a helpful assistant in Slack. You can use the tools of the person you are talking "
     "to; they come from MCP servers that person connected. Use them when they help, several if "
@@ -147,24 +149,6 @@ def approval_rule(*, others_wrote: bool) -> Callable[[CatalogEntry], bool]:
     return check
 
 
-def openai_tools(catalog: Sequence[CatalogEntry]) -> list[dict[str, Any]]:
-    """The catalog as OpenAI function tools (names are already unique and OpenAI-valid)."""
-    tools = []
-    for entry in catalog:
-        description = entry.tool.description or entry.tool.title or entry.tool.name
-        tools.append(
-            {
-                "type": "function",
-                "function": {
-                    "name": entry.name,
-                    "description": f"[{entry.connection_name}] {description}"[:MAX_DESCRIPTION_CHARS],
-                    "parameters": entry.tool.input_schema or {"type": "object"},
-                },
-            }
-        )
-    return tools
-
-
 class Agent:
     """Runs turns against one OpenAI-compatible endpoint; the client is borrowed, not closed."""
 
@@ -176,6 +160,7 @@ class Agent:
         max_steps: int = MAX_STEPS,
         max_tools: int = MAX_AGENT_TOOLS,
         preselect_above: int = TOOL_PRESELECT_ABOVE,
+        max_input_tokens: int = MAX_INPUT_TOKENS,
         system_prompt: str = SYSTEM_PROMPT,
     ) -> None:
         self._client = client
@@ -183,7 +168,10 @@ class Agent:
         self._max_steps = max_steps
         self._max_tools = max_tools
         self._preselect_above = preselect_above
+        self._max_input_tokens = max_input_tokens
         self._system_prompt = system_prompt
+        self._tokens = TokenCounter()
+        """This endpoint's token estimates, calibrated by its usage reports."""
 
     async def run(
         self,
@@ -211,12 +199,19 @@ class Agent:
         )
         offered = chosen.offered
         search = [tool_selection.find_tools_spec(len(catalog))] if chosen.searching else []
-        tools = openai_tools(offered) + search
+        tools = tool_specs.function_specs(offered) + search
+        tools_chars = tool_specs.array_chars(tools)
         history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
         history += [dict(message) for message in messages]
         reply = AgentReply(text="", steps=0)
         while True:
             allow_tools = bool(tools) and reply.steps < self._max_steps
+            history = fit_history(
+                history,
+                budget=self._max_input_tokens,
+                tools_tokens=self._tokens.chars(tools_chars),
+                counter=self._tokens,
+            )
             message = await self._complete(history, tools, allow_tools=allow_tools)
             reply.steps += 1
             tool_calls = (message.tool_calls or []) if allow_tools else []
@@ -246,7 +241,8 @@ class Agent:
                 history.append({"role": "tool", "tool_call_id": call.id, "content": _for_model(progress)})
             if added:  # appended, so the tools array's start stays as it was (prompt caching)
                 offered = [*offered, *added]
-                tools = [*tools, *openai_tools(added)]
+                tools = [*tools, *tool_specs.function_specs(added)]
+                tools_chars = tool_specs.array_chars(tools)
 
     async def _run_call(
         self,

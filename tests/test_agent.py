@@ -101,7 +101,7 @@ async def test_a_read_only_tool_runs_without_approval_and_the_model_gets_its_res
     assert first["messages"][0]["role"] == "system"
     assert first["messages"][1:] == QUESTION
     echo = next(t for t in first["tools"] if t["function"]["name"] == "toy__echo")
-    assert echo["function"]["description"] == "[toy] Return the text unchanged."
+    assert echo["function"]["description"] == "Return the text unchanged."  # the name says "toy"
     assert echo["function"]["parameters"]["properties"]["text"]["type"] == "string"
     assert tool_messages(second) == ["hello"]
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mcp_core.agent import openai_tools
 from mcp_core.models import NewConnection
 from mcp_core.services import Services
+from mcp_core.tool_specs import function_specs
 from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, call, services  # noqa: F401
 from tests.support.secrets import DictSecrets
 
@@ -68,7 +68,7 @@ async def test_a_tool_whose_name_holds_the_secret_is_skipped_with_its_reason(con
 async def test_the_model_never_sees_the_secret_in_tool_definitions(connected: Services) -> None:
     catalog = await connected.registry.catalog(TEAM, USER)
 
-    assert TOKEN not in json.dumps(openai_tools(catalog))
+    assert TOKEN not in json.dumps(function_specs(catalog))
 
 
 async def test_every_part_of_a_result_is_scrubbed(
