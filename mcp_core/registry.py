@@ -13,7 +13,7 @@ user's server.
 * ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
   on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
 
-Size (~470 lines): this is where a person's connections, their live sessions and their catalog
+Size (~600 lines): this is where a person's connections, their live sessions and their catalog
 meet (each change to one invalidates the others). What stands alone lives beside it: the form
 checks in ``connection_service``, spec building in ``session_specs``, names and argument
 validation in ``tool_catalog``.
