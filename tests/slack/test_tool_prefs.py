@@ -64,6 +64,13 @@ async def click_and_read(bot: Bot, action_id: str, value: str, *, user: str = US
     return reply
 
 
+async def click_and_read_list(bot: Bot) -> dict[str, Any]:
+    """``/mcp list``: the message sent back."""
+    reply = await bot.slack.command("list")
+    [body] = await bot.slack.replies(reply)
+    return body
+
+
 def offered(request: dict[str, Any]) -> set[str]:
     return {tool["function"]["name"] for tool in request.get("tools", [])}
 
@@ -125,12 +132,6 @@ async def test_a_switched_off_tool_is_not_offered_not_run_when_named_and_back_on
     assert "toy__echo" in offered(on_request)
     assert on_answer == ["hi"]
     assert "toy__echo" in catalog
-
-
-async def click_and_read_list(bot: Bot) -> dict[str, Any]:
-    reply = await bot.slack.command("list")
-    [body] = await bot.slack.replies(reply)
-    return body
 
 
 async def test_turn_on_from_the_home_tab_brings_the_tool_back_and_refreshes_the_tab(
