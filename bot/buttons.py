@@ -1,7 +1,10 @@
-"""The buttons on a connection: Test (and Retry), Tools (and its pages), Disconnect, Sign in again.
+"""The buttons on a connection: Test (and Retry), Tools (and its pages), Disconnect, Sign in
+again, and the tool choices: *Turn off*/*Turn on* on a tools page, *Ask again*/*Turn on* under
+a connection in ``/mcp list`` and the Home tab.
 
 Each runs behind ``OwnedConnection``'s middleware, so it only ever sees the requester's own
-connection, in ``context["connection"]``; Edit belongs to the connect flow (``bot.connect``).
+connection, in ``context["connection"]``; a tool name in a value is checked against that
+connection's tools by the registry. Edit belongs to the connect flow (``bot.connect``).
 """
 
 from __future__ import annotations
@@ -22,26 +25,41 @@ from mcp_core import errors
 from mcp_core.models import Connection
 from mcp_core.services import Services
 
-__all__ = ["register_buttons", "tools_target"]
+__all__ = ["chosen_tool", "register_buttons", "tools_target"]
 
 SIGN_IN_LINK = re.compile(rf"^{views.SIGN_IN_LINK_ACTION}(_\d+)?$")
 SIGN_IN_AGAIN = re.compile(rf"^{views.SIGN_IN_AGAIN_ACTION}(_\d+)?$")
+TOOL_ON = re.compile(rf"^{views.TOOL_ON_ACTION}_\d+$")
+ASK_AGAIN = re.compile(rf"^{views.ASK_AGAIN_ACTION}_\d+$")
+
+
+def _decoded(value: Any) -> dict[str, Any] | None:
+    """A button value we wrote as a JSON object, or None (it is whatever the sender wrote)."""
+    try:
+        target = json.loads(value) if isinstance(value, str) else None
+    except (ValueError, RecursionError):
+        return None
+    return target if isinstance(target, dict) else None
 
 
 def tools_target(value: Any) -> tuple[str, int]:
     """(connection id, page) from a Tools / Next / Previous button's value; an odd page is 0."""
     if not isinstance(value, str):
         return "", 0
-    try:
-        target = json.loads(value)
-    except (ValueError, RecursionError):
+    target = _decoded(value)
+    if target is None:
         return value, 0  # a bare connection id
-    if not isinstance(target, dict):
-        return value, 0
     connection_id, page = target.get("c"), target.get("p", 0)
     if not isinstance(page, int) or isinstance(page, bool):
         page = 0  # a float (1e999 is inf), a string, null...: views clamp an int to the pages there are
     return (connection_id if isinstance(connection_id, str) else ""), page
+
+
+def chosen_tool(value: Any) -> tuple[str, bool]:
+    """(tool name, whether it is to be on) from a tool switch's value ("" for no name)."""
+    target = _decoded(value) or {}
+    tool = target.get("t")
+    return (tool if isinstance(tool, str) else ""), target.get("on") is True
 
 
 def register_buttons(
@@ -80,6 +98,52 @@ def register_buttons(
         blocks = views.tool_page_blocks(connection, page)
         paging = action["action_id"] != "mcp_tools"  # Next/Previous turn the page in place
         await replies.tell(body, respond, texts.tools_of(connection.name), blocks, replace=paging)
+
+    @app.action(views.TOOL_SWITCH_ACTION, middleware=[own_paged])
+    @failures.after_ack
+    async def switch_tool(
+        body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        """Turn a tool off or on from its page, which is then shown again in its new state."""
+        connection: Connection = context[CONNECTION]
+        team_id, user_id = owner(body)
+        value = action.get("value", "")
+        (_, page), (tool, on) = tools_target(value), chosen_tool(value)
+        try:
+            changed = await services.registry.set_tool_enabled(team_id, user_id, connection.id, tool, on)
+        except errors.ToolError as exc:
+            await replies.tell(body, respond, texts.failed(exc))
+            return
+        blocks = views.tool_page_blocks(changed, page)
+        await replies.tell(body, respond, texts.tools_of(changed.name), blocks, replace=True)
+        await home.publish(team_id, user_id)
+
+    @app.action(TOOL_ON, middleware=[own_paged])
+    @app.action(ASK_AGAIN, middleware=[own_paged])
+    @failures.after_ack
+    async def undo_choice(
+        body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond, context: AsyncBoltContext
+    ) -> None:
+        """*Turn on* a switched-off tool, or *Ask again* before an always-allowed one, from
+        ``/mcp list`` or the Home tab; the list (or the tab) is shown again."""
+        connection: Connection = context[CONNECTION]
+        team_id, user_id = owner(body)
+        tool, _ = chosen_tool(action.get("value", ""))
+        registry = services.registry
+        try:
+            if ASK_AGAIN.match(str(action.get("action_id", ""))):
+                await registry.set_always_allowed(team_id, user_id, connection.id, tool, False)
+            else:
+                await registry.set_tool_enabled(team_id, user_id, connection.id, tool, True)
+        except errors.ToolError as exc:
+            await replies.tell(body, respond, texts.failed(exc))
+            return
+        await home.publish(team_id, user_id)
+        if not in_home(body):
+            listed = await services.store.list_connections(team_id, user_id)
+            await replies.tell(
+                body, respond, texts.list_summary(listed), views.connection_blocks(listed), replace=True
+            )
 
     @app.action("mcp_disconnect", middleware=[own_connection])
     @failures.after_ack

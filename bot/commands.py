@@ -125,8 +125,10 @@ async def show_help(request: CommandRequest) -> None:
 
 SUBCOMMANDS = (
     Subcommand("connect", "[card]", "connect a server (`custom`: any remote MCP URL)", connect),
-    Subcommand("list", "", "your connections, their status and usage", show_list),
-    Subcommand("tools", "[name]", "browse tools of one or all connections", show_tools),
+    Subcommand("list", "", "your connections, their status, usage and tool choices", show_list),
+    Subcommand(
+        "tools", "[name]", "browse tools of one or all connections; switch them off or on", show_tools
+    ),
     Subcommand("test", "[name]", "health check of one or all connections", run_tests),
     Subcommand("disconnect", "<name>", "remove a connection and its stored credentials", confirm_disconnect),
     Subcommand("help", "", "this message", show_help),

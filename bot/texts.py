@@ -39,6 +39,20 @@ ARGUMENTS_TOO_LONG = (
 )
 OTHERS_WROTE = "Someone else wrote in this thread, so I ask before every tool: check that *you* want this."
 HEALTH_ERROR_CHARS = 500
+ALWAYS_ALLOW = "Always allow"
+APPROVAL_NOT_OFFERED = "*Always allow* is not offered for this call: approve or deny it."
+ASK_AGAIN = "Ask again"
+TURN_ON = "Turn on"
+TURN_OFF = "Turn off"
+OFF_BADGE = "off"
+ALWAYS_BADGE = "runs without asking"
+ALWAYS_ALLOWED_LINE = "Runs without asking:"
+SWITCHED_OFF_LINE = "Switched off:"
+
+
+def not_remembered(reason: object) -> str:
+    """An *Always allow* click whose choice could not be saved: the call is approved once."""
+    return f"⚠️ Approved this once, but I could not remember it: {reason}"
 
 
 def usage(lines: Sequence[str]) -> str:
@@ -261,7 +275,12 @@ def arguments_too_long_to_show(chars: int) -> str:
     )
 
 
-def approval_outcome(tool: str, user_id: str, outcome: str) -> str:
+def approval_outcome(tool: str, user_id: str, outcome: str, connection: str = "") -> str:
+    if outcome == "always":
+        return (
+            f"✅ <@{user_id}> approved `{tool}` and lets it run without asking from now on "
+            f"(*Ask again* under *{connection}* in `/mcp list` undoes that)."
+        )
     if outcome == "approved":
         return f"✅ <@{user_id}> approved `{tool}`."
     if outcome == "denied":

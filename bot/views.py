@@ -32,7 +32,7 @@ from slack_sdk.models.views import View
 from bot import texts
 from mcp_core import errors
 from mcp_core.agent import ToolCall
-from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from mcp_core.models import Connection, ConnectionStatus, ToolInfo, ToolPrefs
 from mcp_core.oauth.flows import MAX_CLIENT_ID_CHARS
 from run_cards import RunCard, operator_var
 
@@ -73,7 +73,17 @@ NAME_BLOCK = "name"
 MESSAGE_TEXT_LIMIT = 39_000
 """chat.postMessage/update take 40,000 characters of text; the rest is cut."""
 APPROVE_ACTION = "mcp_agent_approve"
+ALWAYS_ACTION = "mcp_agent_always"
 DENY_ACTION = "mcp_agent_deny"
+TOOL_SWITCH_ACTION = "mcp_tool_switch"
+"""*Turn off* / *Turn on* beside a tool on a page of ``/mcp tools``."""
+TOOL_ON_ACTION = "mcp_tool_on"
+ASK_AGAIN_ACTION = "mcp_tool_ask_again"
+"""*Turn on: <tool>* and *Ask again: <tool>* under a connection in ``/mcp list`` and the Home tab
+(several in one block get ``_<n>`` suffixes, like the sign-in buttons)."""
+TOOL_VALUE_NAME_CHARS = 1500
+"""Longest tool name a button value carries (Slack takes 2,000 characters per value); a longer
+one is shown without its buttons."""
 ARGUMENTS_ACTION = "mcp_agent_arguments"
 CLIENT_FORM_ACTION = "mcp_oauth_client_open"
 CLIENT_FORM_CALLBACK = "mcp_oauth_client_submit"
@@ -121,7 +131,9 @@ def connection_blocks(
     limit: int = MESSAGE_BLOCK_LIMIT,
     sign_in_links: Mapping[uuid.UUID, str] | None = None,
 ) -> list[Block]:
-    """One section + one row of buttons per connection, cut to fit ``limit`` blocks.
+    """One section + one row of buttons per connection (and a row of *Ask again* / *Turn on*
+    buttons when the person chose to always allow or switch off some of its tools), cut to
+    fit ``limit`` blocks.
 
     A connection that needs an OAuth sign-in gets a *Sign in again* button, or, when
     ``sign_in_links`` has a fresh link for it, the link itself.
@@ -130,50 +142,79 @@ def connection_blocks(
         return [SectionBlock(text=MarkdownTextObject(text=texts.NO_CONNECTIONS))]
     links = sign_in_links or {}
     blocks: list[Block] = []
-    room = (limit - 1) // 2
-    for connection in connections[:room]:
-        value = str(connection.id)
-        badge = NEEDS_SIGN_IN_BADGE if connection.needs_sign_in else STATUS_BADGE[connection.status]
-        line = (
-            f"*{_escape(connection.name)}* · {badge}"
-            f" · {len(connection.tools)} tools"
-            f" · {_ago(connection.last_used_at)} · {connection.usage_count} calls"
-        )
-        if connection.status_detail and connection.status != ConnectionStatus.HEALTHY:
-            line += f"\n> {_escape(clip(connection.status_detail, 500))}"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(line, SECTION_TEXT_LIMIT))))
-        buttons: list[ButtonElement] = []
-        link = links.get(connection.id)
-        if link is not None:
-            buttons.append(sign_in_button(connection.name, link))
-        elif connection.needs_sign_in:
-            buttons.append(
-                ButtonElement(
-                    text=texts.SIGN_IN_AGAIN, action_id=SIGN_IN_AGAIN_ACTION, value=value, style="primary"
-                )
+    for shown, connection in enumerate(connections):
+        entry = _connection_entry(connection, links.get(connection.id))
+        if len(blocks) + len(entry) > limit - 1:
+            blocks.append(
+                ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(connections) - shown} more.")])
             )
-        buttons += [
-            ButtonElement(text="Test", action_id="mcp_test", value=value),
-            ButtonElement(text="Tools", action_id="mcp_tools", value=_tools_value(connection, 0)),
-            ButtonElement(
-                text="Disconnect",
-                action_id="mcp_disconnect",
-                value=value,
-                style="danger",
-                confirm=ConfirmObject(
-                    title="Disconnect?",
-                    text=clip(f"Remove {connection.name}, its stored credentials and its session?", 300),
-                    confirm="Disconnect",
-                    deny="Keep it",
-                ),
-            ),
-        ]
-        blocks.append(ActionsBlock(block_id=f"conn:{value}", elements=buttons))
-    if len(connections) > room:
-        blocks.append(
-            ContextBlock(elements=[MarkdownTextObject(text=f"…and {len(connections) - room} more.")])
-        )
+            break
+        blocks += entry
     return blocks
+
+
+def _connection_entry(connection: Connection, link: str | None) -> list[Block]:
+    """A connection in ``connection_blocks``: its line, its buttons, and its tool choices."""
+    value = str(connection.id)
+    badge = NEEDS_SIGN_IN_BADGE if connection.needs_sign_in else STATUS_BADGE[connection.status]
+    line = (
+        f"*{_escape(connection.name)}* · {badge}"
+        f" · {len(connection.tools)} tools"
+        f" · {_ago(connection.last_used_at)} · {connection.usage_count} calls"
+    )
+    if connection.status_detail and connection.status != ConnectionStatus.HEALTHY:
+        line += f"\n> {_escape(clip(connection.status_detail, 500))}"
+    prefs = connection.tool_prefs
+    for label, names in ((texts.ALWAYS_ALLOWED_LINE, prefs.always), (texts.SWITCHED_OFF_LINE, prefs.off)):
+        if names:
+            line += f"\n{label} " + ", ".join(f"`{_escape(clip(n, 100))}`" for n in sorted(names))
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=clip(line, SECTION_TEXT_LIMIT)))]
+    buttons: list[ButtonElement] = []
+    if link is not None:
+        buttons.append(sign_in_button(connection.name, link))
+    elif connection.needs_sign_in:
+        buttons.append(
+            ButtonElement(
+                text=texts.SIGN_IN_AGAIN, action_id=SIGN_IN_AGAIN_ACTION, value=value, style="primary"
+            )
+        )
+    buttons += [
+        ButtonElement(text="Test", action_id="mcp_test", value=value),
+        ButtonElement(text="Tools", action_id="mcp_tools", value=_tools_value(connection, 0)),
+        ButtonElement(
+            text="Disconnect",
+            action_id="mcp_disconnect",
+            value=value,
+            style="danger",
+            confirm=ConfirmObject(
+                title="Disconnect?",
+                text=clip(f"Remove {connection.name}, its stored credentials and its session?", 300),
+                confirm="Disconnect",
+                deny="Keep it",
+            ),
+        ),
+    ]
+    blocks.append(ActionsBlock(block_id=f"conn:{value}", elements=buttons))
+    choices = _choice_buttons(connection, prefs)
+    if choices:
+        blocks.append(ActionsBlock(block_id=f"prefs:{value}", elements=choices))
+    return blocks
+
+
+def _choice_buttons(connection: Connection, prefs: ToolPrefs) -> list[ButtonElement]:
+    """*Ask again: <tool>* for each always-allowed tool, then *Turn on: <tool>* for each one
+    switched off (as many as a block takes; ``/mcp tools`` has every switch)."""
+    wanted = [(ASK_AGAIN_ACTION, texts.ASK_AGAIN, n) for n in sorted(prefs.always)]
+    wanted += [(TOOL_ON_ACTION, texts.TURN_ON, n) for n in sorted(prefs.off)]
+    wanted = [w for w in wanted if len(w[2]) <= TOOL_VALUE_NAME_CHARS]
+    return [
+        ButtonElement(
+            text=clip(f"{label}: {name}", 75),
+            action_id=f"{action}_{index}",
+            value=json.dumps({"c": str(connection.id), "t": name}),
+        )
+        for index, (action, label, name) in enumerate(wanted[:ACTIONS_LIMIT])
+    ]
 
 
 def sign_in_button(name: str, url: str, *, index: int | None = None) -> ButtonElement:
@@ -201,8 +242,12 @@ def sign_in_blocks(text: str, name: str, url: str) -> list[Block]:
     ]
 
 
-def _badges(tool: ToolInfo) -> str:
+def _badges(tool: ToolInfo, prefs: ToolPrefs) -> str:
     badges = []
+    if tool.name in prefs.off:
+        badges.append(texts.OFF_BADGE)
+    elif tool.name in prefs.always:
+        badges.append(texts.ALWAYS_BADGE)
     if tool.read_only:
         badges.append("read-only")
     if tool.destructive and not tool.read_only:
@@ -220,7 +265,9 @@ def all_tools_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_
     blocks: list[Block] = []
     room = limit - 1
     for connection in connections[:room]:
-        names = " · ".join(f"`{_escape(clip(t.name, 100))}`{_badges(t)}" for t in connection.tools)
+        names = " · ".join(
+            f"`{_escape(clip(t.name, 100))}`{_badges(t, connection.tool_prefs)}" for t in connection.tools
+        )
         text = f"*{_escape(connection.name)}* — {len(connection.tools)} tools\n{names or '_no tools_'}"
         blocks.append(
             SectionBlock(
@@ -237,8 +284,20 @@ def all_tools_blocks(connections: Sequence[Connection], *, limit: int = MESSAGE_
     return blocks
 
 
+def _switch_button(connection: Connection, tool: ToolInfo, page: int) -> ButtonElement | None:
+    """*Turn off* (or *Turn on*) for one tool; its value says which tool, on which page, and the
+    state wanted (a second click of an old button changes nothing)."""
+    if len(tool.name) > TOOL_VALUE_NAME_CHARS:
+        return None
+    on = tool.name in connection.tool_prefs.off
+    value = json.dumps({"c": str(connection.id), "p": page, "t": tool.name, "on": on})
+    return ButtonElement(
+        text=texts.TURN_ON if on else texts.TURN_OFF, action_id=TOOL_SWITCH_ACTION, value=value
+    )
+
+
 def tool_page_blocks(connection: Connection, page: int) -> list[Block]:
-    """One page of a connection's tools with Previous/Next buttons."""
+    """One page of a connection's tools, each with its on/off switch, and Previous/Next buttons."""
     tools = connection.tools
     pages = max(1, -(-len(tools) // TOOLS_PER_PAGE))
     page = min(max(page, 0), pages - 1)
@@ -249,8 +308,13 @@ def tool_page_blocks(connection: Connection, page: int) -> list[Block]:
         description = (
             _escape(clip(" ".join(tool.description.split()), DESCRIPTION_CHARS)) or "_no description_"
         )
-        text = f"`{_escape(clip(tool.name, 100))}`{_badges(tool)}\n{description}"
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT))))
+        text = f"`{_escape(clip(tool.name, 100))}`{_badges(tool, connection.tool_prefs)}\n{description}"
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(text=clip(text, SECTION_TEXT_LIMIT)),
+                accessory=_switch_button(connection, tool, page),
+            )
+        )
     buttons = []
     for label, target in (("← Previous", page - 1), ("Next →", page + 1)):
         if 0 <= target < pages:
@@ -523,11 +587,13 @@ def approval_question(
     *,
     others_wrote: bool = False,
     redact: Callable[[str], str] = str,
+    always: bool = False,
 ) -> tuple[str, list[Block]] | None:
     """Approve/Deny for one tool call, showing the tool, its description and the complete
     arguments; arguments too long for the message get a *Show all arguments* button (a modal),
     and arguments too long even for that give None: the person cannot review them, so nobody
-    may approve them. ``value`` binds the buttons to this question and these arguments."""
+    may approve them. ``value`` binds the buttons to this question and these arguments.
+    ``always``: offer *Always allow* between Approve and Deny (``bot.approvals`` decides)."""
     tool = call.entry.tool if call.entry is not None else None
     text = texts.approval_question(
         call.name,
@@ -547,10 +613,10 @@ def approval_question(
         name = _escape(tool.name[:64]).replace("`", "'")
         where = f"`{name}` on *{_escape(call.entry.connection_name)}*"
         head += "\n" + " ".join(part for part in (where, texts.server_hints(hints)) if part)
-    buttons = [
-        ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=value, style="primary"),
-        ButtonElement(text="Deny", action_id=DENY_ACTION, value=value, style="danger"),
-    ]
+    buttons = [ButtonElement(text="Approve", action_id=APPROVE_ACTION, value=value, style="primary")]
+    if always:
+        buttons.append(ButtonElement(text=texts.ALWAYS_ALLOW, action_id=ALWAYS_ACTION, value=value))
+    buttons.append(ButtonElement(text="Deny", action_id=DENY_ACTION, value=value, style="danger"))
     if len(chunks) == 1 and len(head) + len(chunks[0]) + 8 <= SECTION_TEXT_LIMIT:
         detail = f"{head}\n```{chunks[0]}```"
     else:

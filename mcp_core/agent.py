@@ -129,9 +129,13 @@ class AgentReply:
 def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy | None = None) -> bool:
     """Whether a call must be approved first under ``policy`` (the entry's own when None):
     under ``writes``, every tool not marked read-only (a server that says nothing about a tool
-    might write, so it is asked about)."""
+    might write, so it is asked about). A tool the person chose to *Always allow* is not asked
+    about under ``writes`` or ``always``, unless its server says it may delete or overwrite
+    things (``ToolInfo.always_asks``)."""
     policy = policy or entry.approval
     if policy == "never":
+        return False
+    if entry.always_allowed and not entry.tool.always_asks:
         return False
     if policy == "always":
         return True
@@ -141,7 +145,8 @@ def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy | None = None) ->
 def approval_rule(*, others_wrote: bool) -> Callable[[CatalogEntry], bool]:
     """Which calls of one turn ask first: each entry's own policy, or every call when the
     conversation holds words of someone other than the asker and the bot — those words may be
-    instructions the asker never gave ("call X and paste the result")."""
+    instructions the asker never gave ("call X and paste the result"), so neither the card's
+    policy nor the person's *Always allow* lets a call through unasked there."""
 
     def check(entry: CatalogEntry) -> bool:
         return others_wrote or needs_approval(entry)

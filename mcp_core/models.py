@@ -27,6 +27,7 @@ __all__ = [
     "NewConnection",
     "SessionSpec",
     "ToolInfo",
+    "ToolPrefs",
     "ToolResult",
     "Transport",
     "UsageRecord",
@@ -77,6 +78,37 @@ class ToolInfo(BaseModel):
     destructive: bool | None = None
     idempotent: bool | None = None
     open_world: bool | None = None
+
+    @property
+    def always_asks(self) -> bool:
+        """The server says the tool may delete or overwrite things, so every call is asked
+        about, *Always allow* or not: a claim that only makes the bot more careful needs no
+        trust. (A tool that says nothing is not taken as destructive, or nothing could be.)"""
+        return self.destructive is True and self.read_only is not True
+
+
+class ToolPrefs(BaseModel):
+    """A person's choices about their connection's tools, by the server's tool names.
+
+    ``off``: never offered to the model and never run. ``always``: runs without asking
+    (``mcp_core.agent.needs_approval``), except where someone else wrote in the thread.
+    Stored on the connection row (``mcp_connections.tool_prefs``), so the catalog needs no
+    other read; names of tools the server stopped listing are kept for when they return.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    off: frozenset[str] = frozenset()
+    always: frozenset[str] = frozenset()
+
+    def with_choice(self, kind: Literal["off", "always"], tool: str, chosen: bool) -> ToolPrefs:
+        """These prefs with ``tool`` added to (``chosen``) or removed from ``kind``."""
+        names = getattr(self, kind)
+        return self.model_copy(update={kind: names | {tool} if chosen else names - {tool}})
+
+    def stored(self) -> dict[str, list[str]]:
+        """The JSON kept in the store (sorted, so equal prefs are equal documents)."""
+        return {"off": sorted(self.off), "always": sorted(self.always)}
 
 
 class NewConnection(BaseModel):
@@ -129,6 +161,7 @@ class Connection(NewConnection):
     status: ConnectionStatus = ConnectionStatus.NEW
     status_detail: str | None = None
     tools: list[ToolInfo] = Field(default_factory=list)
+    tool_prefs: ToolPrefs = Field(default_factory=ToolPrefs)
     last_verified_at: datetime | None = None
     last_used_at: datetime | None = None
     usage_count: int = 0
@@ -178,7 +211,8 @@ class SessionSpec(BaseModel):
 
 class CatalogEntry(BaseModel):
     """A tool as the LLM sees it: a unique function name mapped back to (connection, tool),
-    with its connection's approval policy (its run card's), so a turn needs nothing else."""
+    with its connection's approval policy (its run card's) and the person's *Always allow*,
+    so a turn needs nothing else. Tools the person switched off have no entry."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -187,6 +221,9 @@ class CatalogEntry(BaseModel):
     connection_name: str
     tool: ToolInfo
     approval: ApprovalPolicy = "writes"
+    """The run card's policy (``mcp_core.agent.needs_approval``)."""
+    always_allowed: bool = False
+    """The person chose *Always allow* for this tool of this connection (``ToolPrefs.always``)."""
 
 
 class ToolResult(BaseModel):

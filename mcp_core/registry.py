@@ -7,12 +7,13 @@ user's server.
 * Discovery lists every page of tools/list, drops malformed tools with a recorded warning,
   caches the result in the store, and runs concurrently across connections.
 * The catalog gives each tool a unique name valid for OpenAI function calling
-  (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool). It is cached in memory for a
+  (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool), without the tools the person
+  switched off and with their *Always allow* choices (``ToolPrefs``). It is cached in memory for a
   short time so a call does not cost a database round trip.
 * ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
   on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
 
-Size (~470 lines): this is where a person's connections, their live sessions and their catalog
+Size (~600 lines): this is where a person's connections, their live sessions and their catalog
 meet (each change to one invalidates the others). What stands alone lives beside it: the form
 checks in ``connection_service``, spec building in ``session_specs``, names and argument
 validation in ``tool_catalog``.
@@ -29,7 +30,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
@@ -322,7 +323,7 @@ class ToolRegistry:
         """Call a catalog tool for this user.
 
         Raises:
-            UnknownToolError: not in this user's catalog.
+            UnknownToolError: not in this user's catalog (a tool they switched off is not).
             ToolArgumentsError: arguments do not match the inputSchema (nothing sent).
             LimitError: the user made MCP_MAX_CALLS_PER_MINUTE calls in the last minute (nothing sent).
             McpServerError: the server failed; see ``mcp_core.errors``.
@@ -376,6 +377,56 @@ class ToolRegistry:
             structured=structured,
             latency_ms=latency_ms,
         )
+
+    async def set_tool_enabled(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, tool: str, enabled: bool
+    ) -> Connection:
+        """Switch one tool of the person's own connection on or off (by the server's name for
+        it); an off tool leaves the catalog at once, so it is neither offered nor run.
+
+        Raises:
+            ConnectionNotFoundError: not this person's connection.
+            ToolError: the connection has no such tool.
+        """
+        return await self._choose(team_id, user_id, connection_id, "off", tool, not enabled)
+
+    async def set_always_allowed(
+        self, team_id: str, user_id: str, connection_id: uuid.UUID, tool: str, allowed: bool
+    ) -> Connection:
+        """Remember (or forget) that this tool of the person's own connection runs without
+        asking. Where someone else wrote in the thread it is asked about all the same
+        (``mcp_core.agent.approval_rule``).
+
+        Raises:
+            ConnectionNotFoundError: not this person's connection.
+            ToolError: the connection has no such tool, or the server says it may delete or
+                overwrite things (such a tool asks every time).
+        """
+        return await self._choose(team_id, user_id, connection_id, "always", tool, allowed)
+
+    async def _choose(
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        kind: Literal["off", "always"],
+        tool: str,
+        chosen: bool,
+    ) -> Connection:
+        """One tool pref changed: only a tool the connection lists may be chosen (a name from a
+        button is whatever the sender wrote); one it no longer lists may still be un-chosen."""
+        connection = await self._store.get_connection(team_id, user_id, connection_id)
+        listed = {t.name: t for t in connection.tools}
+        known = listed.keys() if chosen else listed.keys() | getattr(connection.tool_prefs, kind)
+        if tool not in known:
+            raise errors.ToolError(f"{connection.name} has no tool named “{tool[:64]}”.")
+        if chosen and kind == "always" and listed[tool].always_asks:
+            raise errors.ToolError(
+                f"{connection.name} says “{tool[:64]}” may delete or overwrite things, so I ask every time."
+            )
+        changed = await self._store.set_tool_pref(team_id, user_id, connection_id, kind, tool, chosen)
+        self._invalidate(team_id, user_id)
+        return changed
 
     def redactor(self, team_id: str, user_id: str) -> Callable[[str], str]:
         """Scrub the secrets of this user's connections (those opened by this process) out of
@@ -483,7 +534,10 @@ class ToolRegistry:
         entries: dict[str, CatalogEntry] = {}
         for connection in connections:
             approval = self._card_approvals.get(connection.card_id or "", "writes")
+            prefs = connection.tool_prefs
             for tool in sorted(connection.tools, key=lambda t: t.name):
+                if tool.name in prefs.off:  # switched off: neither offered nor callable
+                    continue
                 name = function_name(connection.name, tool.name, set(entries))
                 entries[name] = CatalogEntry(
                     name=name,
@@ -491,6 +545,7 @@ class ToolRegistry:
                     connection_name=connection.name,
                     tool=tool,
                     approval=approval,
+                    always_allowed=tool.name in prefs.always,
                 )
         catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
         self._catalogs[key] = catalog

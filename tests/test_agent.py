@@ -361,6 +361,27 @@ def test_which_calls_need_approval(read_only: bool | None, policy: Any, asks: bo
     assert needs_approval(entry(read_only), policy) is asks
 
 
+@pytest.mark.parametrize(
+    ("tool", "policy", "asks"),
+    [
+        (ToolInfo(name="t"), "writes", False),
+        (ToolInfo(name="t"), "always", False),
+        (ToolInfo(name="t", destructive=False), "writes", False),
+        (ToolInfo(name="t", destructive=True), "writes", True),  # the server says so: asked every time
+        (ToolInfo(name="t", destructive=True), "always", True),
+        (ToolInfo(name="t", destructive=True, read_only=True), "writes", False),  # read-only wins
+    ],
+)
+def test_always_allowed_tools_need_no_approval_unless_their_server_says_destructive(
+    tool: ToolInfo, policy: Any, asks: bool
+) -> None:
+    always = CatalogEntry(
+        name="c__t", connection_id=uuid.uuid4(), connection_name="c", tool=tool, always_allowed=True
+    )
+
+    assert needs_approval(always, policy) is asks
+
+
 async def test_services_build_the_agent_from_the_openai_settings_only_when_a_key_is_set(
     tmp_path, llm: FakeOpenAI
 ) -> None:

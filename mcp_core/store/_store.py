@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -24,6 +24,7 @@ from mcp_core.models import (
     ConnectionStatus,
     NewConnection,
     ToolInfo,
+    ToolPrefs,
     UsageRecord,
     normalize_connection_name,
 )
@@ -74,6 +75,7 @@ class Store:
             "user_id": user_id,
             "status": ConnectionStatus.NEW.value,
             "tools": [],
+            "tool_prefs": ToolPrefs().stored(),
             "usage_count": 0,
             "created_at": now,
             "updated_at": now,
@@ -234,6 +236,42 @@ class Store:
                 if _is_unique_violation(exc):
                     raise DuplicateConnectionError(merged.name) from exc
                 raise
+        return _connection(row)
+
+    async def set_tool_pref(
+        self,
+        team_id: str,
+        user_id: str,
+        connection_id: uuid.UUID,
+        kind: Literal["off", "always"],
+        tool: str,
+        chosen: bool,
+    ) -> Connection:
+        """Add ``tool`` to the connection's ``off`` or ``always`` set (``chosen``), or remove it.
+
+        Read and written in one transaction (the row locked on PostgreSQL), so two clicks at
+        once do not lose each other's change. Which names may be chosen is the caller's rule
+        (``ToolRegistry``); the store keeps what it is given.
+
+        Raises:
+            ConnectionNotFoundError: no such connection for this user.
+            StoreError: the database failed.
+        """
+        owned = _owned(team_id, user_id, connection_id)
+        async with self._transaction(write=True) as conn:
+            current = (
+                await conn.execute(sa.select(connections.c.tool_prefs).where(*owned).with_for_update())
+            ).one_or_none()
+            if current is None:
+                raise ConnectionNotFoundError(str(connection_id))
+            prefs = ToolPrefs.model_validate(current.tool_prefs or {}).with_choice(kind, tool, chosen)
+            query = (
+                sa.update(connections)
+                .where(*owned)
+                .values(tool_prefs=prefs.stored(), updated_at=_utcnow())
+                .returning(*connections.c)
+            )
+            row = (await conn.execute(query)).one()
         return _connection(row)
 
     async def delete_connection(self, team_id: str, user_id: str, connection_id: uuid.UUID) -> bool:

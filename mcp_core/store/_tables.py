@@ -71,6 +71,7 @@ connections = sa.Table(
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("status_detail", sa.Text),
     sa.Column("tools", Json, nullable=False),
+    sa.Column("tool_prefs", Json, nullable=False),
     sa.Column("last_verified_at", UtcDateTime),
     sa.Column("last_used_at", UtcDateTime),
     sa.Column("usage_count", sa.BigInteger, nullable=False),

@@ -44,7 +44,7 @@ from tests.support.fake_slack import (
     view_submission,
 )
 
-AGENT_ACTIONS = (views.APPROVE_ACTION, views.DENY_ACTION, views.ARGUMENTS_ACTION)
+AGENT_ACTIONS = (views.APPROVE_ACTION, views.ALWAYS_ACTION, views.DENY_ACTION, views.ARGUMENTS_ACTION)
 """Buttons only ever posted in a channel message (so their clicks carry a response_url)."""
 ACTION_IDS = [  # every action the app registers (bot/app.py, bot/chat.py)
     "mcp_test",
@@ -55,6 +55,9 @@ ACTION_IDS = [  # every action the app registers (bot/app.py, bot/chat.py)
     "mcp_disconnect",
     "mcp_connect_open",
     "mcp_edit",
+    views.TOOL_SWITCH_ACTION,
+    f"{views.TOOL_ON_ACTION}_0",
+    f"{views.ASK_AGAIN_ACTION}_3",
     views.CARD_PICK_ACTION,
     *AGENT_ACTIONS,
 ]
@@ -92,6 +95,12 @@ tools_values = st.builds(  # what Tools / Next / Previous carry, {"c": id, "p": 
     st.one_of(st.just(str(uuid.uuid4())), junk),
     st.one_of(numbers, json_text),
 )
+tool_values = st.builds(  # what a tool's switch / Turn on / Ask again carry, with odd parts
+    lambda c, t, on: json.dumps({"c": c, "p": 0, "t": t, "on": on}),
+    st.one_of(st.just(str(uuid.uuid4())), junk),
+    junk,
+    junk,
+)
 values = st.one_of(st.text(max_size=40), json_text, numbers, junk)
 card_ids = st.sampled_from(["custom", "github", "GitHub", "supabase", "nope"])
 
@@ -99,6 +108,8 @@ card_ids = st.sampled_from(["custom", "github", "GitHub", "supabase", "nope"])
 def _value_for(action_id: str) -> st.SearchStrategy[Any]:
     if action_id.startswith("mcp_tools"):
         return st.one_of(tools_values, values)
+    if action_id.startswith("mcp_tool_"):
+        return st.one_of(tool_values, values)
     return st.one_of(card_ids, values) if action_id == views.CARD_PICK_ACTION else values
 
 

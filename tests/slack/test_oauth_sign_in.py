@@ -30,7 +30,7 @@ from mcp_core.services import Services, build_services
 from mcp_core.store._tables import oauth_pending
 from run_cards import BUILTIN_DIR
 from tests import test_cli
-from tests.slack.agent_harness import approval_value, live_thread, record_posts, updates
+from tests.slack.agent_harness import live_thread, record_posts, updates
 from tests.slack.conftest import (
     SECRET,
     TEAM,
@@ -266,10 +266,11 @@ async def test_after_signing_in_a_mention_in_a_channel_uses_the_servers_tool_wit
     llm.reply("You are signed in.")
 
     event = app_mention_event("who am I on the tracker?", user_id=USER)
-    await ask_and_approve(slack, fake, event)
+    await slack.event(event)
     await llm.drained(TURN_S)
     await listeners_done(TURN_S)
 
+    assert questions(fake) == []  # whoami is read-only, as its server says
     [tool_message] = [m["content"] for m in llm.requests[1]["messages"] if m["role"] == "tool"]
     assert json.loads(tool_message)["subject"] == "user"  # the token's person, as the server saw it
     assert (oauth.stats())["mcp_unauthorized"] == before
@@ -277,13 +278,14 @@ async def test_after_signing_in_a_mention_in_a_channel_uses_the_servers_tool_wit
     assert answer["text"] == "You are signed in."
 
 
-async def ask_and_approve(slack: SlackDriver, fake: FakeSlack, event: dict[str, Any]) -> None:
-    """Send ``event`` and approve the tool call it leads to (the custom card asks before every
-    call): the turn's second post is the question."""
-    posted = len(fake.calls("chat.postMessage"))
-    await slack.event(event)
-    question = (await fake.await_for("chat.postMessage", posted + 2, timeout_s=TURN_S))[-1]["body"]
-    await slack.click("mcp_agent_approve", approval_value(question))
+def questions(fake: FakeSlack) -> list[str]:
+    """Approval questions posted so far (the custom card's `writes` policy runs the server's
+    read-only tools, such as whoami and list_issues, without one)."""
+    return [
+        text
+        for c in fake.calls("chat.postMessage")
+        if (text := str(c["body"].get("text", ""))).startswith(f"<@{USER}>, may I run")
+    ]
 
 
 # --- what the callback refuses -------------------------------------------------------------------
@@ -615,7 +617,7 @@ async def revoked_mid_answer(
     live_thread(fake, posts)
     llm.call_tools((f"{NAME}__list_issues", {}))
     llm.reply("I could not reach the tracker: sign in again, please.")
-    await ask_and_approve(slack, fake, event)
+    await slack.event(event)  # list_issues is read-only: no question
     await llm.drained(TURN_S)
     await listeners_done(TURN_S)
     progress = posts.ts_of("🤔")

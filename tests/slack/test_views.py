@@ -16,7 +16,7 @@ import pytest
 from slack_sdk.models.blocks import Block
 
 from bot import views
-from mcp_core.models import Connection, ConnectionStatus, ToolInfo
+from mcp_core.models import Connection, ConnectionStatus, ToolInfo, ToolPrefs
 from run_cards import load_cards
 
 MESSAGE_BLOCKS, VIEW_BLOCKS, SECTION_TEXT, PRIVATE_METADATA = 50, 100, 3000, 3000
@@ -71,6 +71,34 @@ def test_sixty_connections_fit_the_home_tab() -> None:
 
     assert len(view["blocks"]) <= VIEW_BLOCKS
     assert view["blocks"][-1]["elements"][0]["text"] == "…and 12 more."
+
+
+def test_connections_with_many_tool_choices_fit_one_message_with_one_row_of_undo_buttons_each() -> None:
+    many = [connection(i, tools=60) for i in range(30)]
+    for one in many:
+        one.tool_prefs = ToolPrefs(
+            off={t.name for t in one.tools[:30]} | {"n" * 3000}, always={t.name for t in one.tools[30:]}
+        )
+
+    blocks = serialized(views.connection_blocks(many))
+
+    assert len(blocks) <= MESSAGE_BLOCKS
+    assert all(len(text) <= SECTION_TEXT for text in section_texts(blocks))
+    undo = [b for b in blocks if b["type"] == "actions" and b["block_id"].startswith("prefs:")]
+    assert len(undo) == 16  # three blocks a connection, then the note
+    assert all(len(b["elements"]) == 25 for b in undo)
+    assert undo[0]["elements"][0]["text"]["text"].startswith("Ask again: tool_030")
+    assert blocks[-1]["elements"][0]["text"] == "…and 14 more."
+
+
+def test_a_tool_name_too_long_for_a_button_value_is_listed_without_its_switch() -> None:
+    one = connection(1, tools=2)
+    one.tools[0] = ToolInfo(name="n" * 3000)
+
+    blocks = serialized(views.tool_page_blocks(one, 0))
+
+    assert "accessory" not in blocks[1]
+    assert blocks[2]["accessory"]["text"]["text"] == "Turn off"
 
 
 def test_a_page_of_tools_with_long_names_and_descriptions_stays_within_limits() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -10,10 +12,10 @@ import pytest
 import sqlalchemy as sa
 
 from mcp_core.errors import StoreError
-from mcp_core.models import NewConnection
+from mcp_core.models import ToolPrefs
 from mcp_core.store import Store, create_engine, migrate
 from mcp_core.store._migrations import default_sql_dir, discover, pending_migrations, split_sqlite_script
-from mcp_core.store._tables import metadata, schema_migrations
+from mcp_core.store._tables import connections, metadata, schema_migrations
 
 from .conftest import TEAM, USER
 
@@ -62,6 +64,38 @@ async def recorded_versions(engine) -> list[int]:
         return list((await conn.execute(query)).scalars())
 
 
+async def old_connection(engine, *, card_id: str | None = None) -> uuid.UUID:
+    """A connection row with the columns of 0001 only, as an old release wrote it (today's Store
+    writes and reads the columns added since, so it cannot write to an old schema)."""
+    now, connection_id = datetime.now(UTC), uuid.uuid4()
+    row = dict(
+        id=connection_id,
+        team_id=TEAM,
+        user_id=USER,
+        name="github",
+        card_id=card_id,
+        transport="sse",
+        url="https://x.example.com/sse",
+        args=[],
+        config={},
+        status="new",
+        tools=[],
+        usage_count=0,
+        created_at=now,
+        updated_at=now,
+    )
+    async with engine.begin() as conn:
+        await conn.execute(sa.insert(connections).values(row))
+    return connection_id
+
+
+async def assert_kept(engine, connection_id: uuid.UUID, card_id: str | None = None) -> None:
+    """The old row reads back whole, with the defaults of the columns added since."""
+    kept = await Store(engine).get_connection(TEAM, USER, connection_id)
+    assert (kept.name, kept.card_id, kept.url) == ("github", card_id, "https://x.example.com/sse")
+    assert kept.tool_prefs == ToolPrefs()
+
+
 def all_versions(dialect: str) -> list[int]:
     return [m.version for m in discover(default_sql_dir(), dialect)]
 
@@ -93,10 +127,7 @@ async def test_migrate_is_idempotent(blank_engine):
 async def test_upgrade_from_partial_history(blank_engine, tmp_path):
     sql_dir = copy_sql(tmp_path, up_to=1)
     assert await migrate(blank_engine, sql_dir=sql_dir) == [1]
-    store = Store(blank_engine)
-    existing = await store.create_connection(
-        TEAM, USER, NewConnection(name="github", transport="sse", url="https://x.example.com/sse")
-    )
+    existing = await old_connection(blank_engine)
     next_version = max(all_versions(blank_engine.dialect.name)) + 1
     add_migration(sql_dir, f"{next_version:04d}_probe.sql", PROBE_MIGRATION)
 
@@ -108,22 +139,19 @@ async def test_upgrade_from_partial_history(blank_engine, tmp_path):
 
     assert await migrate(blank_engine, sql_dir=sql_dir) == []
     assert "mcp_probe" in await table_names(blank_engine)
-    assert await store.get_connection(TEAM, USER, existing.id) == existing
+    await assert_kept(blank_engine, existing)
 
 
 async def test_upgrading_drops_the_run_cards_table_nothing_read_and_keeps_connections(blank_engine, tmp_path):
     await migrate(blank_engine, sql_dir=copy_sql(tmp_path, up_to=2))
-    existing = await Store(blank_engine).create_connection(
-        TEAM,
-        USER,
-        NewConnection(name="github", transport="sse", url="https://x.example.com/sse", card_id="github"),
-    )
+    existing = await old_connection(blank_engine, card_id="github")
     assert "mcp_run_cards" in await table_names(blank_engine)
 
     assert await migrate(blank_engine, sql_dir=copy_sql(tmp_path / "full", up_to=3)) == [3]
 
     assert "mcp_run_cards" not in await table_names(blank_engine)
-    assert await Store(blank_engine).get_connection(TEAM, USER, existing.id) == existing
+    await migrate(blank_engine)  # and the columns added since (today's Store reads them)
+    await assert_kept(blank_engine, existing, "github")
 
 
 async def test_a_failed_migration_leaves_no_trace_and_is_retried(blank_engine, tmp_path):

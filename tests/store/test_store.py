@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError
-from mcp_core.models import ConnectionStatus, NewConnection, ToolInfo, UsageRecord
+from mcp_core.models import ConnectionStatus, NewConnection, ToolInfo, ToolPrefs, UsageRecord
 from mcp_core.store import Store, create_engine
 from mcp_core.store._tables import tool_usage
 from mcp_core.store._usage import MAX_ERROR_MESSAGE_CHARS
@@ -152,6 +152,49 @@ async def test_update_refuses_fixed_fields_and_invalid_results(store, connect):
     with pytest.raises(ValueError, match="URL"):
         await store.update_connection(TEAM, USER, created.id, url=None)
     assert await store.get_connection(TEAM, USER, created.id) == created
+
+
+async def test_tool_prefs_are_added_and_removed_one_name_at_a_time_and_outlive_the_store(
+    store, connect, database_url
+):
+    github = await connect("github")
+    assert github.tool_prefs == ToolPrefs()
+
+    await store.set_tool_pref(TEAM, USER, github.id, "off", "delete_repo", True)
+    await store.set_tool_pref(TEAM, USER, github.id, "off", "fork", True)
+    await store.set_tool_pref(TEAM, USER, github.id, "always", "search", True)
+    changed = await store.set_tool_pref(TEAM, USER, github.id, "off", "fork", False)
+    await store.set_tool_pref(TEAM, USER, github.id, "off", "never_there", False)  # a no-op
+
+    assert changed.tool_prefs == ToolPrefs(off={"delete_repo"}, always={"search"})
+    assert changed.updated_at > github.updated_at  # a change others can see
+    other_engine = create_engine(database_url)  # another process, after a restart
+    try:
+        reread = await Store(other_engine).get_connection(TEAM, USER, github.id)
+    finally:
+        await other_engine.dispose()
+    assert reread.tool_prefs == changed.tool_prefs
+
+
+async def test_one_user_cannot_change_another_users_tool_prefs(store, connect):
+    mine = await connect("github")
+
+    for team, user in ((TEAM, "U_OTHER"), ("T_OTHER", USER)):
+        with pytest.raises(ConnectionNotFoundError):
+            await store.set_tool_pref(team, user, mine.id, "always", "search", True)
+
+    assert (await store.get_connection(TEAM, USER, mine.id)).tool_prefs == ToolPrefs()
+
+
+async def test_concurrent_tool_pref_changes_keep_each_other(store, connect):
+    github = await connect("github")
+    names = [f"tool_{n}" for n in range(8)]
+
+    async with anyio.create_task_group() as tg:
+        for name in names:
+            tg.start_soon(store.set_tool_pref, TEAM, USER, github.id, "off", name, True)
+
+    assert (await store.get_connection(TEAM, USER, github.id)).tool_prefs.off == set(names)
 
 
 async def test_a_missing_connection_is_reported_not_found(store):
