@@ -246,7 +246,7 @@ def _badges(tool: ToolInfo, prefs: ToolPrefs) -> str:
     badges = []
     if tool.name in prefs.off:
         badges.append(texts.OFF_BADGE)
-    elif tool.name in prefs.always:
+    elif prefs.allows(tool):
         badges.append(texts.ALWAYS_BADGE)
     if tool.read_only:
         badges.append("read-only")

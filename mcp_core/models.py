@@ -7,8 +7,11 @@ never part of a stored model; they are joined in only when a session is opened
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
@@ -80,6 +83,16 @@ class ToolInfo(BaseModel):
     open_world: bool | None = None
 
     @property
+    def fingerprint(self) -> str:
+        """A digest of everything the server says about the tool besides its name: what an
+        *Always allow* was given for (``ToolPrefs``). Not cached: ``model_copy`` would carry a
+        cached digest over to a changed copy."""
+        said = [self.title, self.description, self.input_schema]
+        said += [self.read_only, self.destructive, self.idempotent, self.open_world]
+        canonical = json.dumps(said, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+    @property
     def always_asks(self) -> bool:
         """The server says the tool may delete or overwrite things, so every call is asked
         about, *Always allow* or not: a claim that only makes the bot more careful needs no
@@ -91,7 +104,10 @@ class ToolPrefs(BaseModel):
     """A person's choices about their connection's tools, by the server's tool names.
 
     ``off``: never offered to the model and never run. ``always``: runs without asking
-    (``mcp_core.agent.needs_approval``), except where someone else wrote in the thread.
+    (``mcp_core.agent.needs_approval``), except where someone else wrote in the thread — for
+    the tool *as it was* when the person chose it: each name keeps the tool's
+    ``ToolInfo.fingerprint``, and a server that later changes the tool's description, schema
+    or hints (a harmless "read" turned into something else) is asked about again.
     Stored on the connection row (``mcp_connections.tool_prefs``), so the catalog needs no
     other read; names of tools the server stopped listing are kept for when they return.
     """
@@ -99,16 +115,34 @@ class ToolPrefs(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     off: frozenset[str] = frozenset()
-    always: frozenset[str] = frozenset()
+    always: Mapping[str, str] = Field(default_factory=dict)
+    """Tool name → the fingerprint of the definition the person allowed."""
 
-    def with_choice(self, kind: Literal["off", "always"], tool: str, chosen: bool) -> ToolPrefs:
-        """These prefs with ``tool`` added to (``chosen``) or removed from ``kind``."""
-        names = getattr(self, kind)
-        return self.model_copy(update={kind: names | {tool} if chosen else names - {tool}})
+    @field_validator("always", mode="before")
+    @classmethod
+    def _names_only(cls, value: Any) -> Any:
+        """Names without a fingerprint (a list) match no definition: they ask again."""
+        return dict.fromkeys(value, "") if isinstance(value, list | set | frozenset) else value
 
-    def stored(self) -> dict[str, list[str]]:
+    def allows(self, tool: ToolInfo) -> bool:
+        """The person chose *Always allow* for exactly this definition of ``tool``."""
+        return self.always.get(tool.name) == tool.fingerprint
+
+    def with_choice(
+        self, kind: Literal["off", "always"], tool: str, chosen: bool, *, fingerprint: str = ""
+    ) -> ToolPrefs:
+        """These prefs with ``tool`` added to (``chosen``) or removed from ``kind``;
+        ``fingerprint``: the definition allowed, for ``always``."""
+        if kind == "off":
+            return self.model_copy(update={"off": self.off | {tool} if chosen else self.off - {tool}})
+        always = {name: pin for name, pin in self.always.items() if name != tool}
+        if chosen:
+            always[tool] = fingerprint
+        return self.model_copy(update={"always": always})
+
+    def stored(self) -> dict[str, Any]:
         """The JSON kept in the store (sorted, so equal prefs are equal documents)."""
-        return {"off": sorted(self.off), "always": sorted(self.always)}
+        return {"off": sorted(self.off), "always": dict(sorted(self.always.items()))}
 
 
 class NewConnection(BaseModel):

@@ -424,7 +424,10 @@ class ToolRegistry:
             raise errors.ToolError(
                 f"{connection.name} says “{tool[:64]}” may delete or overwrite things, so I ask every time."
             )
-        changed = await self._store.set_tool_pref(team_id, user_id, connection_id, kind, tool, chosen)
+        pin = listed[tool].fingerprint if chosen and kind == "always" else ""
+        changed = await self._store.set_tool_pref(
+            team_id, user_id, connection_id, kind, tool, chosen, fingerprint=pin
+        )
         self._invalidate(team_id, user_id)
         return changed
 
@@ -545,7 +548,7 @@ class ToolRegistry:
                     connection_name=connection.name,
                     tool=tool,
                     approval=approval,
-                    always_allowed=tool.name in prefs.always,
+                    always_allowed=prefs.allows(tool),
                 )
         catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
         self._catalogs[key] = catalog

@@ -246,8 +246,11 @@ class Store:
         kind: Literal["off", "always"],
         tool: str,
         chosen: bool,
+        *,
+        fingerprint: str = "",
     ) -> Connection:
-        """Add ``tool`` to the connection's ``off`` or ``always`` set (``chosen``), or remove it.
+        """Add ``tool`` to the connection's ``off`` or ``always`` set (``chosen``), or remove it;
+        ``fingerprint``: the definition an ``always`` is for (``ToolPrefs``).
 
         Read and written in one transaction (the row locked on PostgreSQL), so two clicks at
         once do not lose each other's change. Which names may be chosen is the caller's rule
@@ -264,7 +267,9 @@ class Store:
             ).one_or_none()
             if current is None:
                 raise ConnectionNotFoundError(str(connection_id))
-            prefs = ToolPrefs.model_validate(current.tool_prefs or {}).with_choice(kind, tool, chosen)
+            prefs = ToolPrefs.model_validate(current.tool_prefs or {}).with_choice(
+                kind, tool, chosen, fingerprint=fingerprint
+            )
             query = (
                 sa.update(connections)
                 .where(*owned)

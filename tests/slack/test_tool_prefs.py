@@ -181,7 +181,7 @@ async def test_nobody_switches_someone_elses_tool_and_a_made_up_tool_name_is_ref
     assert unknown["text"] == "❌ toy has no tool named “rm_rf”."
     assert unknown["replace_original"] is False  # the page stays as it was
     assert not_in_list["text"] == "❌ toy has no tool named “rm_rf”."
-    assert (prefs.off, prefs.always) == ({"pid"}, {"add"})
+    assert (prefs.off, set(prefs.always)) == ({"pid"}, {"add"})
     assert bobs is not None
     assert bobs.tool_prefs.off == frozenset()
 
@@ -239,7 +239,7 @@ async def test_always_allow_runs_this_call_and_the_next_turn_without_a_question_
     assert stranger["text"] == texts.APPROVAL_NOT_YOURS
     assert ran_once == 1
     assert decided["text"].startswith(f"✅ <@{USER}> approved `toy__pid` and lets it run without asking")
-    assert remembered == {"pid"}
+    assert set(remembered) == {"pid"}
     assert asked_second == []  # no question: it ran at once
     assert ran_twice == 2
     assert f"{texts.ALWAYS_ALLOWED_LINE} `pid`" in blocks_text(listed)
