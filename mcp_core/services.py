@@ -140,6 +140,7 @@ async def build_services(
             max_steps=settings.agent_max_steps,
             max_tools=settings.agent_max_tools,
             preselect_above=settings.agent_tool_preselect_above,
+            parallel_calls=settings.agent_parallel_calls,
         )
     return Services(
         settings,

@@ -30,6 +30,8 @@ MAX_AGENT_TOOLS = 128
 TOOL_PRESELECT_ABOVE = 40
 """Above this many tools a request offers the best-ranked ones and ``find_tools``: models
 choose worse past 30–50 tools (mcp_core.tool_selection)."""
+PARALLEL_CALLS = 4
+"""Read-only tool calls of one model answer that run at the same time (mcp_core.agent)."""
 HISTORY_MESSAGES = 30
 """Thread messages (newest) the agent reads as the conversation."""
 MAX_CONNECTIONS_PER_USER = 10
@@ -96,6 +98,7 @@ class Settings(BaseSettings):
     agent_max_tools: int = Field(default=MAX_AGENT_TOOLS, ge=2, description="tools per model request")
     agent_tool_preselect_above: int = Field(default=TOOL_PRESELECT_ABOVE, ge=2)
     agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)
+    agent_parallel_calls: int = Field(default=PARALLEL_CALLS, ge=1, le=32)
     agent_max_turns_per_user: int = Field(default=MAX_TURNS_PER_USER, ge=1)
 
     # OAuth sign-in to remote MCP servers (mcp_core.oauth)
