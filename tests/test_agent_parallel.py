@@ -117,7 +117,11 @@ async def test_a_call_that_may_write_waits_for_the_reads_before_it_and_runs_befo
     services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.call_tools(
-        meet("before", 2), meet("before", 2), ("ov__alone", {"label": "write"}), meet("after", 2), meet("after", 2)
+        meet("before", 2),
+        meet("before", 2),
+        ("ov__alone", {"label": "write"}),
+        meet("after", 2),
+        meet("after", 2),
     )
     llm.reply("Done in order.")
     journal = Journal()
@@ -131,7 +135,9 @@ async def test_a_call_that_may_write_waits_for_the_reads_before_it_and_runs_befo
     assert answers == ["met 2", "met 2", "write: 0 then 0", "met 2", "met 2"]  # nothing overlapped the write
     asked = journal.index("asked", "write")
     assert all(journal.index("done", _label(p.call)) < asked for p in reply.calls[:2])
-    assert journal.index("done", "write") < min(journal.index("running", _label(p.call)) for p in reply.calls[3:])
+    assert journal.index("done", "write") < min(
+        journal.index("running", _label(p.call)) for p in reply.calls[3:]
+    )
 
 
 async def test_read_only_calls_that_need_approval_run_one_by_one(

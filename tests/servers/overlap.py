@@ -18,6 +18,7 @@ Tools:
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -64,7 +65,7 @@ def build_server() -> MCPServer:
         in_flight += 1
         try:
             for _ in range(YIELDS):
-                await anyio.sleep(0)
+                await anyio.lowlevel.checkpoint()
             return f"{label}: {at_start} then {in_flight - 1}"
         finally:
             in_flight -= 1
