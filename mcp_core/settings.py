@@ -30,7 +30,7 @@ MAX_AGENT_TOOLS = 128
 TOOL_PRESELECT_ABOVE = 40
 """Above this many tools a request offers the best-ranked ones and ``find_tools``: models
 choose worse past 30–50 tools (mcp_core.tool_selection)."""
-PARALLEL_CALLS = 4
+PARALLEL_CALLS = 8
 """Read-only tool calls of one model answer that run at the same time (mcp_core.agent)."""
 HISTORY_MESSAGES = 30
 """Thread messages (newest) the agent reads as the conversation."""

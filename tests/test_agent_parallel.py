@@ -81,7 +81,7 @@ def _label(call: ToolCall) -> str:
     return str(call.arguments.get("label") or f"{call.arguments.get('group')}#{call.id}")
 
 
-async def test_five_read_only_calls_of_one_answer_are_in_flight_together(
+async def test_five_read_only_calls_of_one_answer_are_in_flight_together_by_default(
     services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.call_tools(*[meet("five", 5)] * 5)
@@ -89,7 +89,7 @@ async def test_five_read_only_calls_of_one_answer_are_in_flight_together(
     journal = Journal()
 
     with anyio.fail_after(TURN_S):
-        reply = await agent_for(llm, parallel_calls=5).run(
+        reply = await agent_for(llm).run(  # the default lets all five run together
             QUESTION, catalog, as_user(services), on_progress=journal.progress
         )
 
