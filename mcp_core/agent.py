@@ -71,6 +71,7 @@ __all__ = [
     "ApprovalPolicy",
     "ToolCall",
     "ToolProgress",
+    "ToolRunner",
     "TurnUsage",
     "approval_rule",
     "needs_approval",
@@ -269,7 +270,7 @@ class Agent:
             allow_tools = bool(tools) and reply.steps < self._max_steps
             message, tokens = await self._complete(history, tools, allow_tools=allow_tools)
             reply.steps += 1
-            reply.usage = reply.usage.plus(_tokens(tokens))
+            reply.usage = reply.usage.plus(tokens)
             tool_calls = (message.tool_calls or []) if allow_tools else []
             if not tool_calls:
                 reply.text = redact(_text(message.content)) or EMPTY_ANSWER
@@ -399,8 +400,8 @@ class Agent:
 
     async def _complete(
         self, history: list[dict[str, Any]], tools: list[dict[str, Any]], *, allow_tools: bool
-    ) -> tuple[Any, Any]:
-        """The model's message and the response's ``usage`` (None or anything, read later).
+    ) -> tuple[Any, tuple[int, int] | None]:
+        """The model's message, and the prompt and completion tokens its ``usage`` reported.
 
         Raises:
             LlmError: as ``run`` says.
@@ -436,7 +437,7 @@ class Agent:
         tool_calls = getattr(message, "tool_calls", None)
         if tool_calls is not None and not isinstance(tool_calls, list):
             raise errors.LlmError(NOT_A_COMPLETION)
-        return message, getattr(response, "usage", None)
+        return message, _tokens(getattr(response, "usage", None))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from mcp_core.agent import Agent, ToolCall, ToolProgress, needs_approval
 from mcp_core.models import CatalogEntry, ToolInfo, ToolResult
 from mcp_core.services import Services
 from mcp_core.store._tables import tool_usage
-from tests.support.agents import AgentFactory
+from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, make_settings, open_services, toy
 from tests.support.secrets import DictSecrets
@@ -39,13 +39,6 @@ async def catalog(services: Services, secrets: DictSecrets) -> list[CatalogEntry
     outcome = await add(services, toy("toy").model_copy(update={"credential_ref": CREDENTIAL_REF}))
     assert outcome.error is None
     return await services.registry.catalog(TEAM, USER)
-
-
-def as_user(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
-
-    return call
 
 
 def tool_messages(request: dict[str, Any]) -> list[str]:

@@ -7,34 +7,19 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from mcp_core import errors
 from mcp_core.agent import TOOLS_REFUSED
-from mcp_core.models import CatalogEntry, ToolResult
+from mcp_core.models import CatalogEntry
 from mcp_core.services import Services
-from tests.support.agents import AgentFactory
+from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import VLLM_NO_AUTO_TOOL_CHOICE, FakeOpenAI, fake_openai
-from tests.support.registry import TEAM, USER, add, toy
 
 pytestmark = pytest.mark.anyio
 
 QUESTION = [{"role": "user", "content": "Echo hi, please."}]
-
-
-@pytest.fixture
-async def catalog(in_process_services: Services) -> list[CatalogEntry]:
-    assert (await add(in_process_services, toy("toy"))).error is None
-    return await in_process_services.registry.catalog(TEAM, USER)
-
-
-def as_user(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
-
-    return call
 
 
 @pytest.fixture
@@ -49,15 +34,15 @@ def sent(llm: FakeOpenAI, parameter: str) -> list[bool]:
 
 
 async def test_a_server_refusing_tool_choice_is_asked_again_without_it_and_never_sent_it_again(
-    in_process_services: Services, catalog: list[CatalogEntry], vllm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], vllm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     agent = agent_for(vllm)
     vllm.call_tools(("toy__echo", {"text": "hi"}))
     vllm.reply("It said hi.")
     vllm.reply("Hello again.")
 
-    first = await agent.run(QUESTION, catalog, as_user(in_process_services))
-    second = await agent.run(QUESTION, catalog, as_user(in_process_services))
+    first = await agent.run(QUESTION, toy_catalog, as_user(in_process_services))
+    second = await agent.run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert (first.text, second.text) == ("It said hi.", "Hello again.")
     assert [p.state for p in first.calls] == ["done"]
@@ -66,12 +51,12 @@ async def test_a_server_refusing_tool_choice_is_asked_again_without_it_and_never
 
 
 async def test_without_tool_choice_the_last_round_offers_no_tools_and_its_calls_are_ignored(
-    in_process_services: Services, catalog: list[CatalogEntry], vllm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], vllm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     vllm.call_tools(("toy__echo", {"text": "a"}))
     vllm.call_tools(("toy__echo", {"text": "b"}), content="What I found: a.")  # the last round
 
-    reply = await agent_for(vllm, max_steps=1).run(QUESTION, catalog, as_user(in_process_services))
+    reply = await agent_for(vllm, max_steps=1).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert reply.text == "What I found: a."
     assert [p.call.arguments for p in reply.calls] == [{"text": "a"}]
@@ -84,13 +69,13 @@ async def test_without_tool_choice_the_last_round_offers_no_tools_and_its_calls_
 
 
 async def test_parallel_tool_calls_is_never_sent_so_servers_without_it_answer_several_calls(
-    in_process_services: Services, catalog: list[CatalogEntry], agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], agent_for: AgentFactory
 ) -> None:
     async with fake_openai(refuses={"parallel_tool_calls"}) as llm:
         llm.call_tools(("toy__echo", {"text": "one"}), ("toy__echo", {"text": "two"}))
         llm.reply("Both echoed.")
 
-        reply = await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services))
+        reply = await agent_for(llm).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert reply.text == "Both echoed."
     assert [p.state for p in reply.calls] == ["done", "done"]
@@ -98,11 +83,11 @@ async def test_parallel_tool_calls_is_never_sent_so_servers_without_it_answer_se
 
 
 async def test_a_server_refusing_tools_altogether_says_so_without_echoing_it(
-    in_process_services: Services, catalog: list[CatalogEntry], agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], agent_for: AgentFactory
 ) -> None:
     async with fake_openai(refuses={"tools"}) as llm:
         with pytest.raises(errors.LlmError) as caught:
-            await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services))
+            await agent_for(llm).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert str(caught.value) == TOOLS_REFUSED
     assert VLLM_NO_AUTO_TOOL_CHOICE not in str(caught.value)
@@ -110,12 +95,12 @@ async def test_a_server_refusing_tools_altogether_says_so_without_echoing_it(
 
 
 async def test_another_bad_request_is_not_retried_and_its_text_is_not_shown(
-    llm: FakeOpenAI, catalog: list[CatalogEntry], in_process_services: Services, agent_for: AgentFactory
+    llm: FakeOpenAI, toy_catalog: list[CatalogEntry], in_process_services: Services, agent_for: AgentFactory
 ) -> None:
     llm.fail(400, f"This model's maximum context length is 8192 tokens (key {llm.api_key})")
 
     with pytest.raises(errors.LlmError) as caught:
-        await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services))
+        await agent_for(llm).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert str(caught.value) == "The language model answered with an error (HTTP 400). Try again in a moment."
     assert len(llm.requests) == 1

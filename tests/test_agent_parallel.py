@@ -16,9 +16,9 @@ import anyio
 import pytest
 
 from mcp_core.agent import ToolCall, ToolProgress
-from mcp_core.models import CatalogEntry, NewConnection, ToolResult
+from mcp_core.models import CatalogEntry, NewConnection
 from mcp_core.services import Services
-from tests.support.agents import AgentFactory
+from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import FakeOpenAI
 from tests.support.registry import TEAM, USER, add
 
@@ -38,13 +38,6 @@ async def catalog(services: Services) -> list[CatalogEntry]:
     new = NewConnection(name="ov", transport="stdio", command=sys.executable, args=[str(OVERLAP)])
     assert (await add(services, new)).error is None
     return await services.registry.catalog(TEAM, USER)
-
-
-def as_user(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
-
-    return call
 
 
 def meet(group: str, parties: int, wait_s: float = 5.0) -> tuple[str, dict[str, Any]]:

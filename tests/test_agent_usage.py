@@ -11,28 +11,14 @@ from typing import Any
 import pytest
 
 from mcp_core import errors
-from mcp_core.models import CatalogEntry, ToolResult, TurnUsage
+from mcp_core.models import CatalogEntry, TurnUsage
 from mcp_core.services import Services
-from tests.support.agents import AgentFactory
+from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.registry import TEAM, USER, add, toy
 
 pytestmark = pytest.mark.anyio
 
 QUESTION = [{"role": "user", "content": "Echo hi, please."}]
-
-
-@pytest.fixture
-async def catalog(in_process_services: Services) -> list[CatalogEntry]:
-    assert (await add(in_process_services, toy("toy"))).error is None
-    return await in_process_services.registry.catalog(TEAM, USER)
-
-
-def as_user(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
-
-    return call
 
 
 def totals(llm: FakeOpenAI) -> tuple[int, int]:
@@ -43,7 +29,7 @@ def totals(llm: FakeOpenAI) -> tuple[int, int]:
 
 
 async def test_an_answered_turn_carries_its_rounds_tokens_and_tool_calls(
-    in_process_services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.call_tools(("toy__echo", {"text": "hi"}), ("toy__echo", {"text": "ho"}))
     llm.call_tools(("toy__echo", {"text": "again"}))
@@ -51,7 +37,7 @@ async def test_an_answered_turn_carries_its_rounds_tokens_and_tool_calls(
     reported: list[TurnUsage] = []
 
     reply = await agent_for(llm).run(
-        QUESTION, catalog, as_user(in_process_services), on_usage=reported.append
+        QUESTION, toy_catalog, as_user(in_process_services), on_usage=reported.append
     )
 
     assert reply.usage == TurnUsage(
@@ -68,26 +54,28 @@ async def test_an_answered_turn_carries_its_rounds_tokens_and_tool_calls(
 
 
 async def test_a_server_that_reports_no_usage_gives_unknown_tokens_not_zero(
-    in_process_services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.reports_usage = False
     llm.call_tools(("toy__echo", {"text": "hi"}))
     llm.reply("Done.")
 
-    reply = await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services))
+    reply = await agent_for(llm).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert (reply.usage.rounds, reply.usage.prompt_tokens, reply.usage.completion_tokens) == (2, None, None)
 
 
 async def test_a_turn_that_fails_after_a_round_still_reports_the_tokens_it_spent(
-    in_process_services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.call_tools(("toy__echo", {"text": "hi"}))
     llm.fail(500)
     reported: list[TurnUsage] = []
 
     with pytest.raises(errors.LlmError):
-        await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services), on_usage=reported.append)
+        await agent_for(llm).run(
+            QUESTION, toy_catalog, as_user(in_process_services), on_usage=reported.append
+        )
 
     [usage] = reported
     assert (usage.rounds, usage.tool_calls, usage.answered) == (1, 1, False)
@@ -95,13 +83,15 @@ async def test_a_turn_that_fails_after_a_round_still_reports_the_tokens_it_spent
 
 
 async def test_a_turn_the_model_never_answered_reports_nothing(
-    in_process_services: Services, catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
+    in_process_services: Services, toy_catalog: list[CatalogEntry], llm: FakeOpenAI, agent_for: AgentFactory
 ) -> None:
     llm.fail(500)
     reported: list[TurnUsage] = []
 
     with pytest.raises(errors.LlmError):
-        await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services), on_usage=reported.append)
+        await agent_for(llm).run(
+            QUESTION, toy_catalog, as_user(in_process_services), on_usage=reported.append
+        )
 
     assert reported == []
 
@@ -112,7 +102,7 @@ async def test_a_turn_the_model_never_answered_reports_nothing(
 )
 async def test_a_usage_that_is_not_two_counts_is_taken_as_unreported(
     in_process_services: Services,
-    catalog: list[CatalogEntry],
+    toy_catalog: list[CatalogEntry],
     llm: FakeOpenAI,
     agent_for: AgentFactory,
     usage: Any,
@@ -130,7 +120,7 @@ async def test_a_usage_that_is_not_two_counts_is_taken_as_unreported(
         }
     )
 
-    reply = await agent_for(llm).run(QUESTION, catalog, as_user(in_process_services))
+    reply = await agent_for(llm).run(QUESTION, toy_catalog, as_user(in_process_services))
 
     assert reply.text == "Hi."
     assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == (None, None)

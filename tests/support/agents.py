@@ -1,11 +1,13 @@
 """Fixtures for tests of ``mcp_core.agent``: a scripted model server and agents pointed at it.
 
-    async def test_x(llm: FakeOpenAI, agent_for: AgentFactory) -> None:
+    async def test_x(in_process_services, toy_catalog, llm: FakeOpenAI, agent_for: AgentFactory) -> None:
+        llm.call_tools(("toy__echo", {"text": "hi"}))
         llm.reply("Hi.")
-        reply = await agent_for(llm, max_steps=2).run(QUESTION, [], no_tools)
+        reply = await agent_for(llm, max_steps=2).run(QUESTION, toy_catalog, as_user(in_process_services))
 
 The ``openai`` client is the real one, talking HTTP to ``tests.support.fake_openai``; each
-test's clients are closed after it.
+test's clients are closed after it. ``toy_catalog`` is USER's catalog with the toy server
+served in-process; ``as_user`` runs catalog tools through the real registry as USER.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from mcp_core.agent import Agent
+from mcp_core.agent import Agent, ToolRunner
+from mcp_core.models import CatalogEntry, ToolResult
+from mcp_core.services import Services
 from tests.support.fake_openai import FakeOpenAI, fake_openai
+from tests.support.registry import TEAM, USER, add, toy
 
-__all__ = ["AgentFactory", "agent_for", "llm"]
+__all__ = ["AgentFactory", "agent_for", "as_user", "llm", "toy_catalog"]
 
 AgentFactory = Callable[..., Agent]
 
@@ -45,3 +50,19 @@ async def agent_for() -> AsyncIterator[AgentFactory]:
     yield make
     for client in clients:
         await client.close()
+
+
+@pytest.fixture
+async def toy_catalog(in_process_services: Services) -> list[CatalogEntry]:
+    """USER's catalog: the toy server (served in-process) as connection ``toy``."""
+    assert (await add(in_process_services, toy("toy"))).error is None
+    return await in_process_services.registry.catalog(TEAM, USER)
+
+
+def as_user(services: Services) -> ToolRunner:
+    """``registry.call`` bound to USER, as ``bot.chat`` binds it to the asker."""
+
+    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
+        return await services.registry.call(TEAM, USER, name, arguments)
+
+    return call
