@@ -420,7 +420,8 @@ class Agent:
             except openai.BadRequestError as exc:
                 refused = llm_compat.refused_parameter(exc, extra.keys() & llm_compat.OPTIONAL_PARAMETERS)
                 if refused is None:
-                    text = TOOLS_REFUSED if tools and llm_compat.mentions(exc, "tool_choice") else None
+                    tools_refused = "tools" in extra and llm_compat.mentions(exc, "tool_choice")
+                    text = TOOLS_REFUSED if tools_refused else None
                     raise errors.LlmError(text or _llm_failure(exc)) from None
                 logger.warning("the model endpoint refused %s; asking again without it from now on", refused)
                 self._refused.add(refused)

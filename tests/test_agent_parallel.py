@@ -28,8 +28,9 @@ OVERLAP = Path(__file__).resolve().parent / "servers" / "overlap.py"
 QUESTION = [{"role": "user", "content": "Look several things up at once."}]
 TURN_S = 20.0
 """Bound on one whole turn, so a regression to one-by-one calls fails instead of hanging."""
-GIVE_UP_S = 0.5
-"""How long a ``meet`` that must not succeed waits for its partners (it fails either way)."""
+GIVE_UP_S = 2.0
+"""How long a ``meet`` that must not succeed waits for its partners: it fails either way, but
+the calls that do overlap must all reach the server within it (a busy machine is slow)."""
 TOOL_FAILED = "Error: Error executing tool meet: "
 
 

@@ -276,9 +276,7 @@ class Store:
             if turns:
                 await conn.execute(sa.insert(agent_turns), turns)
 
-    async def agent_turns(
-        self, team_id: str, user_id: str, since: datetime | None = None
-    ) -> list[TurnRecord]:
+    async def list_turns(self, team_id: str, user_id: str, since: datetime | None = None) -> list[TurnRecord]:
         """The person's recorded agent turns (tokens, rounds, tool calls), oldest first,
         optionally from ``since``.
 

@@ -26,8 +26,8 @@ async def test_an_answered_mention_records_its_tokens_for_the_asker_and_the_mode
         await bot.slack.event(mention("please echo hi"))
         await turn_done(bot)
         await bot.services.usage.flush()
-        [turn] = await bot.services.store.agent_turns(TEAM, USER)
-        others = await bot.services.store.agent_turns(TEAM, USER_B)
+        [turn] = await bot.services.store.list_turns(TEAM, USER)
+        others = await bot.services.store.list_turns(TEAM, USER_B)
         served = bot.llm.served_usage
 
     assert (turn.model, turn.rounds, turn.tool_calls, turn.answered) == (
@@ -50,7 +50,7 @@ async def test_a_mention_whose_model_fails_after_a_round_records_the_spent_token
         await bot.slack.event(mention("please echo hi"))
         await turn_done(bot)
         await bot.services.usage.flush()
-        [turn] = await bot.services.store.agent_turns(TEAM, USER)
+        [turn] = await bot.services.store.list_turns(TEAM, USER)
         [served] = bot.llm.served_usage
 
     assert (turn.rounds, turn.answered, turn.prompt_tokens) == (1, False, served["prompt_tokens"])

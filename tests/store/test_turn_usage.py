@@ -55,7 +55,7 @@ async def test_a_recorded_turn_reads_back_as_it_was_written(store) -> None:
 
     await store.record_usage([written])
 
-    assert await store.agent_turns(TEAM, USER) == [written]
+    assert await store.list_turns(TEAM, USER) == [written]
 
 
 async def test_turns_and_tool_calls_share_one_batch(store) -> None:
@@ -63,13 +63,13 @@ async def test_turns_and_tool_calls_share_one_batch(store) -> None:
 
     [summary] = await store.usage_summary(TEAM, USER)
     assert summary.calls == 2
-    assert len(await store.agent_turns(TEAM, USER)) == 1
+    assert len(await store.list_turns(TEAM, USER)) == 1
 
 
 async def test_unreported_tokens_stay_unknown_rather_than_zero(store) -> None:
     await store.record_usage([turn(prompt=None, completion=None, answered=False)])
 
-    [read] = await store.agent_turns(TEAM, USER)
+    [read] = await store.list_turns(TEAM, USER)
     assert (read.prompt_tokens, read.completion_tokens, read.answered) == (None, None, False)
 
 
@@ -84,10 +84,10 @@ async def test_turns_are_read_per_person_oldest_first_and_from_a_date(store) -> 
         ]
     )
 
-    assert [t.prompt_tokens for t in await store.agent_turns(TEAM, USER)] == [1, 2]
-    assert [t.prompt_tokens for t in await store.agent_turns(TEAM, USER, since=later)] == [2]
-    assert [t.prompt_tokens for t in await store.agent_turns(TEAM, "U0002")] == [3]
-    assert [t.prompt_tokens for t in await store.agent_turns("T0002", USER)] == [4]
+    assert [t.prompt_tokens for t in await store.list_turns(TEAM, USER)] == [1, 2]
+    assert [t.prompt_tokens for t in await store.list_turns(TEAM, USER, since=later)] == [2]
+    assert [t.prompt_tokens for t in await store.list_turns(TEAM, "U0002")] == [3]
+    assert [t.prompt_tokens for t in await store.list_turns("T0002", USER)] == [4]
 
 
 async def test_a_negative_count_is_refused_by_the_database_and_nothing_of_the_batch_is_written(store) -> None:
@@ -96,7 +96,7 @@ async def test_a_negative_count_is_refused_by_the_database_and_nothing_of_the_ba
     with pytest.raises(StoreError):
         await store.record_usage([turn(), bad])
 
-    assert await store.agent_turns(TEAM, USER) == []
+    assert await store.list_turns(TEAM, USER) == []
 
 
 async def test_the_usage_recorder_writes_a_turn_in_the_background(store) -> None:
@@ -106,6 +106,6 @@ async def test_the_usage_recorder_writes_a_turn_in_the_background(store) -> None
     recorder.record_turn(TEAM, USER, usage)
     await recorder.aclose()
 
-    [read] = await store.agent_turns(TEAM, USER)
+    [read] = await store.list_turns(TEAM, USER)
     assert read.model_dump(exclude={"team_id", "user_id", "created_at"}) == usage.model_dump()
     assert (read.team_id, read.user_id) == (TEAM, USER)
