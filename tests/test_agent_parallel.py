@@ -20,7 +20,7 @@ from mcp_core.models import CatalogEntry, NewConnection
 from mcp_core.services import Services
 from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.registry import TEAM, USER, add
+from tests.support.registry import TEAM, USER, add, make_settings, open_services
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +36,10 @@ TOOL_FAILED = "Error: Error executing tool meet: "
 
 @pytest.fixture
 async def catalog(services: Services) -> list[CatalogEntry]:
+    return await overlap_catalog(services)
+
+
+async def overlap_catalog(services: Services) -> list[CatalogEntry]:
     new = NewConnection(name="ov", transport="stdio", command=sys.executable, args=[str(OVERLAP)])
     assert (await add(services, new)).error is None
     return await services.registry.catalog(TEAM, USER)
@@ -105,6 +109,21 @@ async def test_no_more_than_parallel_calls_run_at_once(
     answers = [content for _, content in tool_messages(llm.requests[1])]
     assert [p.state for p in reply.calls] == ["failed"] * 3
     assert answers == [f"{TOOL_FAILED}at most 2 of 3 calls of three were in flight together"] * 3
+
+
+async def test_agent_parallel_calls_1_runs_every_call_one_by_one(tmp_path: Path, llm: FakeOpenAI) -> None:
+    settings = make_settings(
+        tmp_path, openai_api_key=llm.api_key, openai_base_url=llm.base_url, agent_parallel_calls=1
+    )
+    llm.call_tools(meet("one", 2, GIVE_UP_S), meet("one", 2, GIVE_UP_S))
+    llm.reply("One by one.")
+    async with open_services(settings) as services:
+        assert services.agent is not None
+        with anyio.fail_after(TURN_S):
+            await services.agent.run(QUESTION, await overlap_catalog(services), as_user(services))
+
+    answers = [content for _, content in tool_messages(llm.requests[1])]
+    assert answers == [f"{TOOL_FAILED}at most 1 of 2 calls of one were in flight together"] * 2
 
 
 async def test_a_call_that_may_write_waits_for_the_reads_before_it_and_runs_before_the_reads_after_it(
