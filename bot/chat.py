@@ -5,11 +5,13 @@ memory survives restarts) → the asker's catalog (each entry with its approval 
 ``Agent.run`` with callbacks that edit the progress message and ask Approve/Deny in the
 thread (``bot.approvals``) → the progress message becomes the answer, with a *Sign in to …*
 link button for each connection that asked the asker to sign in (again) on the way. When someone other
-than the asker wrote in the thread, every call of the turn is asked about.
+than the asker wrote in the thread, every call of the turn is asked about. What the turn cost
+(tokens per round, summed) is queued for the store in the background, answered or not.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -121,6 +123,7 @@ def register_chat(
                 ask_approval=ask,
                 approval=approval_rule(others_wrote=others_wrote),
                 redact=redact,
+                on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
             )
         except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
             await thread.edit(progress_ts, texts.failed(exc))

@@ -9,13 +9,19 @@ asked, which the model reads). The surface decides how to show progress and how 
 Rules, from what users of other Slack+MCP bots ran into:
 
 - Several tool calls per model answer and several rounds per turn, up to ``max_steps`` rounds;
-  then the model must answer with what it has (``tool_choice="none"``).
+  then the model must answer with what it has (``tool_choice="none"``, or no tools offered at
+  all where the endpoint refuses ``tool_choice``).
 - Tool failures are data for the model, never exceptions out of the loop: an MCP error, an
   unknown tool, arguments that are not JSON, a Deny click all come back as the tool's result.
 - Approval is structural, not a prompt instruction: a call that ``needs_approval`` runs only
   after ``ask_approval`` says yes, and with no way to ask it is refused.
-- Calls run one after another in the order the model gave them: writes often depend on order,
-  and approvals are asked one at a time.
+- Read-only calls run at the same time, calls that may write keep the model's order: the
+  model's calls are walked in order, consecutive ones whose tool the server marks read-only
+  and that need no approval run concurrently (at most ``parallel_calls`` at once); a call that
+  may write or asks first waits for them, runs alone, and the walk goes on after it. Writes
+  often depend on order, and approvals are asked one at a time. Results go back to the model
+  in the model's order whatever order they finished in, and one call failing never stops the
+  others.
 - A tool call is never retried by the loop (it may have run). Model requests may be retried by
   the OpenAI client (``max_retries``): they change nothing.
 - Secrets never reach the model: tool results are already scrubbed by the registry, and the
@@ -32,12 +38,21 @@ Rules, from what users of other Slack+MCP bots ran into:
   in every round and turn while the catalog is unchanged (prompt caching); before each request
   the history is fitted to ``max_input_tokens`` (``mcp_core.conversation_budget``: earlier big
   tool results are cut first), with estimates calibrated by the endpoint's reported usage.
+- Servers that speak OpenAI's protocol without all of it: an endpoint that refuses
+  ``tool_choice`` (HTTP 400 naming it, as vLLM without ``--enable-auto-tool-choice`` does) is
+  asked again without it, and this agent never sends it there again (``mcp_core.llm_compat``).
+  ``parallel_tool_calls`` is never sent: OpenAI's default is already on, and servers that
+  lack it refuse the parameter.
+- What each turn cost is reported, not stored: ``AgentReply.usage`` (rounds, the tokens the
+  API's ``usage`` reported, tool calls) and ``on_usage``, called once when a turn ends, also
+  one that failed after some rounds (those tokens were spent).
 - The model's output is hostile too: an answer that is not a chat completion, a choice without
   a message, a tool call without an id are all an ``LlmError`` or a failed call, never a crash.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -47,10 +62,16 @@ from typing import Any, Literal
 import openai
 from openai import AsyncOpenAI
 
-from mcp_core import errors, tool_selection, tool_specs
+from mcp_core import errors, llm_compat, tool_selection, tool_specs
 from mcp_core.conversation_budget import TokenCounter, fit_history
-from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult
-from mcp_core.settings import MAX_AGENT_STEPS, MAX_AGENT_TOOLS, MAX_INPUT_TOKENS, TOOL_PRESELECT_ABOVE
+from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult, TurnUsage
+from mcp_core.settings import (
+    MAX_AGENT_STEPS,
+    MAX_AGENT_TOOLS,
+    MAX_INPUT_TOKENS,
+    PARALLEL_CALLS,
+    TOOL_PRESELECT_ABOVE,
+)
 from mcp_core.tool_catalog import without_optional_nulls
 
 __all__ = [
@@ -61,6 +82,8 @@ __all__ = [
     "ApprovalPolicy",
     "ToolCall",
     "ToolProgress",
+    "ToolRunner",
+    "TurnUsage",
     "approval_rule",
     "needs_approval",
 ]
@@ -80,6 +103,10 @@ EMPTY_ANSWER = "(The model gave no answer. Try rephrasing the question.)"
 NOT_A_COMPLETION = (
     "The language model endpoint answered with something that is not an OpenAI-compatible chat "
     "completion. Ask an admin to check OPENAI_BASE_URL and OPENAI_MODEL."
+)
+TOOLS_REFUSED = (
+    "The language model endpoint refuses requests with tools (a vLLM server needs "
+    "--enable-auto-tool-choice and --tool-call-parser). Ask an admin to enable tool calling there."
 )
 
 Message = Mapping[str, Any]
@@ -115,6 +142,8 @@ class AgentReply:
     text: str
     steps: int
     calls: list[ToolProgress] = field(default_factory=list)
+    usage: TurnUsage = field(default_factory=lambda: TurnUsage(model=""))
+    """What the turn cost: its rounds, the tokens the API reported, the tool calls made."""
 
     @property
     def sign_ins(self) -> list[errors.SignInRequiredError]:
@@ -166,6 +195,7 @@ class Agent:
         max_tools: int = MAX_AGENT_TOOLS,
         preselect_above: int = TOOL_PRESELECT_ABOVE,
         max_input_tokens: int = MAX_INPUT_TOKENS,
+        parallel_calls: int = PARALLEL_CALLS,
         system_prompt: str = SYSTEM_PROMPT,
     ) -> None:
         self._client = client
@@ -174,9 +204,12 @@ class Agent:
         self._max_tools = max_tools
         self._preselect_above = preselect_above
         self._max_input_tokens = max_input_tokens
+        self._parallel_calls = max(1, parallel_calls)
         self._system_prompt = system_prompt
         self._tokens = TokenCounter()
         """This endpoint's token estimates, calibrated by its usage reports."""
+        self._refused: set[str] = set()
+        """Request parameters this endpoint refused once (``mcp_core.llm_compat``): not sent again."""
 
     async def run(
         self,
@@ -188,15 +221,40 @@ class Agent:
         ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None = None,
         approval: Callable[[CatalogEntry], bool] = needs_approval,
         redact: Callable[[str], str] = str,
+        on_usage: Callable[[TurnUsage], None] | None = None,
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
         ``call_tool(name, arguments)`` runs a catalog tool as the asking user. ``approval``
         says which entries need ``ask_approval`` first. ``redact`` cleans the answer's text.
+        ``on_usage`` gets the turn's ``TurnUsage`` once it ends, answered or not, when the
+        model answered at least once (it must not block: it is called from a ``finally``).
 
         Raises:
             LlmError: the model could not be reached or refused the request.
         """
+        reply = AgentReply(text="", steps=0, usage=TurnUsage(model=self._model))
+        try:
+            return await self._turn(
+                reply, messages, catalog, call_tool, on_progress, ask_approval, approval, redact
+            )
+        finally:
+            counts = {"rounds": reply.steps, "tool_calls": len(reply.calls)}
+            reply.usage = reply.usage.model_copy(update=counts)
+            if on_usage is not None and reply.steps:
+                on_usage(reply.usage)
+
+    async def _turn(
+        self,
+        reply: AgentReply,
+        messages: Sequence[Message],
+        catalog: Sequence[CatalogEntry],
+        call_tool: ToolRunner,
+        on_progress: Callable[[ToolProgress], Awaitable[None]] | None,
+        ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None,
+        approval: Callable[[CatalogEntry], bool],
+        redact: Callable[[str], str],
+    ) -> AgentReply:
         by_name = {entry.name: entry for entry in catalog}
         query = tool_selection.conversation_query(messages)
         chosen = tool_selection.preselect(
@@ -208,7 +266,6 @@ class Agent:
         tools_chars = tool_specs.array_chars(tools)
         history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
         history += [dict(message) for message in messages]
-        reply = AgentReply(text="", steps=0)
         while True:
             allow_tools = bool(tools) and reply.steps < self._max_steps
             history = fit_history(
@@ -217,11 +274,16 @@ class Agent:
                 tools_tokens=self._tokens.chars(tools_chars),
                 counter=self._tokens,
             )
-            message = await self._complete(history, tools, allow_tools=allow_tools)
+            estimate = TokenCounter.raw_request(history, tools_chars)
+            message, tokens = await self._complete(history, tools, allow_tools=allow_tools)
+            if tokens is not None and (allow_tools or "tool_choice" not in self._refused):
+                self._tokens.observe(estimate, tokens[0])  # tools were sent, as estimated
             reply.steps += 1
+            reply.usage = reply.usage.plus(tokens)
             tool_calls = (message.tool_calls or []) if allow_tools else []
             if not tool_calls:
                 reply.text = redact(_text(message.content)) or EMPTY_ANSWER
+                reply.usage = reply.usage.model_copy(update={"answered": True})
                 return reply
             calls = [_parse_call(raw, index, by_name) for index, raw in enumerate(tool_calls)]
             history.append(
@@ -232,22 +294,77 @@ class Agent:
                 }
             )
             added: list[CatalogEntry] = []
-            for call in calls:
+            answers = [""] * len(calls)  # by position: the model's ids may repeat
+            runs: list[int] = []
+            for index, call in enumerate(calls):
                 if chosen.searching and call.name == tool_selection.FIND_TOOLS:
                     room = self._max_tools - len(tools) - len(added)
                     found = _find_tools(call, catalog, [*offered, *added], room)
                     added += found.added
-                    history.append({"role": "tool", "tool_call_id": call.id, "content": found.text})
-                    continue
+                    answers[index] = found.text
+                else:
+                    runs.append(index)
+
+            async def run_one(call: _ParsedCall) -> ToolProgress:
                 progress = await self._run_call(call, call_tool, on_progress, ask_approval, approval)
                 if on_progress is not None:  # every call, run or not, is in the tool summary
                     await on_progress(progress)
+                return progress
+
+            ran = await self._run_calls([calls[index] for index in runs], run_one, approval)
+            for index, progress in zip(runs, ran, strict=True):
                 reply.calls.append(progress)
-                history.append({"role": "tool", "tool_call_id": call.id, "content": _for_model(progress)})
+                answers[index] = _for_model(progress)
+            # In the order of the model's calls, whatever order they finished in.
+            history += [
+                {"role": "tool", "tool_call_id": call.id, "content": answer}
+                for call, answer in zip(calls, answers, strict=True)
+            ]
             if added:  # appended, so the tools array's start stays as it was (prompt caching)
                 offered = [*offered, *added]
                 tools = [*tools, *tool_specs.function_specs(added)]
                 tools_chars = tool_specs.array_chars(tools)
+
+    async def _run_calls(
+        self,
+        calls: Sequence[_ParsedCall],
+        run_one: Callable[[_ParsedCall], Awaitable[ToolProgress]],
+        approval: Callable[[CatalogEntry], bool],
+    ) -> list[ToolProgress]:
+        """Run the calls of one model answer: consecutive read-only calls that need no
+        approval together (at most ``parallel_calls`` at once), every other call alone, after
+        the ones before it ended. The results come back in the calls' order."""
+        done: list[ToolProgress] = []
+        batch: list[_ParsedCall] = []
+        for call in calls:
+            entry = call.entry
+            if entry is not None and entry.tool.read_only is True and not approval(entry):
+                batch.append(call)
+                continue
+            done += await self._run_together(batch, run_one)
+            batch = []
+            done.append(await run_one(call))
+        return done + await self._run_together(batch, run_one)
+
+    async def _run_together(
+        self, calls: Sequence[_ParsedCall], run_one: Callable[[_ParsedCall], Awaitable[ToolProgress]]
+    ) -> list[ToolProgress]:
+        """Run ``calls`` concurrently, bounded. Failed calls are results already; should a call
+        raise all the same (a progress callback failing), the others still run to their end,
+        since a started tool call may have done its work, and the first exception is raised."""
+        if len(calls) <= 1 or self._parallel_calls == 1:
+            return [await run_one(call) for call in calls]
+        slots = asyncio.Semaphore(self._parallel_calls)
+
+        async def bounded(call: _ParsedCall) -> ToolProgress:
+            async with slots:
+                return await run_one(call)
+
+        ended = await asyncio.gather(*(bounded(call) for call in calls), return_exceptions=True)
+        for outcome in ended:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [outcome for outcome in ended if isinstance(outcome, ToolProgress)]
 
     async def _run_call(
         self,
@@ -281,22 +398,45 @@ class Agent:
             return ToolProgress(call, "failed", _error(str(exc)), exc)
         return ToolProgress(call, "failed" if result.is_error else "done", result)
 
+    def _tool_parameters(self, tools: list[dict[str, Any]], *, allow_tools: bool) -> dict[str, Any]:
+        """``tools`` and ``tool_choice`` for one request. Once offered, tools stay declared and
+        ``"none"`` stops further calls; where ``tool_choice`` was refused, the last round
+        offers no tools instead (and any call in its answer is ignored)."""
+        if not tools:
+            return {}
+        if "tool_choice" in self._refused:
+            return {"tools": tools} if allow_tools else {}
+        return {"tools": tools, "tool_choice": "auto" if allow_tools else "none"}
+
     async def _complete(
         self, history: list[dict[str, Any]], tools: list[dict[str, Any]], *, allow_tools: bool
-    ) -> Any:
-        extra: dict[str, Any] = {}
-        if tools:  # once tools were offered they stay declared; "none" stops further calls
-            extra = {"tools": tools, "tool_choice": "auto" if allow_tools else "none"}
-        try:
-            response = await self._client.chat.completions.create(
-                model=self._model,
-                messages=history,  # type: ignore[arg-type]
-                **extra,
-            )
-        except openai.APIResponseValidationError:
-            raise errors.LlmError(NOT_A_COMPLETION) from None
-        except openai.OpenAIError as exc:
-            raise errors.LlmError(_llm_failure(exc)) from None
+    ) -> tuple[Any, tuple[int, int] | None]:
+        """The model's message, and the prompt and completion tokens its ``usage`` reported.
+
+        Raises:
+            LlmError: as ``run`` says.
+        """
+        while True:  # each pass leaves out one more refused parameter, so this ends
+            extra = self._tool_parameters(tools, allow_tools=allow_tools)
+            try:
+                response = await self._client.chat.completions.create(
+                    model=self._model,
+                    messages=history,  # type: ignore[arg-type]
+                    **extra,
+                )
+                break
+            except openai.APIResponseValidationError:
+                raise errors.LlmError(NOT_A_COMPLETION) from None
+            except openai.BadRequestError as exc:
+                refused = llm_compat.refused_parameter(exc, extra.keys() & llm_compat.OPTIONAL_PARAMETERS)
+                if refused is None:
+                    tools_refused = "tools" in extra and llm_compat.mentions(exc, "tool_choice")
+                    text = TOOLS_REFUSED if tools_refused else None
+                    raise errors.LlmError(text or _llm_failure(exc)) from None
+                logger.warning("the model endpoint refused %s; asking again without it from now on", refused)
+                self._refused.add(refused)
+            except openai.OpenAIError as exc:
+                raise errors.LlmError(_llm_failure(exc)) from None
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list):
             raise errors.LlmError(NOT_A_COMPLETION)
@@ -308,7 +448,7 @@ class Agent:
         tool_calls = getattr(message, "tool_calls", None)
         if tool_calls is not None and not isinstance(tool_calls, list):
             raise errors.LlmError(NOT_A_COMPLETION)
-        return message
+        return message, _tokens(getattr(response, "usage", None))
 
 
 @dataclass(frozen=True)
@@ -364,6 +504,15 @@ def _parse_call(raw: Any, index: int, by_name: Mapping[str, CatalogEntry]) -> _P
         raw_arguments=raw_arguments,
         arguments_ok=ok,
     )
+
+
+def _tokens(usage: object) -> tuple[int, int] | None:
+    """Prompt and completion tokens of a response's ``usage``, or None where it has none
+    (or something that is not two counts: the endpoint's output is not trusted)."""
+    counts = (getattr(usage, "prompt_tokens", None), getattr(usage, "completion_tokens", None))
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counts):
+        return None
+    return counts  # type: ignore[return-value]
 
 
 def _text(content: object) -> str:

@@ -33,6 +33,8 @@ __all__ = [
     "ToolPrefs",
     "ToolResult",
     "Transport",
+    "TurnRecord",
+    "TurnUsage",
     "UsageRecord",
     "normalize_connection_name",
 ]
@@ -281,4 +283,41 @@ class UsageRecord(BaseModel):
     success: bool
     error_class: str | None = None
     error_message: str | None = None
+    created_at: datetime
+
+
+class TurnUsage(BaseModel):
+    """What one agent turn cost: its model rounds, the tokens the API's ``usage`` reported,
+    and the calls of the person's tools it made (``find_tools`` is the agent's own)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    rounds: int = Field(default=0, ge=0)
+    prompt_tokens: int | None = Field(default=0, ge=0)
+    completion_tokens: int | None = Field(default=0, ge=0)
+    """Sums over the turn's rounds; None once a round's answer reported no usage (some
+    OpenAI-compatible servers never do), so a number is always the whole turn's."""
+    tool_calls: int = Field(default=0, ge=0)
+    answered: bool = False
+    """False for a turn that ended in an error after some rounds (their tokens were spent)."""
+
+    def plus(self, tokens: tuple[int, int] | None) -> TurnUsage:
+        """This usage with one more round's (prompt, completion) tokens; None: not reported."""
+        if tokens is None or self.prompt_tokens is None or self.completion_tokens is None:
+            return self.model_copy(update={"prompt_tokens": None, "completion_tokens": None})
+        prompt, completion = tokens
+        return self.model_copy(
+            update={
+                "prompt_tokens": self.prompt_tokens + prompt,
+                "completion_tokens": self.completion_tokens + completion,
+            }
+        )
+
+
+class TurnRecord(TurnUsage):
+    """One agent turn of one person, for analytics. Never holds the conversation."""
+
+    team_id: str
+    user_id: str
     created_at: datetime

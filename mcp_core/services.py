@@ -141,6 +141,7 @@ async def build_services(
             max_tools=settings.agent_max_tools,
             preselect_above=settings.agent_tool_preselect_above,
             max_input_tokens=settings.agent_max_input_tokens,
+            parallel_calls=settings.agent_parallel_calls,
         )
     return Services(
         settings,

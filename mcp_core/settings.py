@@ -33,6 +33,8 @@ choose worse past 30–50 tools (mcp_core.tool_selection)."""
 MAX_INPUT_TOKENS = 64_000
 """A model request's input at most (estimated): half of gpt-4o-mini's 128k context, the rest
 left for the answer and for estimates that run short (mcp_core.conversation_budget)."""
+PARALLEL_CALLS = 8
+"""Read-only tool calls of one model answer that run at the same time (mcp_core.agent)."""
 HISTORY_MESSAGES = 30
 """Thread messages (newest) the agent reads as the conversation."""
 MAX_CONNECTIONS_PER_USER = 10
@@ -100,6 +102,7 @@ class Settings(BaseSettings):
     agent_tool_preselect_above: int = Field(default=TOOL_PRESELECT_ABOVE, ge=2)
     agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)
     agent_max_input_tokens: int = Field(default=MAX_INPUT_TOKENS, ge=1000)
+    agent_parallel_calls: int = Field(default=PARALLEL_CALLS, ge=1, le=32)
     agent_max_turns_per_user: int = Field(default=MAX_TURNS_PER_USER, ge=1)
 
     # OAuth sign-in to remote MCP servers (mcp_core.oauth)

@@ -1,4 +1,7 @@
-"""Background batching of tool-usage rows, so recording never slows a tool call.
+"""Background batching of usage rows, so recording never slows a tool call or an answer.
+
+Two kinds of rows share the queue and its transactions: tool calls (``UsageRecord``, from the
+registry) and agent turns with their tokens (``TurnRecord``, from ``record_turn``).
 
 ``record()`` only appends to an in-memory queue; a task writes batches every
 ``flush_interval_s`` (or sooner when ``max_batch`` rows wait) in one transaction, and
@@ -11,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from datetime import UTC, datetime
 from typing import Protocol
 
-from mcp_core.models import UsageRecord
+from mcp_core.models import TurnRecord, TurnUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -25,8 +29,11 @@ MAX_QUEUED = 50_000
 """Beyond this many unwritten rows (database down for a long time) new rows are dropped."""
 
 
+Row = UsageRecord | TurnRecord
+
+
 class UsageSink(Protocol):
-    async def record_usage(self, rows: list[UsageRecord]) -> None: ...
+    async def record_usage(self, rows: list[Row]) -> None: ...
 
 
 class UsageRecorder:
@@ -36,14 +43,14 @@ class UsageRecorder:
         self._sink = sink
         self._interval = flush_interval_s
         self._max_batch = max_batch
-        self._rows: list[UsageRecord] = []
+        self._rows: list[Row] = []
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.dropped = 0
 
-    def record(self, row: UsageRecord) -> None:
+    def record(self, row: Row) -> None:
         """Queue one row; never blocks and never raises."""
         if self._closed or len(self._rows) >= MAX_QUEUED:
             self.dropped += 1
@@ -53,6 +60,13 @@ class UsageRecorder:
             self._task = asyncio.create_task(self._run(), name="usage-recorder")
         if len(self._rows) >= self._max_batch:
             self._wake.set()
+
+    def record_turn(self, team_id: str, user_id: str, usage: TurnUsage) -> None:
+        """Queue what one agent turn of this person cost (``Agent.run``'s ``on_usage``); never
+        blocks and never raises."""
+        self.record(
+            TurnRecord(**usage.model_dump(), team_id=team_id, user_id=user_id, created_at=datetime.now(UTC))
+        )
 
     async def flush(self) -> None:
         """Write every queued row now; returns only when they are written (or dropped)."""

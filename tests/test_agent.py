@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import openai
@@ -22,6 +21,7 @@ from mcp_core.agent import Agent, ToolCall, ToolProgress, needs_approval
 from mcp_core.models import CatalogEntry, ToolInfo, ToolResult
 from mcp_core.services import Services
 from mcp_core.store._tables import tool_usage
+from tests.support.agents import AgentFactory, as_user
 from tests.support.fake_openai import FakeOpenAI, fake_openai
 from tests.support.registry import CREDENTIAL_REF, TEAM, USER, add, make_settings, open_services, toy
 from tests.support.secrets import DictSecrets
@@ -33,45 +33,12 @@ QUESTION = [{"role": "user", "content": "Please use my tools."}]
 
 
 @pytest.fixture
-async def llm() -> AsyncIterator[FakeOpenAI]:
-    async with fake_openai() as fake:
-        yield fake
-
-
-AgentFactory = Callable[..., Agent]
-
-
-@pytest.fixture
-async def agent_for() -> AsyncIterator[AgentFactory]:
-    """``agent_for(llm, api_key=, timeout_s=, **Agent options)``; the clients are closed after the test."""
-    clients: list[AsyncOpenAI] = []
-
-    def make(llm: FakeOpenAI, *, api_key: str | None = None, timeout_s: float = 5.0, **options: Any) -> Agent:
-        client = AsyncOpenAI(
-            api_key=api_key or llm.api_key, base_url=llm.base_url, max_retries=0, timeout=timeout_s
-        )
-        clients.append(client)
-        return Agent(client, "fake-model", **options)
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
-@pytest.fixture
 async def catalog(services: Services, secrets: DictSecrets) -> list[CatalogEntry]:
     """The user's catalog: the toy server, with a secret in its environment."""
     secrets.put(TEAM, USER, CREDENTIAL_REF, {"env:TOY_SECRET": SECRET})
     outcome = await add(services, toy("toy").model_copy(update={"credential_ref": CREDENTIAL_REF}))
     assert outcome.error is None
     return await services.registry.catalog(TEAM, USER)
-
-
-def as_user(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
-
-    return call
 
 
 def tool_messages(request: dict[str, Any]) -> list[str]:

@@ -25,11 +25,12 @@ from mcp_core.models import (
     NewConnection,
     ToolInfo,
     ToolPrefs,
+    TurnRecord,
     UsageRecord,
     normalize_connection_name,
 )
 from mcp_core.store._engine import check_engine, transaction, writer
-from mcp_core.store._tables import connections, slack_events
+from mcp_core.store._tables import agent_turns, connections, slack_events
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
@@ -39,7 +40,7 @@ UPDATABLE_FIELDS = frozenset({"name", "transport", "url", "args", "config", "cre
 
 
 class Store:
-    """Typed access to connections, tool usage, card popularity and Slack event dedupe.
+    """Typed access to connections, tool usage, agent turns, card popularity and Slack event dedupe.
 
     Takes an engine built by :func:`mcp_core.store.create_engine` and migrated with
     :func:`mcp_core.store._migrations`; it never disposes of it (the creator does).
@@ -292,24 +293,50 @@ class Store:
 
     # -- tool usage ----------------------------------------------------------------------------
 
-    async def record_usage(self, rows: Sequence[UsageRecord]) -> None:
-        """Write a batch of tool calls and bump each touched connection's counters, atomically.
+    async def record_usage(self, rows: Sequence[UsageRecord | TurnRecord]) -> None:
+        """Write a batch of tool calls and agent turns, and bump each touched connection's
+        counters, atomically.
 
-        Called by a background batcher, so it costs two batched statements whatever the size.
-        A row whose connection is gone (or belongs to someone else) is kept with no link.
+        Called by a background batcher, so it costs at most three batched statements whatever
+        the size. A tool call whose connection is gone (or belongs to someone else) is kept
+        with no link.
 
         Raises:
             StoreError: the database failed; nothing from the batch was written.
         """
-        if not rows:
+        calls = [row for row in rows if isinstance(row, UsageRecord)]
+        turns = [row.model_dump() for row in rows if isinstance(row, TurnRecord)]
+        if not calls and not turns:
             return
-        counters, inserts = batch_params(rows)
+        counters, inserts = batch_params(calls)
         async with self._transaction(write=True) as conn:
             # Counters first: on PostgreSQL their row locks hold off a concurrent delete, so
             # the link INSERT_ROWS looks up cannot vanish before commit.
             if counters:
                 await conn.execute(BUMP_COUNTERS, counters)
-            await conn.execute(INSERT_ROWS, inserts)
+            if inserts:
+                await conn.execute(INSERT_ROWS, inserts)
+            if turns:
+                await conn.execute(sa.insert(agent_turns), turns)
+
+    async def list_turns(self, team_id: str, user_id: str, since: datetime | None = None) -> list[TurnRecord]:
+        """The person's recorded agent turns (tokens, rounds, tool calls), oldest first,
+        optionally from ``since``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        t = agent_turns.c
+        query = (
+            sa.select(*(c for c in agent_turns.c if c.name != "id"))
+            .where(t.team_id == team_id, t.user_id == user_id)
+            .order_by(t.created_at, t.id)
+        )
+        if since is not None:
+            query = query.where(t.created_at >= since)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [TurnRecord.model_validate(dict(row._mapping)) for row in rows]
 
     async def usage_summary(
         self, team_id: str, user_id: str, since: datetime | None = None

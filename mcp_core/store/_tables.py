@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "UtcDateTime",
+    "agent_turns",
     "connections",
     "credentials",
     "metadata",
@@ -93,6 +94,23 @@ tool_usage = sa.Table(
     sa.Column("error_class", sa.Text),
     sa.Column("error_message", sa.Text),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# What each agent turn cost (mcp_core.models.TurnRecord); 0006_turn_usage.
+agent_turns = sa.Table(
+    "mcp_agent_turns",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("rounds", sa.Integer, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger),
+    sa.Column("completion_tokens", sa.BigInteger),
+    sa.Column("tool_calls", sa.Integer, nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_agent_turns_owner_created_idx", "team_id", "user_id", "created_at"),
 )
 
 slack_events = sa.Table(

@@ -13,6 +13,21 @@ queues an HTTP error in OpenAI's error shape, ``raw`` a 200 with any body (an en
 not OpenAI-compatible) and ``stall`` an answer that never comes (for timeouts). Requests with
 another API key get a 401, and requests with more than 128 tools a 400 (the real API's
 ``array_above_max_length``), as the real service does.
+
+Every answer carries a ``usage`` as OpenAI's does: ``prompt_tokens`` estimated from the
+request (a token per 4 characters of its messages and tools), ``completion_tokens`` from the
+answer, ``total_tokens`` their sum; ``served_usage`` lists what each answer said.
+``reports_usage = False`` leaves it out, as some OpenAI-compatible servers do.
+
+``refuses`` plays servers that lack part of the API; each refusal is an HTTP 400 sent before
+the script is consulted (the request is still recorded):
+
+* ``"tool_choice"``: any request with ``tool_choice`` gets vLLM's answer when it runs without
+  ``--enable-auto-tool-choice`` (``"auto" tool choice requires …``; other values get
+  ``tool_choice is not supported``);
+* ``"parallel_tool_calls"``: any request with it gets ``Unrecognized request argument
+  supplied: parallel_tool_calls``;
+* ``"tools"``: any request with tools gets vLLM's answer (a server with no tool calling at all).
 """
 
 from __future__ import annotations
@@ -21,7 +36,7 @@ import asyncio
 import itertools
 import json
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,15 +48,26 @@ API_KEY = "sk-test-fake-openai"
 _RAW = "__raw_body__"
 MAX_TOOLS = 128
 """OpenAI refuses a request with more tools than this."""
+CHARS_PER_TOKEN = 4
+"""OpenAI's rule of thumb for English text; enough for counts that grow with the request."""
+VLLM_NO_AUTO_TOOL_CHOICE = (
+    '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+)
+REFUSABLE = frozenset({"tool_choice", "parallel_tool_calls", "tools"})
 
 
 class FakeOpenAI:
     """The script, the recorded requests and the server's address."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, refuses: Iterable[str] = ()) -> None:
         self.base_url = ""
         self.api_key = API_KEY
         self.requests: list[dict[str, Any]] = []
+        self.refuses = set(refuses)
+        if not self.refuses <= REFUSABLE:
+            raise ValueError(f"fake_openai can refuse only {sorted(REFUSABLE)}")
+        self.reports_usage = True
+        self.served_usage: list[dict[str, int]] = []
         self._script: deque[tuple[int, dict[str, Any] | None]] = deque()
         self._ids = itertools.count(1)
         self._drained = asyncio.Event()
@@ -100,6 +126,9 @@ class FakeOpenAI:
             )
             error = {"message": message, "type": "invalid_request_error", "param": "tools"}
             return web.json_response({"error": {**error, "code": "array_above_max_length"}}, status=400)
+        refusal = self._refusal(body)
+        if refusal is not None:
+            return web.json_response({"error": refusal}, status=400)
         if not self._script:
             error = {"error": {"message": "fake_openai: no answer scripted for this request", "type": "test"}}
             return web.json_response(error, status=500)
@@ -113,22 +142,49 @@ class FakeOpenAI:
         if payload is not None and _RAW in payload:
             return web.Response(text=payload[_RAW], content_type=payload["content_type"])
         finish = "tool_calls" if payload and payload.get("tool_calls") else "stop"
-        return web.json_response(
-            {
-                "id": f"chatcmpl-{len(self.requests)}",
-                "object": "chat.completion",
-                "created": 1_700_000_000,
-                "model": body.get("model", "fake"),
-                "choices": [{"index": 0, "message": payload, "finish_reason": finish, "logprobs": None}],
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
-            }
-        )
+        answer: dict[str, Any] = {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion",
+            "created": 1_700_000_000,
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": payload, "finish_reason": finish, "logprobs": None}],
+        }
+        if self.reports_usage:
+            answer["usage"] = _usage(body, payload)
+            self.served_usage.append(answer["usage"])
+        return web.json_response(answer)
+
+    def _refusal(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The error a server lacking the parameters in ``refuses`` answers, if any."""
+        if "tools" in self.refuses and body.get("tools"):
+            return _bad_request(VLLM_NO_AUTO_TOOL_CHOICE)
+        if "tool_choice" in self.refuses and "tool_choice" in body:
+            if body["tool_choice"] == "auto":
+                return _bad_request(VLLM_NO_AUTO_TOOL_CHOICE)
+            return _bad_request("tool_choice is not supported by this server", param="tool_choice")
+        if "parallel_tool_calls" in self.refuses and "parallel_tool_calls" in body:
+            return _bad_request("Unrecognized request argument supplied: parallel_tool_calls")
+        return None
+
+
+def _bad_request(message: str, *, param: str | None = None) -> dict[str, Any]:
+    return {"message": message, "type": "BadRequestError", "param": param, "code": 400}
+
+
+def _usage(body: dict[str, Any], answer: dict[str, Any]) -> dict[str, int]:
+    """OpenAI's ``usage`` object, with counts estimated from the request and the answer."""
+    asked = json.dumps(body.get("messages", [])) + json.dumps(body.get("tools", []))
+    prompt = max(1, len(asked) // CHARS_PER_TOKEN)
+    said = (answer.get("content") or "") + json.dumps(answer.get("tool_calls") or "")
+    completion = max(1, len(said) // CHARS_PER_TOKEN)
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
 @asynccontextmanager
-async def fake_openai() -> AsyncIterator[FakeOpenAI]:
-    """Serve a ``FakeOpenAI`` on 127.0.0.1 (any free port) for the duration of the block."""
-    fake = FakeOpenAI()
+async def fake_openai(*, refuses: Iterable[str] = ()) -> AsyncIterator[FakeOpenAI]:
+    """Serve a ``FakeOpenAI`` (refusing the parameters in ``refuses``, see the module docstring)
+    on 127.0.0.1 (any free port) for the duration of the block."""
+    fake = FakeOpenAI(refuses=refuses)
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake._completions)
     runner = web.AppRunner(app, shutdown_timeout=0.5)
