@@ -7,8 +7,11 @@ user's server.
 * Discovery lists every page of tools/list, drops malformed tools with a recorded warning,
   caches the result in the store, and runs concurrently across connections.
 * The catalog gives each tool a unique name valid for OpenAI function calling
-  (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool). It is cached in memory for a
-  short time so a call does not cost a database round trip.
+  (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool). It is cached in memory until
+  it changes, so a warm turn reads nothing from the database: this process's own changes drop
+  the person's catalog at once, and another process's arrive through ``connections_changed``
+  and ``watching`` (``mcp_core.store.watch_connection_changes``). Until a watch reports that
+  it sees every change, nothing is cached.
 * ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
   on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
 
@@ -62,9 +65,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ConnectOutcome", "Discovery", "HealthReport", "SecretSource", "ToolRegistry", "function_name"]
 
-CATALOG_TTL_S = 30.0
-"""How long a user's catalog is trusted without re-reading the store (other processes may
-change connections; this process invalidates at once)."""
 POLICY_FIELDS = frozenset({"transport", "url", "config"})
 """The connection fields the network policy looks at."""
 USAGE_MESSAGE_MAX_CHARS = 300
@@ -108,7 +108,6 @@ class HealthReport:
 
 @dataclass
 class _Catalog:
-    expires_at: float
     entries: dict[str, CatalogEntry]
 
 
@@ -135,6 +134,10 @@ class ToolRegistry:
         self._settings = settings
         self._secrets = secrets
         self._catalogs: dict[tuple[str, str], _Catalog] = {}
+        self._catalogs_trusted = False
+        """True while a watch reports every other process's change (``watching``)."""
+        self._catalog_epoch = 0
+        """Bumped by every invalidation: a catalog read meanwhile may be stale, so not cached."""
         self._validators = ArgumentValidators()
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
@@ -310,7 +313,20 @@ class ToolRegistry:
         whose card is gone, gets ``writes``. Cached catalogs are rebuilt with the new policies.
         """
         self._card_approvals = dict(approvals)
+        self._catalog_epoch += 1
         self._catalogs.clear()
+
+    def connections_changed(self, team_id: str, user_id: str) -> None:
+        """Another process changed this person's connections: rebuild their catalog next time."""
+        self._invalidate(team_id, user_id)
+
+    def watching(self, complete: bool) -> None:
+        """Whether every other process's change reaches ``connections_changed`` from now on.
+        Either way what is cached may have missed one, so every catalog is dropped; with
+        ``complete`` False nothing is cached until it is True again."""
+        self._catalog_epoch += 1
+        self._catalogs.clear()
+        self._catalogs_trusted = complete
 
     async def catalog(self, team_id: str, user_id: str) -> list[CatalogEntry]:
         """The user's tools under unique OpenAI-valid names, healthy-or-not connections alike."""
@@ -477,8 +493,9 @@ class ToolRegistry:
     async def _catalog(self, team_id: str, user_id: str) -> _Catalog:
         key = (team_id, user_id)
         cached = self._catalogs.get(key)
-        if cached is not None and cached.expires_at > time.monotonic():
+        if cached is not None:
             return cached
+        epoch = self._catalog_epoch
         connections = await self._store.list_connections(team_id, user_id)
         entries: dict[str, CatalogEntry] = {}
         for connection in connections:
@@ -492,11 +509,13 @@ class ToolRegistry:
                     tool=tool,
                     approval=approval,
                 )
-        catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
-        self._catalogs[key] = catalog
+        catalog = _Catalog(entries)
+        if self._catalogs_trusted and epoch == self._catalog_epoch:
+            self._catalogs[key] = catalog
         return catalog
 
     def _invalidate(self, team_id: str, user_id: str) -> None:
+        self._catalog_epoch += 1
         self._catalogs.pop((team_id, user_id), None)
 
     def _forget(self, connection_id: uuid.UUID) -> None:
