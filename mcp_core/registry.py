@@ -139,6 +139,8 @@ class ToolRegistry:
         self._catalog_epoch = 0
         """Bumped by every invalidation: a catalog read meanwhile may be stale, so not cached."""
         self._validators = ArgumentValidators()
+        self._call_openers: dict[uuid.UUID, SpecFactory] = {}
+        """How the pool opens each connection's session for a call (built once, not per call)."""
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
@@ -343,21 +345,20 @@ class ToolRegistry:
             LimitError: the user made MCP_MAX_CALLS_PER_MINUTE calls in the last minute (nothing sent).
             McpServerError: the server failed; see ``mcp_core.errors``.
         """
-        catalog = await self._catalog(team_id, user_id)
+        catalog = self._catalogs.get((team_id, user_id)) or await self._catalog(team_id, user_id)
         entry = catalog.entries.get(tool)
         if entry is None:
             raise errors.UnknownToolError(tool)
         arguments = without_optional_nulls(entry.tool.input_schema, arguments or {})
         self._validators.check(entry, arguments)
         self.limits.count_call(team_id, user_id)
+        connection_id = entry.connection_id
+        opener = self._call_openers.get(connection_id)
+        if opener is None:  # the pool asks it only to open a session; it holds ids, nothing stale
+            opener = self._call_openers[connection_id] = self._opener(team_id, user_id, connection_id)
         started = time.perf_counter()
         try:
-            result = await self._pool.call_tool(
-                entry.connection_id,
-                self._opener(team_id, user_id, entry.connection_id),
-                entry.tool.name,
-                arguments,
-            )
+            result = await self._pool.call_tool(connection_id, opener, entry.tool.name, arguments)
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         provider = self._providers.get(entry.connection_id)
@@ -380,7 +381,7 @@ class ToolRegistry:
             team_id,
             user_id,
             entry,
-            started,
+            latency_ms,
             not result.is_error,
             "ToolReportedError" if failure else None,
             failure,
@@ -441,7 +442,8 @@ class ToolRegistry:
         """A call that failed, explained (``_explained``), recorded, and shown in /mcp list when
         the connection itself is at fault; the error to raise."""
         exc = await self._explained(entry.connection_id, exc)
-        self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._record(team_id, user_id, entry, latency_ms, False, type(exc).__name__, str(exc))
         if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
             await self._mark_failed(team_id, user_id, entry.connection_id, exc)
         return exc
@@ -471,7 +473,7 @@ class ToolRegistry:
         team_id: str,
         user_id: str,
         entry: CatalogEntry,
-        started: float,
+        latency_ms: float,
         success: bool,
         error_class: str | None,
         message: str | None,
@@ -482,7 +484,7 @@ class ToolRegistry:
                 user_id=user_id,
                 connection_id=entry.connection_id,
                 tool_name=entry.tool.name,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=latency_ms,
                 success=success,
                 error_class=error_class,
                 error_message=message[:USAGE_MESSAGE_MAX_CHARS] if message else None,
@@ -520,6 +522,7 @@ class ToolRegistry:
 
     def _forget(self, connection_id: uuid.UUID) -> None:
         self._validators.forget(connection_id)
+        self._call_openers.pop(connection_id, None)
 
     def _opener(
         self,
