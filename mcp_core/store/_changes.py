@@ -14,11 +14,11 @@ triggers bump the person's row in ``mcp_catalog_versions`` on every change to th
   ``SQLITE_POLL_INTERVAL_S`` (it changes when any other connection committed; no table is
   read) and only then reads the versions newer than the last one seen — an indexed range that
   is empty when the commit was only usage rows. Measured on the 2-core machine: the pragma costs
-  ~3 µs and the thread hop around it ~50–100 µs, so four polls a second cost well under 0.1 %
-  of a core; a stat of the database file (and its -wal) is as cheap but misses a same-size
-  rewrite within one timestamp tick (ext4 timestamps move with the kernel tick), which
-  data_version cannot. It runs in a thread: in rollback-journal mode it waits on another
-  connection's write lock.
+  ~3 µs and a poll with its thread hop ~135 µs of CPU (with a test suite running beside it),
+  so four polls a second cost ~0.05 % of a core; a stat of the database file (and its -wal)
+  is as cheap but misses a same-size rewrite within one timestamp tick (ext4 timestamps move
+  with the kernel tick), which data_version cannot. It runs in a thread of its own: in
+  rollback-journal mode it waits on another connection's write lock.
 
 The listener (``ToolRegistry``) gets two calls: ``connections_changed(team, user)`` and
 ``watching(complete)``; the second says whether every change from now on will be reported
@@ -30,10 +30,13 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import sqlite3
-from typing import Any, Protocol
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,6 +49,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 CATALOG_CHANNEL = "mcp_catalog"
 """The PostgreSQL notification channel of migration 0007's trigger."""
@@ -139,9 +144,15 @@ class _SqliteChanges(ConnectionChanges):
         self._db: sqlite3.Connection | None = None
         self._data_version = -1
         self._seen = 0
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="connection-changes")
+        """The one thread that touches the connection: a poll cancelled by ``aclose`` still runs
+        to its end there, and the close queued behind it cannot pull the database from under it."""
+
+    async def _in_worker(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn)
 
     async def _open(self) -> None:
-        self._db, self._data_version, self._seen = await asyncio.to_thread(self._connect)
+        self._db, self._data_version, self._seen = await self._in_worker(self._connect)
 
     def _connect(self) -> tuple[sqlite3.Connection, int, int]:
         db = sqlite3.connect(
@@ -159,12 +170,11 @@ class _SqliteChanges(ConnectionChanges):
             raise
         return db, data_version, newest
 
-    def _poll(self) -> list[tuple[str, str, int]]:
-        assert self._db is not None
-        data_version = self._db.execute("PRAGMA data_version").fetchone()[0]
+    def _poll(self, db: sqlite3.Connection) -> list[tuple[str, str, int]]:
+        data_version = db.execute("PRAGMA data_version").fetchone()[0]
         if data_version == self._data_version:
             return []
-        rows = self._db.execute(_CHANGES_SINCE, (self._seen,)).fetchall()
+        rows = db.execute(_CHANGES_SINCE, (self._seen,)).fetchall()
         self._data_version = data_version
         return rows
 
@@ -172,7 +182,10 @@ class _SqliteChanges(ConnectionChanges):
         while True:
             await asyncio.sleep(self._poll_s)
             try:
-                changed = await asyncio.to_thread(self._poll)
+                db = self._db
+                if db is None:
+                    return
+                changed = await self._in_worker(functools.partial(self._poll, db))
             except sqlite3.OperationalError as exc:
                 if "locked" in str(exc) or "busy" in str(exc):
                     continue  # a writer holds the lock: ask again at the next tick
@@ -188,7 +201,12 @@ class _SqliteChanges(ConnectionChanges):
     async def _close(self) -> None:
         db, self._db = self._db, None
         if db is not None:
-            await asyncio.to_thread(db.close)
+            with contextlib.suppress(sqlite3.Error):
+                await self._in_worker(db.close)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        self._worker.shutdown(wait=False)  # idle: the close above ran after any poll
 
 
 class _PostgresChanges(ConnectionChanges):
