@@ -38,6 +38,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
 
+try:
+    import asyncpg
+except ModuleNotFoundError:  # no [postgres] extra: no PostgreSQL engine can exist either
+    asyncpg = None
+
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = [
@@ -217,8 +222,7 @@ class _PostgresChanges(ConnectionChanges):
         self._lost = asyncio.Event()
 
     async def _open(self) -> None:
-        import asyncpg  # the [postgres] extra: present whenever a PostgreSQL engine exists
-
+        assert asyncpg is not None  # a PostgreSQL engine cannot be built without it
         self._lost = asyncio.Event()
         conn = await asyncpg.connect(
             self._dsn,
