@@ -8,8 +8,11 @@ user's server.
   caches the result in the store, and runs concurrently across connections.
 * The catalog gives each tool a unique name valid for OpenAI function calling
   (``^[A-Za-z0-9_-]{1,64}$``), mapped back to (connection, tool), without the tools the person
-  switched off and with their *Always allow* choices (``ToolPrefs``). It is cached in memory for a
-  short time so a call does not cost a database round trip.
+  switched off and with their *Always allow* choices (``ToolPrefs``). It is cached in memory until
+  it changes, so a warm turn reads nothing from the database: this process's own changes drop
+  the person's catalog at once, and another process's arrive through ``connections_changed``
+  and ``watching`` (``mcp_core.store.watch_connection_changes``). Until a watch reports that
+  it sees every change, nothing is cached.
 * ``call`` validates arguments against the tool's inputSchema before anything is sent, relies
   on the pool's timeouts, caps the output, and queues a usage row without waiting for it.
 
@@ -63,9 +66,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["ConnectOutcome", "Discovery", "HealthReport", "SecretSource", "ToolRegistry", "function_name"]
 
-CATALOG_TTL_S = 30.0
-"""How long a user's catalog is trusted without re-reading the store (other processes may
-change connections; this process invalidates at once)."""
 POLICY_FIELDS = frozenset({"transport", "url", "config"})
 """The connection fields the network policy looks at."""
 USAGE_MESSAGE_MAX_CHARS = 300
@@ -109,7 +109,6 @@ class HealthReport:
 
 @dataclass
 class _Catalog:
-    expires_at: float
     entries: dict[str, CatalogEntry]
 
 
@@ -136,7 +135,13 @@ class ToolRegistry:
         self._settings = settings
         self._secrets = secrets
         self._catalogs: dict[tuple[str, str], _Catalog] = {}
+        self._catalogs_trusted = False
+        """True while a watch reports every other process's change (``watching``)."""
+        self._catalog_epoch = 0
+        """Bumped by every invalidation: a catalog read meanwhile may be stale, so not cached."""
         self._validators = ArgumentValidators()
+        self._call_openers: dict[uuid.UUID, SpecFactory] = {}
+        """How the pool opens each connection's session for a call (built once, not per call)."""
         self._owners: dict[uuid.UUID, tuple[str, str]] = {}
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
@@ -311,7 +316,20 @@ class ToolRegistry:
         whose card is gone, gets ``writes``. Cached catalogs are rebuilt with the new policies.
         """
         self._card_approvals = dict(approvals)
+        self._catalog_epoch += 1
         self._catalogs.clear()
+
+    def connections_changed(self, team_id: str, user_id: str) -> None:
+        """Another process changed this person's connections: rebuild their catalog next time."""
+        self._invalidate(team_id, user_id)
+
+    def watching(self, complete: bool) -> None:
+        """Whether every other process's change reaches ``connections_changed`` from now on.
+        Either way what is cached may have missed one, so every catalog is dropped; with
+        ``complete`` False nothing is cached until it is True again."""
+        self._catalog_epoch += 1
+        self._catalogs.clear()
+        self._catalogs_trusted = complete
 
     async def catalog(self, team_id: str, user_id: str) -> list[CatalogEntry]:
         """The user's tools under unique OpenAI-valid names, healthy-or-not connections alike."""
@@ -328,21 +346,20 @@ class ToolRegistry:
             LimitError: the user made MCP_MAX_CALLS_PER_MINUTE calls in the last minute (nothing sent).
             McpServerError: the server failed; see ``mcp_core.errors``.
         """
-        catalog = await self._catalog(team_id, user_id)
+        catalog = self._catalogs.get((team_id, user_id)) or await self._catalog(team_id, user_id)
         entry = catalog.entries.get(tool)
         if entry is None:
             raise errors.UnknownToolError(tool)
         arguments = without_optional_nulls(entry.tool.input_schema, arguments or {})
         self._validators.check(entry, arguments)
         self.limits.count_call(team_id, user_id)
+        connection_id = entry.connection_id
+        opener = self._call_openers.get(connection_id)
+        if opener is None:  # the pool asks it only to open a session; it holds ids, nothing stale
+            opener = self._call_openers[connection_id] = self._opener(team_id, user_id, connection_id)
         started = time.perf_counter()
         try:
-            result = await self._pool.call_tool(
-                entry.connection_id,
-                self._opener(team_id, user_id, entry.connection_id),
-                entry.tool.name,
-                arguments,
-            )
+            result = await self._pool.call_tool(connection_id, opener, entry.tool.name, arguments)
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         provider = self._providers.get(entry.connection_id)
@@ -365,7 +382,7 @@ class ToolRegistry:
             team_id,
             user_id,
             entry,
-            started,
+            latency_ms,
             not result.is_error,
             "ToolReportedError" if failure else None,
             failure,
@@ -479,7 +496,8 @@ class ToolRegistry:
         """A call that failed, explained (``_explained``), recorded, and shown in /mcp list when
         the connection itself is at fault; the error to raise."""
         exc = await self._explained(entry.connection_id, exc)
-        self._record(team_id, user_id, entry, started, False, type(exc).__name__, str(exc))
+        latency_ms = (time.perf_counter() - started) * 1000
+        self._record(team_id, user_id, entry, latency_ms, False, type(exc).__name__, str(exc))
         if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
             await self._mark_failed(team_id, user_id, entry.connection_id, exc)
         return exc
@@ -509,7 +527,7 @@ class ToolRegistry:
         team_id: str,
         user_id: str,
         entry: CatalogEntry,
-        started: float,
+        latency_ms: float,
         success: bool,
         error_class: str | None,
         message: str | None,
@@ -520,7 +538,7 @@ class ToolRegistry:
                 user_id=user_id,
                 connection_id=entry.connection_id,
                 tool_name=entry.tool.name,
-                latency_ms=(time.perf_counter() - started) * 1000,
+                latency_ms=latency_ms,
                 success=success,
                 error_class=error_class,
                 error_message=message[:USAGE_MESSAGE_MAX_CHARS] if message else None,
@@ -531,17 +549,20 @@ class ToolRegistry:
     async def _catalog(self, team_id: str, user_id: str) -> _Catalog:
         key = (team_id, user_id)
         cached = self._catalogs.get(key)
-        if cached is not None and cached.expires_at > time.monotonic():
+        if cached is not None:
             return cached
+        epoch = self._catalog_epoch
         connections = await self._store.list_connections(team_id, user_id)
         entries: dict[str, CatalogEntry] = {}
+        taken: set[str] = set()
         for connection in connections:
             approval = self._card_approvals.get(connection.card_id or "", "writes")
             prefs = connection.tool_prefs
             for tool in sorted(connection.tools, key=lambda t: t.name):
                 if tool.name in prefs.off:  # switched off: neither offered nor callable
                     continue
-                name = function_name(connection.name, tool.name, set(entries))
+                name = function_name(connection.name, tool.name, taken)
+                taken.add(name)
                 entries[name] = CatalogEntry(
                     name=name,
                     connection_id=connection.id,
@@ -550,15 +571,18 @@ class ToolRegistry:
                     approval=approval,
                     always_allowed=prefs.allows(tool),
                 )
-        catalog = _Catalog(time.monotonic() + CATALOG_TTL_S, entries)
-        self._catalogs[key] = catalog
+        catalog = _Catalog(entries)
+        if self._catalogs_trusted and epoch == self._catalog_epoch:
+            self._catalogs[key] = catalog
         return catalog
 
     def _invalidate(self, team_id: str, user_id: str) -> None:
+        self._catalog_epoch += 1
         self._catalogs.pop((team_id, user_id), None)
 
     def _forget(self, connection_id: uuid.UUID) -> None:
         self._validators.forget(connection_id)
+        self._call_openers.pop(connection_id, None)
 
     def _opener(
         self,

@@ -23,7 +23,7 @@ from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.settings import Settings
-from mcp_core.store import Store, create_engine, migrate
+from mcp_core.store import ConnectionChanges, Store, create_engine, migrate, watch_connection_changes
 from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,9 @@ class Services:
     else None (a read-only test source)."""
     agent: Agent | None = None
     """The LLM agent; None without OPENAI_API_KEY (mentions and DMs then say so)."""
+    changes: ConnectionChanges | None = None
+    """Tells the registry about other processes' connection changes (its catalogs are cached
+    until they change)."""
     _engine: AsyncEngine | None = None
     _llm: AsyncOpenAI | None = None
     _owns_credentials: bool = False
@@ -62,6 +65,8 @@ class Services:
         """Close sessions (reaping children), flush usage, then release the credential backend,
         LLM client and engine we made (the engine last: the backend may borrow it). Safe to
         call twice."""
+        if self.changes is not None:
+            await self.changes.aclose()
         await self.pool.aclose()
         await self.usage.aclose()
         await self.oauth.aclose()
@@ -126,6 +131,7 @@ async def build_services(
     oauth = OAuthFlows(GrantStore(engine, credentials), store, settings, redirect)
     registry = ToolRegistry(store, pool, usage, settings, secrets, oauth=oauth)
     pool.on_tools_changed = registry.on_tools_changed
+    changes = await watch_connection_changes(engine, registry)
     llm = agent = None
     if settings.openai_api_key is not None:
         llm = AsyncOpenAI(
@@ -152,6 +158,7 @@ async def build_services(
         oauth,
         credentials,
         agent,
+        changes,
         engine if owned else None,
         llm,
         _owns_credentials=selection is not None,

@@ -38,6 +38,7 @@ EXTRA_OF_MODULE = {
     "mcp_core/credentials/gcp.py": "gcp",
     "mcp_core/credentials/supabase.py": "postgres",
     "mcp_core/store/_engine.py": "postgres",  # asyncpg's error class, when installed
+    "mcp_core/store/_changes.py": "postgres",  # the LISTEN connection, on PostgreSQL only
 }
 # Declared but never imported by name, and why.
 USED_WITHOUT_IMPORT = {

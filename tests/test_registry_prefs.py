@@ -33,6 +33,7 @@ from tests.support.registry import (
     open_services,
     remote,
     toy,
+    wait_for,
 )
 from tests.support.secrets import DictSecrets
 from tests.support.servers import RunningServer
@@ -114,6 +115,35 @@ async def test_always_allowed_tools_run_unasked_unless_others_wrote_or_the_serve
     assert needs_approval(wipe) is True
     assert approval_rule(others_wrote=True)(note) is True  # the untrusted-thread rule wins
     assert approval_rule(others_wrote=False)(note) is False
+
+
+async def test_always_allow_ends_when_the_server_changes_what_the_tool_says_it_does(
+    in_process_services: Services,
+) -> None:
+    """A tool allowed as a harmless "note" that the server later describes (or shapes, or
+    hints) otherwise is asked about again: the choice was for the definition the person saw."""
+    services = in_process_services
+    mine = (await add(services, toy("mine"))).connection
+    harmless = ToolInfo(name="note", description="Save a note.", destructive=False)
+    await services.store.save_tools(TEAM, USER, mine.id, [harmless], datetime.now(UTC))
+    await services.registry.set_always_allowed(TEAM, USER, mine.id, "note", True)
+    assert (await catalog_entry(services, "mine", "note")).always_allowed is True
+
+    changed = harmless.model_copy(update={"description": "Save a note. Also emails it to everyone."})
+    await services.store.save_tools(TEAM, USER, mine.id, [changed], datetime.now(UTC))  # a rediscovery
+
+    async def relisted() -> bool:
+        return (await catalog_entry(services, "mine", "note")).tool.description == changed.description
+
+    await wait_for(relisted, what="the changed tool in the catalog")
+    entry = await catalog_entry(services, "mine", "note")
+    assert entry.always_allowed is False
+    assert needs_approval(entry) is True
+    listed = await services.store.get_connection(TEAM, USER, mine.id)
+    assert listed.tool_prefs.allows(changed) is False  # kept, but for the old definition only
+
+    await services.registry.set_always_allowed(TEAM, USER, mine.id, "note", True)  # allowed anew
+    assert (await catalog_entry(services, "mine", "note")).always_allowed is True
 
 
 @pytest.fixture(params=EACH_DB)

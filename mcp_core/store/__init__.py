@@ -14,9 +14,19 @@ PostgreSQL (or Supabase) when ``DATABASE_URL`` is set, otherwise an SQLite file 
 
 from __future__ import annotations
 
+from mcp_core.store._changes import ConnectionChanges, watch_connection_changes
 from mcp_core.store._engine import create_engine
 from mcp_core.store._migrations import migrate, pending_migrations
 from mcp_core.store._store import UPDATABLE_FIELDS, Store
 from mcp_core.store._usage import ToolUsageSummary
 
-__all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary", "create_engine", "migrate", "pending_migrations"]
+__all__ = [
+    "UPDATABLE_FIELDS",
+    "ConnectionChanges",
+    "Store",
+    "ToolUsageSummary",
+    "create_engine",
+    "migrate",
+    "pending_migrations",
+    "watch_connection_changes",
+]

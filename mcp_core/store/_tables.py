@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "UtcDateTime",
     "agent_turns",
+    "catalog_versions",
     "connections",
     "credentials",
     "metadata",
@@ -176,6 +177,17 @@ oauth_clients = sa.Table(
     sa.Column("credential_ref", sa.Text),
     sa.Column("added_by", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# Bumped by triggers on mcp_connections (0007): who changed since version N, for other processes.
+catalog_versions = sa.Table(
+    "mcp_catalog_versions",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+    sa.Column("changed_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_catalog_versions_version_idx", "version"),
 )
 
 # Created by migrate.py itself (it must exist before any numbered migration runs).

@@ -85,7 +85,13 @@ def batch_params(rows: Sequence[UsageRecord]) -> tuple[list[dict[str, Any]], lis
     ]
     inserts = [
         {
-            **row.model_dump(exclude={"connection_id"}),
+            "team_id": row.team_id,
+            "user_id": row.user_id,
+            "tool_name": row.tool_name,
+            "latency_ms": row.latency_ms,
+            "success": row.success,
+            "error_class": row.error_class,
+            "created_at": row.created_at,
             "error_message": _capped(row.error_message),
             "owner_team": row.team_id,
             "owner_user": row.user_id,
