@@ -7,7 +7,11 @@ triggers bump the person's row in ``mcp_catalog_versions`` on every change to th
 
 * PostgreSQL also sends ``pg_notify('mcp_catalog', {"team_id", "user_id"})`` at commit. A
   connection of our own (asyncpg, outside the engine's pool) LISTENs and hands each person on.
-  It is pinged every ``LISTEN_PING_INTERVAL_S``; when it is lost, notifications may have been
+  It is checked every ``LISTEN_PING_INTERVAL_S`` — and once before it is trusted — by a probe
+  notification it sends itself and must hear back: a connection that answers queries but is
+  never delivered notifications (LISTEN through a transaction-mode pooler such as Supabase's
+  port 6543, or PgBouncer) fails the probe and is never trusted, so catalogs are read from the
+  database on every turn there instead of going stale. When it is lost, notifications may have been
   missed, so the listener is told to stop trusting its caches until LISTEN works again
   (reconnecting with backoff), and then to drop them all.
 * SQLite cannot notify. A connection of our own asks ``PRAGMA data_version`` every
@@ -34,6 +38,7 @@ import functools
 import json
 import logging
 import sqlite3
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol, TypeVar
@@ -68,6 +73,7 @@ LISTEN_CONNECT_TIMEOUT_S = 10.0
 LISTEN_PING_INTERVAL_S = 15.0
 """How often the LISTEN connection is checked (a half-open TCP connection tells nobody)."""
 LISTEN_PING_TIMEOUT_S = 5.0
+"""How long a probe notification may take to come back."""
 RECONNECT_FIRST_S = 0.5
 RECONNECT_MAX_S = 30.0
 
@@ -220,6 +226,8 @@ class _PostgresChanges(ConnectionChanges):
         self._dsn = dsn
         self._conn: Any = None
         self._lost = asyncio.Event()
+        self._probes: dict[str, asyncio.Future[None]] = {}
+        self._undelivered_told = False
 
     async def _open(self) -> None:
         assert asyncpg is not None  # a PostgreSQL engine cannot be built without it
@@ -232,14 +240,45 @@ class _PostgresChanges(ConnectionChanges):
         try:
             conn.add_termination_listener(lambda _conn: self._lost.set())
             await asyncio.wait_for(conn.add_listener(CATALOG_CHANNEL, self._notified), LISTEN_PING_TIMEOUT_S)
+            await self._probe(conn)
         except BaseException:
             conn.terminate()
             raise
         self._conn = conn
 
+    async def _probe(self, conn: Any) -> None:
+        """Send a notification on the channel and hear it back within the timeout.
+
+        Raises:
+            TimeoutError: it never came (notifications are not delivered on this connection).
+        """
+        token = uuid.uuid4().hex
+        heard = self._probes[token] = asyncio.get_running_loop().create_future()
+        try:
+            probe = json.dumps({"probe": token})
+            await conn.execute(f"NOTIFY {CATALOG_CHANNEL}, '{probe}'", timeout=LISTEN_PING_TIMEOUT_S)
+            try:
+                await asyncio.wait_for(heard, LISTEN_PING_TIMEOUT_S)
+            except TimeoutError:
+                if not self._undelivered_told:
+                    self._undelivered_told = True
+                    logger.warning(
+                        "connection changes: LISTEN hears no notifications on DATABASE_URL (a "
+                        "transaction-mode pooler, such as Supabase's port 6543?); catalogs are read "
+                        "from the database on every turn. Use a direct or session-mode URL for speed."
+                    )
+                raise
+        finally:
+            self._probes.pop(token, None)
+
     def _notified(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
         try:
             person = json.loads(payload)
+            if "probe" in person:  # ours is awaited; other processes' probes mean nothing here
+                heard = self._probes.get(str(person["probe"]))
+                if heard is not None and not heard.done():
+                    heard.set_result(None)
+                return
             team_id, user_id = person["team_id"], person["user_id"]
         except (ValueError, TypeError, KeyError):
             logger.warning("connection changes: unreadable notification; dropping every catalog")
@@ -255,7 +294,7 @@ class _PostgresChanges(ConnectionChanges):
                 logger.warning("connection changes: lost the LISTEN connection; reconnecting")
                 return
             try:
-                await self._conn.execute("SELECT 1", timeout=LISTEN_PING_TIMEOUT_S)
+                await self._probe(self._conn)
             except Exception as exc:  # boundary: any failure means the connection is gone
                 logger.warning("connection changes: LISTEN connection failed (%s)", type(exc).__name__)
                 return

@@ -105,3 +105,29 @@ async def test_usage_counter_bumps_are_not_reported(watched: tuple[Heard, Store]
     await other.create_connection(TEAM, OTHER, remote("theirs"))  # reported after the usage rows
     await heard.until((TEAM, OTHER))
     assert (TEAM, USER) not in heard.changed
+
+
+async def test_a_listen_connection_that_hears_no_notifications_is_never_trusted(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As LISTEN through a transaction-mode pooler (Supabase's port 6543): the connection answers
+    queries, but nothing it LISTENs for arrives. Its probe notification never comes back, so the
+    watch says it is not complete (every catalog is read from the database) instead of caching
+    forever."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's")
+    from mcp_core.store import _changes
+
+    monkeypatch.setattr(_changes, "LISTEN_PING_INTERVAL_S", 0.1)
+    monkeypatch.setattr(_changes, "LISTEN_PING_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(_changes, "RECONNECT_FIRST_S", 60.0)  # stay down once it is found out
+    heard = Heard()
+    changes = await watch_connection_changes(engine, heard)
+    try:
+        assert heard.states == [True]  # its first probe came back
+        await changes._conn.execute("UNLISTEN *")  # still connected, deaf from now on
+        with anyio.fail_after(WAIT_S):
+            while heard.states[-1] is not False:  # noqa: ASYNC110 - the watch sets no event
+                await anyio.sleep(POLL_S)
+    finally:
+        await changes.aclose()
