@@ -50,11 +50,11 @@ import sqlalchemy as sa
 from openai.types.chat import ChatCompletion
 from sqlalchemy import event
 
-from bot import texts, views
-from bot.chat import _ProgressBoard, _thread_history
+from bot.approvals import ApprovalDesk
+from bot.chat import answer_in_thread
 from bot.replies import Thread
-from mcp_core.agent import Agent, ToolCall, ToolProgress, approval_rule
-from mcp_core.models import NewConnection, ToolResult
+from mcp_core.agent import Agent
+from mcp_core.models import NewConnection
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
 
@@ -141,6 +141,7 @@ class SlackStandIn:
     def __init__(self, watch: Stopwatch) -> None:
         self._ts = 0
         self.thread: list[dict[str, Any]] = []
+        self.last_edit = ""
         self.chat_postMessage = watch.timed(self._post)
         self.chat_update = watch.timed(self._update)
         self.conversations_replies = watch.timed(self._replies)
@@ -171,6 +172,7 @@ class SlackStandIn:
     async def _update(self, **body: Any) -> dict[str, Any]:
         assert body["ts"]
         assert body["text"]
+        self.last_edit = body["text"]
         return {"ok": True, "ts": body["ts"]}
 
     async def _replies(self, **body: Any) -> dict[str, Any]:
@@ -178,56 +180,23 @@ class SlackStandIn:
 
 
 class Turn:
-    """One mention answered the way ``bot.chat`` answers it."""
+    """One mention answered by ``bot.chat.answer_in_thread``, the code a real mention runs
+    once Bolt has dispatched it (``bench/slack_ack.py`` measures the dispatch)."""
 
     def __init__(self, services: Services, agent: Agent, slack: SlackStandIn) -> None:
+        services.agent = agent
         self.services = services
-        self.agent = agent
         self.slack = slack
+        self.desk = ApprovalDesk()
         self.context = {"bot_user_id": BOT_USER, "bot_id": BOT_ID}
         self.answers: list[str] = []
 
     async def __call__(self) -> None:
-        registry, settings = self.services.registry, self.services.settings
         event = self.slack.mention("echo hi")
         thread = Thread(self.slack, CHANNEL, event["ts"])  # type: ignore[arg-type]  # a stand-in client
-        with registry.limits.turn(TEAM, USER):
-            progress_ts = await thread.post(texts.THINKING)
-            board = _ProgressBoard()
-
-            async def show(progress: ToolProgress) -> None:
-                board.note(progress)
-                if progress.state == "running" or board.due():
-                    board.shown()
-                    await thread.edit(progress_ts, texts.working(board.lines()))
-
-            redact = registry.redactor(TEAM, USER)
-
-            async def ask(_call: ToolCall) -> bool:
-                return True  # the Approve click (the toy's echo is read-only: never asked)
-
-            async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
-                return await registry.call(TEAM, USER, name, arguments)
-
-            history, others_wrote = await _thread_history(
-                thread,
-                event,
-                self.context,  # type: ignore[arg-type]  # AsyncBoltContext is a dict too
-                progress_ts,
-                settings.agent_history_messages,
-            )
-            reply = await self.agent.run(
-                history,
-                await registry.catalog(TEAM, USER),
-                call_tool,
-                on_progress=show,
-                ask_approval=ask,
-                approval=approval_rule(others_wrote=others_wrote),
-                redact=redact,
-            )
-            text, blocks = views.agent_answer(reply.text, board.summary(), [])
-            await thread.edit(progress_ts, text, blocks)
-        self.answers.append(text)
+        with self.services.registry.limits.turn(TEAM, USER):
+            await answer_in_thread(self.services, self.desk, thread, TEAM, USER, event, self.context)
+        self.answers.append(self.slack.last_edit)
 
 
 class Selects:

@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -30,7 +31,7 @@ from mcp_core.agent import ToolCall, ToolProgress, approval_rule
 from mcp_core.models import ToolResult
 from mcp_core.services import Services
 
-__all__ = ["register_chat"]
+__all__ = ["answer_in_thread", "register_chat"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ def register_chat(
     app: AsyncApp, services: Services, client: AsyncWebClient, replies: Replies
 ) -> ApprovalDesk:
     """Add the mention, DM and Approve/Deny listeners to ``app``."""
-    settings, registry = services.settings, services.registry
+    registry = services.registry
     desk = ApprovalDesk()
     register_approvals(app, desk, registry, client)
 
@@ -83,60 +84,70 @@ def register_chat(
             return
         try:
             with registry.limits.turn(team_id, user_id):
-                await turn(team_id, user_id, thread, event, context)
+                await answer_in_thread(services, desk, thread, team_id, user_id, event, context)
         except errors.LimitError as exc:
             await thread.post(texts.failed(exc))
 
-    async def turn(
-        team_id: str, user_id: str, thread: Thread, event: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        agent = services.agent
-        assert agent is not None
-        progress_ts = await thread.post(texts.THINKING)
-        board = _ProgressBoard()
-
-        async def show(progress: ToolProgress) -> None:
-            board.note(progress)
-            if progress.state == "running" or board.due():
-                board.shown()
-                await thread.edit(progress_ts, texts.working(board.lines()))
-
-        redact = registry.redactor(team_id, user_id)
-        others_wrote = False
-
-        async def ask(call: ToolCall) -> bool | str:
-            asking = Asking(team_id, user_id, thread, others_wrote, redact)
-            return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
-
-        async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
-            return await registry.call(team_id, user_id, name, arguments)
-
-        try:
-            history, others_wrote = await _thread_history(
-                thread, event, context, progress_ts, settings.agent_history_messages
-            )
-            reply = await agent.run(
-                history,
-                await registry.catalog(team_id, user_id),
-                call_tool,
-                on_progress=show,
-                ask_approval=ask,
-                approval=approval_rule(others_wrote=others_wrote),
-                redact=redact,
-                on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
-            )
-        except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
-            await thread.edit(progress_ts, texts.failed(exc))
-            return
-        except Exception:  # boundary: the thread must not be left saying "thinking"
-            logger.exception("agent turn failed")
-            await thread.edit(progress_ts, texts.INTERNAL_ERROR)
-            return
-        sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
-        text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins)
-        await thread.edit(progress_ts, text, blocks)
-
     return desk
+
+
+async def answer_in_thread(
+    services: Services,
+    desk: ApprovalDesk,
+    thread: Thread,
+    team_id: str,
+    user_id: str,
+    event: dict[str, Any],
+    context: Mapping[str, Any],
+) -> None:
+    """One turn: the progress message, the thread read back, ``Agent.run`` with the asker's
+    catalog and callbacks, then the progress message replaced by the answer (or by what went
+    wrong). Module-level, so ``bench/agent_turn.py`` times this very code."""
+    agent, registry, settings = services.agent, services.registry, services.settings
+    assert agent is not None
+    progress_ts = await thread.post(texts.THINKING)
+    board = _ProgressBoard()
+
+    async def show(progress: ToolProgress) -> None:
+        board.note(progress)
+        if progress.state == "running" or board.due():
+            board.shown()
+            await thread.edit(progress_ts, texts.working(board.lines()))
+
+    redact = registry.redactor(team_id, user_id)
+    others_wrote = False
+
+    async def ask(call: ToolCall) -> bool | str:
+        asking = Asking(team_id, user_id, thread, others_wrote, redact)
+        return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
+
+    async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
+        return await registry.call(team_id, user_id, name, arguments)
+
+    try:
+        history, others_wrote = await _thread_history(
+            thread, event, context, progress_ts, settings.agent_history_messages
+        )
+        reply = await agent.run(
+            history,
+            await registry.catalog(team_id, user_id),
+            call_tool,
+            on_progress=show,
+            ask_approval=ask,
+            approval=approval_rule(others_wrote=others_wrote),
+            redact=redact,
+            on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
+        )
+    except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
+        await thread.edit(progress_ts, texts.failed(exc))
+        return
+    except Exception:  # boundary: the thread must not be left saying "thinking"
+        logger.exception("agent turn failed")
+        await thread.edit(progress_ts, texts.INTERNAL_ERROR)
+        return
+    sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
+    text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins)
+    await thread.edit(progress_ts, text, blocks)
 
 
 def is_dm(event: dict[str, Any]) -> bool:
@@ -193,7 +204,7 @@ class _ProgressBoard:
 async def _thread_history(
     thread: Thread,
     event: dict[str, Any],
-    context: AsyncBoltContext,
+    context: Mapping[str, Any],
     progress_ts: str,
     limit: int,
 ) -> tuple[list[dict[str, str]], bool]:
