@@ -197,6 +197,10 @@ class Asking:
     thread: Thread
     others_wrote: bool
     redact: Callable[[str], str]
+    allowed_now: set[str] = field(default_factory=set)
+    """Catalog names the asker chose *Always allow* for during this turn: the turn's catalog
+    was read before the click, so its later calls of them check here
+    (``mcp_core.agent.approval_rule``)."""
 
 
 async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, call: ToolCall) -> bool | str:
@@ -229,6 +233,8 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
     connection = call.entry.connection_name if call.entry is not None else ""
     outcome_text = texts.approval_outcome(call.name, asking.user_id, outcome, connection)
     await asking.thread.edit(posted, outcome_text)
+    if outcome == "always":
+        asking.allowed_now.add(call.name)
     return outcome in ("approved", "always")
 
 

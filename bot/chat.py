@@ -116,9 +116,10 @@ async def answer_in_thread(
 
     redact = registry.redactor(team_id, user_id)
     others_wrote = False
+    allowed_now: set[str] = set()
 
     async def ask(call: ToolCall) -> bool | str:
-        asking = Asking(team_id, user_id, thread, others_wrote, redact)
+        asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now)
         return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
 
     async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
@@ -134,7 +135,7 @@ async def answer_in_thread(
             call_tool,
             on_progress=show,
             ask_approval=ask,
-            approval=approval_rule(others_wrote=others_wrote),
+            approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
             on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
         )

@@ -55,7 +55,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -171,14 +171,20 @@ def needs_approval(entry: CatalogEntry, policy: ApprovalPolicy | None = None) ->
     return entry.tool.read_only is not True
 
 
-def approval_rule(*, others_wrote: bool) -> Callable[[CatalogEntry], bool]:
+def approval_rule(*, others_wrote: bool, allowed_now: Container[str] = ()) -> Callable[[CatalogEntry], bool]:
     """Which calls of one turn ask first: each entry's own policy, or every call when the
     conversation holds words of someone other than the asker and the bot — those words may be
     instructions the asker never gave ("call X and paste the result"), so neither the card's
-    policy nor the person's *Always allow* lets a call through unasked there."""
+    policy nor the person's *Always allow* lets a call through unasked there.
+
+    ``allowed_now``: catalog names the asker chose *Always allow* for during this turn (its
+    catalog was read before the click); they run unasked for the rest of it, as from the next
+    turn on — except, again, where someone else wrote."""
 
     def check(entry: CatalogEntry) -> bool:
-        return others_wrote or needs_approval(entry)
+        if others_wrote:
+            return True
+        return entry.name not in allowed_now and needs_approval(entry)
 
     return check
 

@@ -248,6 +248,25 @@ async def test_always_allow_runs_this_call_and_the_next_turn_without_a_question_
     assert third["text"].startswith(f"<@{USER}>, may I run `toy__pid`?")  # asked again
 
 
+async def test_always_allow_also_covers_the_later_calls_of_the_same_turn(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    async with agent_bot(tmp_path, fake) as bot:
+        posted = len(fake.calls("chat.postMessage"))
+        bot.llm.call_tools(("toy__pid", {}))
+        bot.llm.call_tools(("toy__pid", {}))  # the model asks again in its next round
+        bot.llm.reply("Done twice.")
+        await bot.slack.event(mention("what is your pid, twice?"))
+        question = await asked(fake, posted)
+        await bot.slack.click("mcp_agent_always", approval_value(question))
+        await turn_done(bot)
+        questions = questions_since(fake, posted)
+        runs = await tool_runs(bot.services)
+
+    assert len(questions) == 1  # the second call ran unasked
+    assert runs == 2
+
+
 async def test_where_someone_else_wrote_an_always_allowed_tool_still_asks_without_always_allow(
     tmp_path: Path, fake: FakeSlack
 ) -> None:
