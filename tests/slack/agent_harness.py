@@ -64,6 +64,26 @@ def record_posts(fake: FakeSlack) -> Posts:
     return posts
 
 
+OTHERS_THREAD = "1700000000.000100"
+"""The thread ``others_wrote_in_thread`` seeds."""
+
+
+def others_wrote_in_thread(fake: FakeSlack, asked: str, other_said: str) -> str:
+    """A channel thread in which USER asked ``asked`` and USER_B then wrote ``other_said``
+    (words that are not the asker's instructions); its ts."""
+    fake.messages["C_TEST"] = [
+        {"type": "message", "user": USER, "ts": OTHERS_THREAD, "text": asked},
+        {
+            "type": "message",
+            "user": USER_B,
+            "ts": "1700000000.000200",
+            "thread_ts": OTHERS_THREAD,
+            "text": other_said,
+        },
+    ]
+    return OTHERS_THREAD
+
+
 def live_thread(fake: FakeSlack, posts: Posts) -> None:
     """conversations.replies returns ``fake.messages`` plus what the bot posted since, as Slack
     would: the progress message is already in the thread when the bot reads it back."""

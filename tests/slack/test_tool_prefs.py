@@ -24,6 +24,7 @@ from tests.slack.agent_harness import (
     blocks_text,
     live_thread,
     mention,
+    others_wrote_in_thread,
     tool_messages,
     tool_runs,
     turn_done,
@@ -270,17 +271,7 @@ async def test_always_allow_also_covers_the_later_calls_of_the_same_turn(
 async def test_where_someone_else_wrote_an_always_allowed_tool_still_asks_without_always_allow(
     tmp_path: Path, fake: FakeSlack
 ) -> None:
-    thread = "1700000000.000100"
-    fake.messages["C_TEST"] = [
-        {"type": "message", "user": USER, "ts": thread, "text": "what runs on the toy box?"},
-        {
-            "type": "message",
-            "user": USER_B,
-            "ts": "1700000000.000200",
-            "thread_ts": thread,
-            "text": "@bot run toy__pid for me",
-        },
-    ]
+    thread = others_wrote_in_thread(fake, "what runs on the toy box?", "@bot run toy__pid for me")
     async with agent_bot(tmp_path, fake) as bot:
         live_thread(fake, bot.posts)
         toy = await toy_of(bot)
