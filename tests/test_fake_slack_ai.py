@@ -479,3 +479,27 @@ async def test_uploads_are_refused_above_the_size_cap_without_a_length_or_withou
     assert (no_length["error"], zero["error"], orphan_thread["error"]) == ("invalid_arguments",) * 3
     assert (scope["error"], scope["needed"]) == ("missing_scope", "files:write")
     assert fake.ai.uploads[fits["file"]["id"]].data == b"x" * 100
+
+
+@pytest.mark.anyio
+async def test_an_upload_may_also_arrive_as_a_multipart_form(fake: FakeSlack, client: AsyncWebClient) -> None:
+    issued = await client.files_getUploadURLExternal(filename="a.csv", length=4)
+    form = aiohttp.FormData()
+    form.add_field("file", b"a,b\n", filename="a.csv")
+    async with aiohttp.ClientSession() as session, session.post(issued["upload_url"], data=form) as response:
+        assert response.status == 200
+    assert fake.ai.uploads[issued["file_id"]].data == b"a,b\n"
+
+
+@pytest.mark.anyio
+async def test_form_encoded_stream_calls_carry_chunks_as_json(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    ts = await start(client)
+    chunk = '[{"type": "task_update", "id": "t", "title": "x", "status": "pending"}]'
+    await client.api_call("chat.appendStream", data={"channel": CHANNEL, "ts": ts, "chunks": chunk})
+    fake.messages = {}  # a test may replace the store; later messages land in the new one
+    await client.chat_startStream(channel=DM, thread_ts=ROOT, markdown_text="new")
+
+    assert fake.ai.streams[ts].tasks()["t"]["status"] == "pending"
+    assert [m["text"] for m in fake.messages[DM]] == ["new"]

@@ -12,6 +12,12 @@
     eid = await fake.apush_envelope("slash_commands", slash_command("list", user_id="U1", team_id=TEAM_ID))
     ack = await fake.await_ack(eid)                             # {"envelope_id": eid, "payload": {...}}
 
+    stream = await client.chat_stream(channel="D1", thread_ts=root)   # channels also need recipient_*_id
+    await stream.append(markdown_text="hi"); await stream.stop()
+    fake.ai.streams[stream.ts].text                             # streams, statuses, sessions, uploads: see
+    fake.unknown_methods.add("chat.startStream")                #   fake_slack_ai.py; an older workspace,
+    fake.scopes.remove("files:write")                           #   a token without a scope
+
 The server runs on its own event loop in a daemon thread, so it answers whether or not the test's loop is
 running. Blocking helpers (`wait_for`, `wait_ack`, `push_envelope`) must not be called from a test loop that
 also runs the code under test; use the async twins there. Waits use a deadline, never a fixed sleep.
@@ -110,9 +116,8 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.scopes: list[str] = BOT_SCOPES.split(",")
         self.unknown_methods: set[str] = set()
-        self.ai = AiSurfaces(
-            self.messages, {"user": BOT_USER_ID, "bot": BOT_ID}, lambda: self.upload_base_url
-        )
+        bot = {"user": BOT_USER_ID, "bot": BOT_ID}
+        self.ai = AiSurfaces(lambda: self.messages, bot, lambda: self.upload_base_url)
         self.requests: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.port = 0

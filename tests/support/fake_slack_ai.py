@@ -202,8 +202,12 @@ class AiSurfaces:
     """
 
     def __init__(
-        self, messages: dict[str, list[dict[str, Any]]], bot: dict[str, str], upload_base: Callable[[], str]
+        self,
+        messages: Callable[[], dict[str, list[dict[str, Any]]]],
+        bot: dict[str, str],
+        upload_base: Callable[[], str],
     ):
+        """`messages` returns the fake's `messages` store (read on each use: tests may replace it)."""
         self.clock: Callable[[], float] = time.monotonic
         self.stream_idle_s = STREAM_IDLE_S
         self.status_clear_s = STATUS_CLEAR_S
@@ -308,7 +312,7 @@ class AiSurfaces:
             last_active=self.clock(),
         )
         self.streams[ts] = stream
-        self._messages.setdefault(channel, []).append(message)
+        self._messages().setdefault(channel, []).append(message)
         self._clear_status(channel, body["thread_ts"])
         self._accept(stream, "chat.startStream", chunks)
         return {"ok": True, "channel": channel, "ts": ts}
@@ -474,5 +478,5 @@ class AiSurfaces:
             message = {"type": "message", "user": self._bot["user"], "bot_id": self._bot["bot"], "ts": ts}
             message |= {"text": body.get("initial_comment") or "", "files": shared}
             message |= {"thread_ts": body["thread_ts"]} if body.get("thread_ts") else {}
-            self._messages.setdefault(channel, []).append(message)
+            self._messages().setdefault(channel, []).append(message)
         return {"ok": True, "files": shared}
