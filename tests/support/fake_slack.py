@@ -12,6 +12,12 @@
     eid = await fake.apush_envelope("slash_commands", slash_command("list", user_id="U1", team_id=TEAM_ID))
     ack = await fake.await_ack(eid)                             # {"envelope_id": eid, "payload": {...}}
 
+    stream = await client.chat_stream(channel="D1", thread_ts=root)   # channels also need recipient_*_id
+    await stream.append(markdown_text="hi"); await stream.stop()
+    fake.ai.streams[stream.ts].text                             # streams, statuses, sessions, uploads: see
+    fake.unknown_methods.add("chat.startStream")                #   fake_slack_ai.py; an older workspace,
+    fake.scopes.remove("files:write")                           #   a token without a scope
+
 The server runs on its own event loop in a daemon thread, so it answers whether or not the test's loop is
 running. Blocking helpers (`wait_for`, `wait_ack`, `push_envelope`) must not be called from a test loop that
 also runs the code under test; use the async twins there. Waits use a deadline, never a fixed sleep.
@@ -36,6 +42,8 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 import anyio.to_thread
 from aiohttp import web
+
+from tests.support.fake_slack_ai import AiSurfaces
 
 __all__ = [
     "API_APP_ID",
@@ -68,13 +76,25 @@ BOT_USER_ID = "U_BOT"
 BOT_ID = "B_BOT"
 API_APP_ID = "A_TEST"
 VERIFICATION_TOKEN = "verification-token-unused"  # deprecated field Slack still sends; Bolt ignores it
-BOT_SCOPES = "commands,chat:write,app_mentions:read,im:history"
+BOT_SCOPES = "commands,chat:write,app_mentions:read,im:history,files:write,assistant:write"
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 WAIT_S = 5.0
 _SERVER_OP_TIMEOUT_S = 5.0
 _WS_CLOSE_TIMEOUT_S = 1.0  # stop() must not hang on a client whose loop is blocked
-_JSON_FIELDS = ("blocks", "view", "attachments")
+_JSON_FIELDS = ("blocks", "view", "attachments", "chunks", "files", "metadata", "loading_messages")
+METHOD_SCOPES = {
+    "chat.startStream": "chat:write",
+    "chat.appendStream": "chat:write",
+    "chat.stopStream": "chat:write",
+    "assistant.threads.setStatus": "chat:write",  # enough since 2026-03-05 (Slack changelog)
+    "agents.sessions.setStatus": "assistant:write",  # granted by declaring the app an agent
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
+}
+"""The scope each AI-surface method needs; a missing one answers `missing_scope` with `needed`/`provided`,
+except agents.sessions.setStatus, which answers `not_authorized` for an app not declared as an agent
+(../shared/reference/slack-ai.md §1.1 "Agent sessions", KiroCrew #9822)."""
 
 Override = Callable[[dict[str, Any]], tuple[int, dict[str, str], dict[str, Any]]]
 """`fn(body) -> (status, headers, json)`, installed as `fake.overrides[method]`."""
@@ -84,13 +104,20 @@ class FakeSlack:
     """Fake Slack Web API (`/api/<method>`), Socket Mode WebSocket (`/link`) and response URLs (`/respond/…`).
 
     Attributes tests may set: `overrides[method]`, `messages[channel]` (returned by conversations.history
-    and, filtered by thread, conversations.replies) and `users[user_id]` (returned by users.info).
+    and, filtered by thread, conversations.replies), `users[user_id]` (returned by users.info), `scopes`
+    (the bot token's scopes: auth.test reports them and METHOD_SCOPES checks them), `unknown_methods`
+    (methods this "workspace" answers with `unknown_method`, as an older Slack does) and `ai` (streams,
+    statuses, agent sessions and uploads: see tests/support/fake_slack_ai.py).
     """
 
     def __init__(self) -> None:
         self.overrides: dict[str, Override] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.scopes: list[str] = BOT_SCOPES.split(",")
+        self.unknown_methods: set[str] = set()
+        bot = {"user": BOT_USER_ID, "bot": BOT_ID}
+        self.ai = AiSurfaces(lambda: self.messages, bot, lambda: self.upload_base_url)
         self.requests: list[dict[str, Any]] = []
         self.acks: dict[str, dict[str, Any]] = {}
         self.port = 0
@@ -106,6 +133,11 @@ class FakeSlack:
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/"
+
+    @property
+    def upload_base_url(self) -> str:
+        """Where files.getUploadURLExternal's upload_urls point (`<this><file_id>`), like files.slack.com."""
+        return f"http://127.0.0.1:{self.port}/upload/"
 
     @property
     def ws_url(self) -> str:
@@ -140,6 +172,7 @@ class FakeSlack:
     async def _serve(self) -> None:
         app = web.Application()
         app.router.add_get("/link", self._websocket)
+        app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_route("*", "/{tail:.*}", self._http)
         self._runner = web.AppRunner(app, shutdown_timeout=_WS_CLOSE_TIMEOUT_S)
         await self._runner.setup()
@@ -170,6 +203,10 @@ class FakeSlack:
         status, headers, payload = 200, {}, {"ok": True}
         if api and not request.headers.get("Authorization", "").startswith("Bearer x"):
             payload = {"ok": False, "error": "not_authed"}
+        elif api and record["method"] in self.unknown_methods:
+            payload = {"ok": False, "error": "unknown_method", "req_method": record["method"]}
+        elif api and (refusal := self._scope_refusal(record["method"])):
+            payload = refusal
         elif api and (problems := block_problems(record["method"], body)):
             payload = {"ok": False, "error": "invalid_blocks", "errors": problems}
         elif api and (override := self.overrides.get(record["method"])):
@@ -178,9 +215,35 @@ class FakeSlack:
             payload, headers = self._canned(record["method"], body)
         return web.json_response(payload, status=status, headers=headers)
 
+    def _scope_refusal(self, method: str) -> dict[str, Any] | None:
+        needed = METHOD_SCOPES.get(method)
+        if needed is None or needed in self.scopes:
+            return None
+        if method == "agents.sessions.setStatus":
+            return {"ok": False, "error": "not_authorized"}
+        return {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        """The upload_url POST (raw bytes as slack_sdk sends them, or a multipart form's first file part);
+        recorded as method `/upload/<file_id>` with `body` {"bytes": n}."""
+        if request.content_type.startswith("multipart/"):
+            part = await (await request.multipart()).next()
+            data = await part.read() if isinstance(part, aiohttp.BodyPartReader) else b""
+        else:
+            data = await request.read()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        record = {"method": request.path, "headers": headers, "body": {"bytes": len(data)}}
+        with self._cond:
+            self.requests.append(record | {"time": time.time()})
+            self._cond.notify_all()
+        status, text = self.ai.receive_upload(request.match_info["file_id"], data)
+        return web.Response(status=status, text=text)
+
     def _canned(self, method: str, body: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
         n = next(self._counter)
         ts = f"{int(time.time())}.{n:06d}"
+        if (answer := self.ai.handle(method, body, ts)) is not None:
+            return answer, {}
         match method:
             case "auth.test":
                 return {
@@ -192,7 +255,7 @@ class FakeSlack:
                     "user_id": BOT_USER_ID,
                     "bot_id": BOT_ID,
                     "is_enterprise_install": False,
-                }, {"x-oauth-scopes": BOT_SCOPES}
+                }, {"x-oauth-scopes": ",".join(self.scopes)}
             case "chat.postMessage" | "chat.update":
                 ts = body.get("ts") or ts
                 message = {"type": "message", "user": BOT_USER_ID, "bot_id": BOT_ID, "ts": ts}
@@ -337,7 +400,7 @@ class FakeSlack:
         return await anyio.to_thread.run_sync(partial(self.wait_ack, envelope_id, timeout_s))
 
 
-MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral"})
+MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral", "chat.stopStream"})
 VIEW_METHODS = frozenset({"views.open", "views.push", "views.update", "views.publish"})
 LIMITS = {"message_blocks": 50, "view_blocks": 100, "section_text": 3000, "text": 40_000}
 ELEMENT_LIMITS = {"value": 2000, "action_id": 255, "block_id": 255}
