@@ -99,7 +99,8 @@ class ArgumentValidators:
     in a fraction of jsonschema's time, and jsonschema for everything it does not accept."""
 
     def __init__(self) -> None:
-        self._validators: dict[tuple[uuid.UUID, str], tuple[Check | None, Validator]] = {}
+        self._validators: dict[tuple[uuid.UUID, str], tuple[Mapping[str, Any], Check | None, Validator]] = {}
+        """(connection, tool) → the schema they were built from, and its two checks."""
 
     def check(self, entry: CatalogEntry, arguments: dict[str, Any]) -> None:
         """Raises:
@@ -107,12 +108,15 @@ class ArgumentValidators:
         ServerProtocolError: the schema refers to something that cannot be resolved.
         """
         key = (entry.connection_id, entry.tool.name)
+        schema = entry.tool.input_schema  # a stored tool may predate the discovery checks
         compiled = self._validators.get(key)
-        if compiled is None:
-            schema = entry.tool.input_schema  # a stored tool may predate the discovery checks
-            compiled = (compile_simple(schema), no_fetch_validator(schema))
+        if compiled is None or compiled[0] is not schema:  # new, or from a rebuilt catalog
+            if compiled is None or compiled[0] != schema:  # rediscovered (by any process) anew
+                compiled = (schema, compile_simple(schema), no_fetch_validator(schema))
+            else:
+                compiled = (schema, *compiled[1:])
             self._validators[key] = compiled
-        fast, validator = compiled
+        _, fast, validator = compiled
         if fast is not None and fast(arguments):
             return
         try:

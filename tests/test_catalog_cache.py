@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from mcp_core import errors
 from mcp_core.models import NewConnection, ToolInfo
 from mcp_core.services import Services
 from mcp_core.store import Store, create_engine
@@ -92,6 +93,30 @@ async def test_a_connection_another_process_adds_changes_or_removes_is_in_the_ne
     await other_process.delete_connection(TEAM, USER, theirs.id)
     await wait_for(lambda: _lacks(services, "renamed__echo"), what="the other process's removal")
     assert await names(services) == before
+
+
+async def test_arguments_are_checked_against_the_schema_another_process_rediscovered(
+    in_process_services_on_each_db: Services, other_process: Store
+) -> None:
+    services = in_process_services_on_each_db
+    mine = (await add(services, toy("mine"))).connection
+    echo = await catalog_name(services, "mine", "echo")
+    assert (await call(services, echo, text="fits")).text == "fits"  # its validator is built now
+
+    stricter = ECHO.model_copy(
+        update={
+            "input_schema": {**ECHO.input_schema, "properties": {"text": {"type": "string", "maxLength": 3}}}
+        }
+    )
+    await other_process.save_tools(TEAM, USER, mine.id, [stricter], datetime.now(UTC))
+
+    async def stricter_listed() -> bool:
+        entries = await services.registry.catalog(TEAM, USER)
+        return any(e.tool.input_schema == stricter.input_schema for e in entries)
+
+    await wait_for(stricter_listed, what="the other process's rediscovered schema")
+    with pytest.raises(errors.ToolArgumentsError):
+        await call(services, echo, text="too long now")
 
 
 async def test_a_lost_change_watch_stops_caching_until_it_is_back(
