@@ -30,7 +30,7 @@ from typing import Any
 
 from openai import AsyncOpenAI
 
-from mcp_core.agent import Agent
+from mcp_core.agent import Agent, ToolCall
 from mcp_core.models import NewConnection, ToolResult
 from mcp_core.services import Services, build_services
 from mcp_core.settings import PARALLEL_CALLS, Settings
@@ -51,8 +51,8 @@ async def one_turn(
     llm.call_tools(*[("ov__snooze", {"seconds": args.seconds})] * args.calls)
     llm.reply("All looked up.")
 
-    async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
+    async def call_tool(call: ToolCall) -> ToolResult:
+        return await services.registry.call(TEAM, USER, call.name, call.arguments)
 
     started = time.perf_counter()
     reply = await agent.run(QUESTION, catalog, call_tool)

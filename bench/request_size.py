@@ -43,7 +43,7 @@ from openai import AsyncOpenAI
 from bench.tool_selection import load_catalog
 from mcp_core import agent as agent_module
 from mcp_core import tool_specs
-from mcp_core.agent import Agent
+from mcp_core.agent import Agent, ToolCall
 from mcp_core.models import CatalogEntry, ToolResult
 
 QUESTION = "Can you check the latest issues in our repo and summarise them?"
@@ -121,7 +121,7 @@ async def measure(catalog: list[CatalogEntry], design: str) -> dict[str, Any]:
     )
     try:
 
-        async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
+        async def call_tool(call: ToolCall) -> ToolResult:
             return ToolResult(text=RESULT)
 
         question = [{"role": "user", "content": QUESTION}]

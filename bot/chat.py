@@ -122,8 +122,8 @@ async def answer_in_thread(
         asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now)
         return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
 
-    async def call_tool(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await registry.call(team_id, user_id, name, arguments)
+    async def call_tool(call: ToolCall) -> ToolResult:
+        return await registry.call(team_id, user_id, call.name, call.arguments)
 
     try:
         history, others_wrote = await _thread_history(

@@ -110,7 +110,9 @@ TOOLS_REFUSED = (
 )
 
 Message = Mapping[str, Any]
-ToolRunner = Callable[[str, dict[str, Any]], Awaitable[ToolResult]]
+ToolRunner = Callable[["ToolCall"], Awaitable[ToolResult]]
+"""Runs one call as the asking user; it gets the whole call, so a surface can tie what the
+server says mid-call (progress, questions) to that call's display."""
 
 
 @dataclass(frozen=True)
@@ -231,7 +233,7 @@ class Agent:
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
-        ``call_tool(name, arguments)`` runs a catalog tool as the asking user. ``approval``
+        ``call_tool(call)`` runs a catalog tool as the asking user. ``approval``
         says which entries need ``ask_approval`` first. ``redact`` cleans the answer's text.
         ``on_usage`` gets the turn's ``TurnUsage`` once it ends, answered or not, when the
         model answered at least once (it must not block: it is called from a ``finally``).
@@ -396,7 +398,7 @@ class Agent:
         if on_progress is not None:
             await on_progress(ToolProgress(call, "running"))
         try:
-            result = await call_tool(call.name, call.arguments)
+            result = await call_tool(call)
         except errors.SignInRequiredError as exc:
             text = f"{exc.connection} needs the person to sign in again; a Sign in button is shown to them."
             return ToolProgress(call, "failed", _error(text), exc)

@@ -125,7 +125,7 @@ async def test_the_approval_question_shows_the_arguments_without_the_nulls_the_m
         asked.append(call)
         return False
 
-    async def never_called(name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def never_called(call: ToolCall) -> ToolResult:
         raise AssertionError("a denied call ran")
 
     llm.call_tools(("c__t", {"text": "hi", "note": None}))
@@ -260,7 +260,7 @@ async def test_a_secret_in_a_tool_result_never_reaches_the_model(
 async def test_without_tools_the_model_is_asked_plainly(llm: FakeOpenAI, agent_for: AgentFactory) -> None:
     llm.reply("Hi! Connect a server with /mcp connect to give me tools.")
 
-    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def no_tools(call: ToolCall) -> ToolResult:
         raise AssertionError("no tool should run")
 
     reply = await agent_for(llm).run(QUESTION, [], no_tools)
@@ -287,7 +287,7 @@ async def test_a_failing_model_raises_llm_error_saying_what_to_do_without_the_ke
     elif script == "stall":
         llm.stall()
 
-    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def no_tools(call: ToolCall) -> ToolResult:
         raise AssertionError("no tool should run")
 
     with pytest.raises(errors.LlmError) as caught:
@@ -301,7 +301,7 @@ async def test_an_unreachable_model_says_to_check_the_base_url() -> None:
     async with fake_openai() as gone:
         base_url = gone.base_url
 
-    async def no_tools(name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def no_tools(call: ToolCall) -> ToolResult:
         raise AssertionError("no tool should run")
 
     async with AsyncOpenAI(api_key="sk-x", base_url=base_url, max_retries=0, timeout=2.0) as client:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from mcp_core.agent import Agent
+from mcp_core.agent import Agent, ToolCall
 from mcp_core.models import CatalogEntry, ToolResult
 from mcp_core.services import Services
 from tests.support.fake_openai import FakeOpenAI, fake_openai
@@ -42,10 +42,10 @@ async def catalog(services: Services) -> list[CatalogEntry]:
 
 
 def runner(services: Services):
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
+    async def run(call: ToolCall) -> ToolResult:
+        return await services.registry.call(TEAM, USER, call.name, call.arguments)
 
-    return call
+    return run
 
 
 def tools_bytes(request: dict[str, Any]) -> str:

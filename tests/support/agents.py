@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI
 
-from mcp_core.agent import Agent, ToolRunner
+from mcp_core.agent import Agent, ToolCall, ToolRunner
 from mcp_core.models import CatalogEntry, ToolResult
 from mcp_core.services import Services
 from tests.support.fake_openai import FakeOpenAI, fake_openai
@@ -62,7 +62,7 @@ async def toy_catalog(in_process_services: Services) -> list[CatalogEntry]:
 def as_user(services: Services) -> ToolRunner:
     """``registry.call`` bound to USER, as ``bot.chat`` binds it to the asker."""
 
-    async def call(name: str, arguments: dict[str, Any]) -> ToolResult:
-        return await services.registry.call(TEAM, USER, name, arguments)
+    async def run(call: ToolCall) -> ToolResult:
+        return await services.registry.call(TEAM, USER, call.name, call.arguments)
 
-    return call
+    return run
