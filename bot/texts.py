@@ -208,7 +208,7 @@ def page_sign_in_again(name: str) -> str:
     return f"{name} asks you to sign in once more. Slack has a new link for it."
 
 
-_TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫"}
+_TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫", "stopped": "⏹️"}
 
 
 def shown_tool_name(name: str) -> str:
@@ -221,9 +221,11 @@ def tool_line(progress: ToolProgress) -> str:
     """One progress line: state, tool name and, once finished, its time."""
     line = f"{_TOOL_STATE[progress.state]} `{shown_tool_name(progress.call.name)}`"
     if progress.state == "running":
-        return line + " …"
+        return line + (f" … {progress.note}" if progress.note else " …")
     if progress.state == "denied":
         return line + " not run"
+    if progress.state == "stopped":
+        return line + " stopped"
     if progress.result is not None and progress.result.latency_ms:
         line += f" ({progress.result.latency_ms:.0f} ms)"
     return line + (" failed" if progress.state == "failed" else "")

@@ -130,11 +130,14 @@ class ToolProgress:
     """A call's state for the progress display: ``running`` first, then how it ended."""
 
     call: ToolCall
-    state: Literal["running", "done", "failed", "denied"]
+    state: Literal["running", "done", "failed", "denied", "stopped"]
     result: ToolResult | None = None
     error: errors.McpCoreError | None = None
     """Why a failed call failed, when the registry raised (a ``SignInRequiredError`` makes
     the Slack layer show a sign-in button in the thread)."""
+    note: str | None = None
+    """While ``running``: what the server last said about its progress ("2 of 4 — indexing"),
+    for the call's line or task card."""
 
 
 @dataclass
