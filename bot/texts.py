@@ -208,7 +208,7 @@ def page_sign_in_again(name: str) -> str:
     return f"{name} asks you to sign in once more. Slack has a new link for it."
 
 
-_TOOL_STATE = {"running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫", "stopped": "⏹️"}
+_TOOL_STATE = {"pending": "⏳", "running": "⏳", "done": "✅", "failed": "⚠️", "denied": "🚫", "stopped": "⏹️"}
 
 
 def shown_tool_name(name: str) -> str:
@@ -220,6 +220,8 @@ def shown_tool_name(name: str) -> str:
 def tool_line(progress: ToolProgress) -> str:
     """One progress line: state, tool name and, once finished, its time."""
     line = f"{_TOOL_STATE[progress.state]} `{shown_tool_name(progress.call.name)}`"
+    if progress.state == "pending":
+        return line + " (waiting)"
     if progress.state == "running":
         return line + (f" … {progress.note}" if progress.note else " …")
     if progress.state == "denied":

@@ -46,6 +46,12 @@ Rules, from what users of other Slack+MCP bots ran into:
 - What each turn cost is reported, not stored: ``AgentReply.usage`` (rounds, the tokens the
   API's ``usage`` reported, tool calls) and ``on_usage``, called once when a turn ends, also
   one that failed after some rounds (those tokens were spent).
+- Streamed where the surface can show it (``on_text``): the model is read with ``stream``
+  on (``mcp_core.llm_stream``), its text handed on in redacted pieces as it comes; an endpoint
+  that refuses ``stream`` or ``stream_options`` is read whole from then on.
+- A person can stop a turn (``stop``): what is in flight is cancelled — the SDK tells the
+  servers — nothing else starts, and the answer says how far it got. A cancelled call is not
+  retried: it may have run.
 - The model's output is hostile too: an answer that is not a chat completion, a choice without
   a message, a tool call without an id are all an ``LlmError`` or a failed call, never a crash.
 """
@@ -53,6 +59,7 @@ Rules, from what users of other Slack+MCP bots ran into:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
@@ -64,6 +71,7 @@ from openai import AsyncOpenAI
 
 from mcp_core import errors, llm_compat, tool_selection, tool_specs
 from mcp_core.conversation_budget import TokenCounter, fit_history
+from mcp_core.llm_stream import TextRelay, read_stream
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult, TurnUsage
 from mcp_core.settings import (
     MAX_AGENT_STEPS,
@@ -104,6 +112,8 @@ NOT_A_COMPLETION = (
     "The language model endpoint answered with something that is not an OpenAI-compatible chat "
     "completion. Ask an admin to check OPENAI_BASE_URL and OPENAI_MODEL."
 )
+STOPPED = "Stopped."
+STREAM_BROKEN = "The language model stopped answering mid-way. Try again in a moment."
 TOOLS_REFUSED = (
     "The language model endpoint refuses requests with tools (a vLLM server needs "
     "--enable-auto-tool-choice and --tool-call-parser). Ask an admin to enable tool calling there."
@@ -127,10 +137,12 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class ToolProgress:
-    """A call's state for the progress display: ``running`` first, then how it ended."""
+    """A call's state for the progress display: ``pending`` as soon as the model asked for it,
+    ``running`` once it is sent, then how it ended (``stopped``: the person stopped the turn
+    before it ended, or before it started)."""
 
     call: ToolCall
-    state: Literal["running", "done", "failed", "denied", "stopped"]
+    state: Literal["pending", "running", "done", "failed", "denied", "stopped"]
     result: ToolResult | None = None
     error: errors.McpCoreError | None = None
     """Why a failed call failed, when the registry raised (a ``SignInRequiredError`` makes
@@ -149,6 +161,19 @@ class AgentReply:
     calls: list[ToolProgress] = field(default_factory=list)
     usage: TurnUsage = field(default_factory=lambda: TurnUsage(model=""))
     """What the turn cost: its rounds, the tokens the API reported, the tool calls made."""
+    streamed: bool = False
+    """Whether ``text`` already went out through ``on_text``, whole; when False the surface
+    shows ``text`` itself (an empty answer's apology, a stop, no streaming)."""
+    stopped: bool = False
+    """The person stopped the turn: ``text`` says how far it got."""
+    asked: int = 0
+    """Tool calls the model asked for (``find_tools`` searches aside)."""
+    ran: int = 0
+    """Of those, the ones sent to their server that ended (with a result or an error)."""
+    round_calls: list[ToolCall] = field(default_factory=list, init=False, repr=False)
+    """The current round's calls, in the model's order (what a stop ends, if still open)..."""
+    round_ended: dict[int, ToolProgress] = field(default_factory=dict, init=False, repr=False)
+    """...and how those that ended did, by ``id()`` of the call."""
 
     @property
     def sign_ins(self) -> list[errors.SignInRequiredError]:
@@ -233,6 +258,8 @@ class Agent:
         approval: Callable[[CatalogEntry], bool] = needs_approval,
         redact: Callable[[str], str] = str,
         on_usage: Callable[[TurnUsage], None] | None = None,
+        on_text: Callable[[str], Awaitable[None]] | None = None,
+        stop: asyncio.Event | None = None,
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
@@ -241,14 +268,34 @@ class Agent:
         ``on_usage`` gets the turn's ``TurnUsage`` once it ends, answered or not, when the
         model answered at least once (it must not block: it is called from a ``finally``).
 
+        ``on_text``: the model is read streamed, and its text goes here as it comes, redacted,
+        in pieces that end at whitespace — every round's, also words written before tool
+        calls. ``AgentReply.streamed`` says whether the answer went out whole that way.
+
+        ``stop``: once set, the turn ends at once: calls in flight are cancelled (the SDK tells
+        their servers, ``notifications/cancelled``), none starts, the model is not asked
+        again, and the reply says how far it got ("Stopped — ran 2 of 3 tools.").
+
         Raises:
             LlmError: the model could not be reached or refused the request.
         """
         reply = AgentReply(text="", steps=0, usage=TurnUsage(model=self._model))
-        try:
-            return await self._turn(
-                reply, messages, catalog, call_tool, on_progress, ask_approval, approval, redact
+        relay = TextRelay(on_text, redact) if on_text is not None else None
+        turn = asyncio.ensure_future(
+            self._turn(
+                reply, messages, catalog, call_tool, on_progress, ask_approval, approval, redact, relay
             )
+        )
+        try:
+            if stop is None:
+                return await turn
+            if await _first_of(turn, stop):
+                return turn.result()
+            await _cancelled(turn)
+            return await _stopped(reply, on_progress)
+        except BaseException:
+            turn.cancel()  # our own caller gave up: the turn must not run on, unowned
+            raise
         finally:
             counts = {"rounds": reply.steps, "tool_calls": len(reply.calls)}
             reply.usage = reply.usage.model_copy(update=counts)
@@ -265,6 +312,7 @@ class Agent:
         ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None,
         approval: Callable[[CatalogEntry], bool],
         redact: Callable[[str], str],
+        relay: TextRelay | None,
     ) -> AgentReply:
         by_name = {entry.name: entry for entry in catalog}
         query = tool_selection.conversation_query(messages)
@@ -286,7 +334,9 @@ class Agent:
                 counter=self._tokens,
             )
             estimate = TokenCounter.raw_request(history, tools_chars)
-            message, tokens = await self._complete(history, tools, allow_tools=allow_tools)
+            if relay is not None:
+                relay.sent = False
+            message, tokens = await self._complete(history, tools, allow_tools=allow_tools, relay=relay)
             if tokens is not None and (allow_tools or "tool_choice" not in self._refused):
                 self._tokens.observe(estimate, tokens[0])  # tools were sent, as estimated
             reply.steps += 1
@@ -294,6 +344,7 @@ class Agent:
             tool_calls = (message.tool_calls or []) if allow_tools else []
             if not tool_calls:
                 reply.text = redact(_text(message.content)) or EMPTY_ANSWER
+                reply.streamed = relay is not None and relay.sent and reply.text != EMPTY_ANSWER
                 reply.usage = reply.usage.model_copy(update={"answered": True})
                 return reply
             calls = [_parse_call(raw, index, by_name) for index, raw in enumerate(tool_calls)]
@@ -316,13 +367,30 @@ class Agent:
                 else:
                     runs.append(index)
 
+            async def sent(call: ToolCall) -> ToolResult:
+                try:
+                    result = await call_tool(call)
+                except errors.McpCoreError:
+                    reply.ran += 1
+                    raise
+                reply.ran += 1
+                return result
+
             async def run_one(call: _ParsedCall) -> ToolProgress:
-                progress = await self._run_call(call, call_tool, on_progress, ask_approval, approval)
+                progress = await self._run_call(call, sent, on_progress, ask_approval, approval)
+                reply.round_ended[id(call)] = progress
                 if on_progress is not None:  # every call, run or not, is in the tool summary
                     await on_progress(progress)
                 return progress
 
-            ran = await self._run_calls([calls[index] for index in runs], run_one, approval)
+            running = [calls[index] for index in runs]
+            reply.asked += len(running)
+            reply.round_calls, reply.round_ended = running, {}
+            if on_progress is not None:
+                for call in running:
+                    await on_progress(ToolProgress(call, "pending"))
+            ran = await self._run_calls(running, run_one, approval)
+            reply.round_calls, reply.round_ended = [], {}
             for index, progress in zip(runs, ran, strict=True):
                 reply.calls.append(progress)
                 answers[index] = _for_model(progress)
@@ -419,22 +487,40 @@ class Agent:
             return {"tools": tools} if allow_tools else {}
         return {"tools": tools, "tool_choice": "auto" if allow_tools else "none"}
 
+    def _stream_parameters(self) -> dict[str, Any]:
+        """``stream`` (and the usage in its last chunk), unless this endpoint refused them."""
+        if "stream" in self._refused:
+            return {}
+        if "stream_options" in self._refused:
+            return {"stream": True}
+        return {"stream": True, "stream_options": {"include_usage": True}}
+
     async def _complete(
-        self, history: list[dict[str, Any]], tools: list[dict[str, Any]], *, allow_tools: bool
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        allow_tools: bool,
+        relay: TextRelay | None = None,
     ) -> tuple[Any, tuple[int, int] | None]:
-        """The model's message, and the prompt and completion tokens its ``usage`` reported.
+        """The model's message, and the prompt and completion tokens its ``usage`` reported;
+        read streamed when there is a ``relay`` for its text (where the endpoint streams).
 
         Raises:
             LlmError: as ``run`` says.
         """
         while True:  # each pass leaves out one more refused parameter, so this ends
             extra = self._tool_parameters(tools, allow_tools=allow_tools)
+            if relay is not None:
+                extra |= self._stream_parameters()
             try:
                 response = await self._client.chat.completions.create(
                     model=self._model,
                     messages=history,  # type: ignore[arg-type]
                     **extra,
                 )
+                if extra.get("stream"):
+                    return await _read_streamed(response, relay)
                 break
             except openai.APIResponseValidationError:
                 raise errors.LlmError(NOT_A_COMPLETION) from None
@@ -459,7 +545,76 @@ class Agent:
         tool_calls = getattr(message, "tool_calls", None)
         if tool_calls is not None and not isinstance(tool_calls, list):
             raise errors.LlmError(NOT_A_COMPLETION)
+        if relay is not None:  # the endpoint does not stream: the text goes out whole
+            await relay.feed(_text(message.content))
+            await relay.flush()
         return message, _tokens(getattr(response, "usage", None))
+
+
+async def _read_streamed(stream: Any, relay: TextRelay | None) -> tuple[Any, tuple[int, int] | None]:
+    """A streamed answer read to its end (closed however the reading ends, also on a stop).
+
+    Raises:
+        LlmError: the stream broke off, or was not a stream of chat completion chunks.
+    """
+    if not hasattr(stream, "__aiter__"):
+        raise errors.LlmError(NOT_A_COMPLETION)
+    try:
+        message = await read_stream(stream, relay)
+    except (openai.APIConnectionError, ValueError):  # cut off (timeouts too), or not JSON
+        raise errors.LlmError(STREAM_BROKEN) from None
+    except openai.OpenAIError as exc:  # an error event in the stream
+        raise errors.LlmError(_llm_failure(exc)) from None
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            await close()
+    if not message.seen:
+        raise errors.LlmError(NOT_A_COMPLETION)
+    return message, _tokens(message.usage)
+
+
+async def _first_of(turn: asyncio.Future[AgentReply], stop: asyncio.Event) -> bool:
+    """Wait for the turn or the stop, whichever comes first: True when the turn ended."""
+    if stop.is_set():
+        return False
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({turn, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+    return turn.done()
+
+
+async def _cancelled(turn: asyncio.Future[AgentReply]) -> None:
+    """Cancel the turn and wait until it has unwound (its tool calls' servers told)."""
+    turn.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await turn
+    current = asyncio.current_task()
+    if current is not None and current.cancelling():
+        raise asyncio.CancelledError  # our own caller is cancelling us too
+
+
+async def _stopped(
+    reply: AgentReply, on_progress: Callable[[ToolProgress], Awaitable[None]] | None
+) -> AgentReply:
+    """The stopped turn's reply: its open calls marked stopped, and how far it got."""
+    for call in reply.round_calls:
+        ended = reply.round_ended.get(id(call))
+        reply.calls.append(ended or ToolProgress(call, "stopped"))
+        if ended is None and on_progress is not None:
+            try:
+                await on_progress(reply.calls[-1])
+            except Exception:  # boundary: the display failing must not lose the reply
+                logger.warning("could not show a stopped call", exc_info=True)
+    reply.round_calls, reply.round_ended = [], {}
+    reply.stopped = True
+    reply.text = STOPPED
+    if reply.asked:
+        tools = "tool" if reply.asked == 1 else "tools"
+        reply.text = f"Stopped — ran {reply.ran} of {reply.asked} {tools}."
+    return reply
 
 
 @dataclass(frozen=True)

@@ -18,15 +18,17 @@ import openai
 
 __all__ = ["OPTIONAL_PARAMETERS", "mentions", "refused_parameter"]
 
-OPTIONAL_PARAMETERS = frozenset({"tool_choice"})
-"""What the agent sends that a request can do without (tools still work without it)."""
+OPTIONAL_PARAMETERS = frozenset({"tool_choice", "stream", "stream_options"})
+"""What the agent sends that a request can do without (tools still work without
+``tool_choice``; an answer read whole instead of streamed is still the answer)."""
 
 
 def refused_parameter(exc: openai.APIStatusError, sent: Iterable[str]) -> str | None:
     """The parameter of ``sent`` that an HTTP 400 names, or None when it refused something else."""
     if exc.status_code != 400:
         return None
-    return next((name for name in sorted(sent) if mentions(exc, name)), None)
+    # The longest name first: a refusal of "stream_options" also mentions "stream".
+    return next((name for name in sorted(sent, key=lambda n: (-len(n), n)) if mentions(exc, name)), None)
 
 
 def mentions(exc: openai.APIStatusError, parameter: str) -> bool:

@@ -362,6 +362,10 @@ class ToolRegistry:
             result = await self._pool.call_tool(connection_id, opener, entry.tool.name, arguments)
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
+        except asyncio.CancelledError:  # the person stopped the turn; the server was told
+            latency_ms = (time.perf_counter() - started) * 1000
+            self._record(team_id, user_id, entry, latency_ms, False, "Stopped", "stopped by the person")
+            raise
         provider = self._providers.get(entry.connection_id)
         if result.is_error and provider is not None and provider.failure is not None:
             # The server refused the request at the HTTP layer (a step-up 403, a grant that no

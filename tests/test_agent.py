@@ -63,7 +63,11 @@ async def test_a_read_only_tool_runs_without_approval_and_the_model_gets_its_res
 
     assert reply.text == "The server said hello."
     assert reply.steps == 2
-    assert [(p.call.name, p.state) for p in seen] == [("toy__echo", "running"), ("toy__echo", "done")]
+    assert [(p.call.name, p.state) for p in seen] == [
+        ("toy__echo", "pending"),
+        ("toy__echo", "running"),
+        ("toy__echo", "done"),
+    ]
     first, second = llm.requests
     assert first["messages"][0]["role"] == "system"
     assert first["messages"][1:] == QUESTION
@@ -188,7 +192,7 @@ async def test_every_call_ends_in_on_progress_whether_it_ran_was_denied_or_could
         QUESTION, catalog, as_user(services), on_progress=on_progress, ask_approval=deny
     )
 
-    ended = [(p.call.name, p.state) for p in seen if p.state != "running"]
+    ended = [(p.call.name, p.state) for p in seen if p.state not in ("pending", "running")]
     assert ended == [(p.call.name, p.state) for p in reply.calls]
     assert ended == [
         ("toy__echo", "done"),

@@ -105,3 +105,90 @@ async def test_refusing_tools_refuses_any_request_that_has_them() -> None:
 def test_only_known_parameters_can_be_refused() -> None:
     with pytest.raises(ValueError, match="can refuse only"):
         FakeOpenAI(refuses={"temperature"})
+
+
+async def test_a_streamed_answer_comes_as_chunks_that_add_up_to_the_text_and_the_usage(
+    llm: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    llm.reply("Two meetings: standup at 9 and a review at 3.")
+
+    stream = await ask(client, stream=True, stream_options={"include_usage": True})
+    chunks = [chunk async for chunk in stream]
+
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Two meetings: standup at 9 and a review at 3."
+    assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) > 3  # really in pieces
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].choices == []
+    assert chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens == llm.served_usage[0]["total_tokens"]
+    assert llm.streamed == [True]
+
+
+async def test_a_streamed_tool_call_comes_as_its_name_then_its_arguments_in_pieces(
+    llm: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    llm.call_tools(("cal__today", {"calendar": "work", "day": "2026-12-04"}), ("cal__next", {}))
+
+    stream = await ask(client, tools=[TOOL], stream=True)
+    pieces = [
+        tc
+        for c in [chunk async for chunk in stream]
+        if c.choices
+        for tc in c.choices[0].delta.tool_calls or []
+    ]
+
+    first = [p for p in pieces if p.index == 0]
+    assert first[0].id
+    assert first[0].function.name == "cal__today"
+    assert first[0].function.arguments == ""
+    assert "".join(p.function.arguments or "" for p in first) == '{"calendar": "work", "day": "2026-12-04"}'
+    assert len(first) > 3
+    assert [p.function.name for p in pieces if p.index == 1 and p.function.name] == ["cal__next"]
+
+
+async def test_a_stream_without_include_usage_has_no_usage_chunk(
+    llm: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    llm.reply("Nothing today.")
+
+    chunks = [chunk async for chunk in await ask(client, stream=True)]
+
+    assert all(c.usage is None for c in chunks)
+    assert all(c.choices for c in chunks)
+
+
+async def test_stream_options_without_stream_is_refused_as_the_real_api_does(
+    llm: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    with pytest.raises(openai.BadRequestError, match="only allowed when 'stream' is enabled"):
+        await ask(client, stream_options={"include_usage": True})
+
+
+async def test_a_cut_stream_breaks_off_without_its_end(llm: FakeOpenAI, client: AsyncOpenAI) -> None:
+    llm.cut("A long answer that never gets to its end, because the connection drops.")
+
+    stream = await ask(client, stream=True)
+    seen: list[str] = []
+
+    async def read() -> None:
+        async for chunk in stream:
+            seen.append(chunk.choices[0].delta.content or "")
+
+    with pytest.raises(openai.APIConnectionError):  # what the agent meets
+        await read()
+    assert (
+        0
+        < len("".join(seen))
+        < len("A long answer that never gets to its end, because the connection drops.")
+    )
+
+
+async def test_refusing_stream_and_stream_options_names_them() -> None:
+    async with fake_openai(refuses={"stream_options"}) as llm:
+        client = AsyncOpenAI(api_key=llm.api_key, base_url=llm.base_url, max_retries=0)
+        with pytest.raises(openai.BadRequestError, match="stream_options"):
+            await ask(client, stream=True, stream_options={"include_usage": True})
+        llm.reply("ok")
+        assert [c async for c in await ask(client, stream=True)]
+        await client.close()

@@ -13,6 +13,8 @@ Tools:
   for a call that ran alone); it yields to the event loop in between, so a call started
   meanwhile would be seen.
 * ``snooze(seconds)`` (read-only): sleeps, then answers ``rested`` (for the bench).
+* ``hold(seconds)`` (read-only): sleeps like ``snooze``, but counts the calls the client
+  cancelled (``notifications/cancelled``) on the way; ``cancellations()`` answers that count.
 """
 
 from __future__ import annotations
@@ -75,6 +77,24 @@ def build_server() -> MCPServer:
         """Sleep for `seconds`, then answer "rested"."""
         await anyio.sleep(seconds)
         return "rested"
+
+    cancelled = 0
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    async def hold(seconds: float) -> str:
+        """Sleep for `seconds`, then answer "held"; a cancelled call is counted."""
+        nonlocal cancelled
+        try:
+            await anyio.sleep(seconds)
+        except anyio.get_cancelled_exc_class():
+            cancelled += 1
+            raise
+        return "held"
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    async def cancellations() -> str:
+        """How many `hold` calls the client cancelled."""
+        return str(cancelled)
 
     return mcp
 

@@ -27,7 +27,17 @@ the script is consulted (the request is still recorded):
   ``tool_choice is not supported``);
 * ``"parallel_tool_calls"``: any request with it gets ``Unrecognized request argument
   supplied: parallel_tool_calls``;
-* ``"tools"``: any request with tools gets vLLM's answer (a server with no tool calling at all).
+* ``"tools"``: any request with tools gets vLLM's answer (a server with no tool calling at all);
+* ``"stream"`` / ``"stream_options"``: a request with it gets ``Unrecognized request argument
+  supplied: …`` (servers without streaming, or without usage in streams).
+
+A request with ``"stream": true`` is answered as OpenAI streams: server-sent events, each a
+``chat.completion.chunk`` — the role first, the text ``stream_chunk_chars`` characters at a
+time, each tool call as its id and name then its arguments in pieces (by ``index``), the
+``finish_reason``, then, when ``stream_options.include_usage`` was asked for, a chunk with no
+choices and the ``usage``, and ``data: [DONE]``. ``stream_options`` without ``stream`` is the
+real API's 400. ``cut`` queues an answer whose stream breaks off half-way (the connection
+closes without ``[DONE]``).
 """
 
 from __future__ import annotations
@@ -53,7 +63,8 @@ CHARS_PER_TOKEN = 4
 VLLM_NO_AUTO_TOOL_CHOICE = (
     '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
 )
-REFUSABLE = frozenset({"tool_choice", "parallel_tool_calls", "tools"})
+REFUSABLE = frozenset({"tool_choice", "parallel_tool_calls", "tools", "stream", "stream_options"})
+_CUT = "__cut__"
 
 
 class FakeOpenAI:
@@ -68,6 +79,9 @@ class FakeOpenAI:
             raise ValueError(f"fake_openai can refuse only {sorted(REFUSABLE)}")
         self.reports_usage = True
         self.served_usage: list[dict[str, int]] = []
+        self.stream_chunk_chars = 7
+        self.streamed: list[bool] = []
+        """Per answer served: whether it was streamed."""
         self._script: deque[tuple[int, dict[str, Any] | None]] = deque()
         self._ids = itertools.count(1)
         self._drained = asyncio.Event()
@@ -96,6 +110,10 @@ class FakeOpenAI:
         """Queue an HTTP 200 whose body is exactly ``body`` (a broken or off-spec endpoint)."""
         text = body if isinstance(body, str) else json.dumps(body)
         self._script.append((200, {_RAW: text, "content_type": content_type}))
+
+    def cut(self, content: str) -> None:
+        """Queue a text answer whose stream stops half-way, connection closed (a broken stream)."""
+        self._script.append((200, {"role": "assistant", "content": content, _CUT: True}))
 
     def stall(self) -> None:
         """Queue an answer that never comes: the client's timeout must end the wait."""
@@ -141,6 +159,11 @@ class FakeOpenAI:
             return web.json_response(payload, status=status)
         if payload is not None and _RAW in payload:
             return web.Response(text=payload[_RAW], content_type=payload["content_type"])
+        assert payload is not None
+        cut = bool(payload.pop(_CUT, False))
+        self.streamed.append(body.get("stream") is True)
+        if body.get("stream") is True:
+            return await self._stream(request, body, payload, cut=cut)
         finish = "tool_calls" if payload and payload.get("tool_calls") else "stop"
         answer: dict[str, Any] = {
             "id": f"chatcmpl-{len(self.requests)}",
@@ -154,6 +177,50 @@ class FakeOpenAI:
             self.served_usage.append(answer["usage"])
         return web.json_response(answer)
 
+    async def _stream(
+        self, request: web.Request, body: dict[str, Any], payload: dict[str, Any], *, cut: bool
+    ) -> web.StreamResponse:
+        """``payload`` as OpenAI streams it (see the module docstring)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        base = {
+            "id": f"chatcmpl-{len(self.requests)}",
+            "object": "chat.completion.chunk",
+            "created": 1_700_000_000,
+            "model": body.get("model", "fake"),
+        }
+
+        async def send(delta: dict[str, Any], finish: str | None = None) -> None:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+            await response.write(f"data: {json.dumps({**base, 'choices': [choice]})}\n\n".encode())
+
+        await send({"role": "assistant", "content": ""})
+        text, size = payload.get("content") or "", max(1, self.stream_chunk_chars)
+        pieces = [text[i : i + size] for i in range(0, len(text), size)]
+        for n, piece in enumerate(pieces):
+            if cut and n >= len(pieces) // 2:
+                assert request.transport is not None
+                request.transport.close()  # no [DONE], no end of the chunked body
+                return response
+            await send({"content": piece})
+        for index, call in enumerate(payload.get("tool_calls") or []):
+            function, arguments = call["function"], call["function"]["arguments"]
+            head = {"index": index, "id": call["id"], "type": "function"}
+            await send({"tool_calls": [{**head, "function": {"name": function["name"], "arguments": ""}}]})
+            for i in range(0, len(arguments), size):
+                await send(
+                    {"tool_calls": [{"index": index, "function": {"arguments": arguments[i : i + size]}}]}
+                )
+        await send({}, "tool_calls" if payload.get("tool_calls") else "stop")
+        options = body.get("stream_options") or {}
+        if self.reports_usage and isinstance(options, dict) and options.get("include_usage"):
+            usage = _usage(body, payload)
+            self.served_usage.append(usage)
+            await response.write(f"data: {json.dumps({**base, 'choices': [], 'usage': usage})}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
     def _refusal(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """The error a server lacking the parameters in ``refuses`` answers, if any."""
         if "tools" in self.refuses and body.get("tools"):
@@ -162,8 +229,14 @@ class FakeOpenAI:
             if body["tool_choice"] == "auto":
                 return _bad_request(VLLM_NO_AUTO_TOOL_CHOICE)
             return _bad_request("tool_choice is not supported by this server", param="tool_choice")
-        if "parallel_tool_calls" in self.refuses and "parallel_tool_calls" in body:
-            return _bad_request("Unrecognized request argument supplied: parallel_tool_calls")
+        for name in ("parallel_tool_calls", "stream", "stream_options"):
+            if name in self.refuses and name in body:
+                return _bad_request(f"Unrecognized request argument supplied: {name}")
+        if "stream_options" in body and body.get("stream") is not True:
+            return _bad_request(
+                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                param="stream_options",
+            )
         return None
 
 
