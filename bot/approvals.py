@@ -228,6 +228,9 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
             outcome: Outcome | Literal["expired"] = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             outcome = "expired"
+        except asyncio.CancelledError:  # the asker stopped the turn: the question is closed
+            await asking.thread.edit(posted, texts.approval_stopped(call.name))
+            raise
     finally:
         desk.close(question_id)
     connection = call.entry.connection_name if call.entry is not None else ""

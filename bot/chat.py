@@ -26,6 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
 from bot.replies import Replies, Thread
+from bot.stops import RunningTurn, TurnDesk, register_stops
 from mcp_core import errors
 from mcp_core.agent import ToolCall, ToolProgress, approval_rule
 from mcp_core.models import ToolResult
@@ -53,6 +54,8 @@ def register_chat(
     registry = services.registry
     desk = ApprovalDesk()
     register_approvals(app, desk, registry, client)
+    turns = TurnDesk()
+    register_stops(app, turns, client)
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -79,12 +82,13 @@ def register_chat(
             logger.info("ignored a message event without user, channel or ts")
             return
         user_id, thread = str(user_id), replies.thread(str(channel), str(thread_ts))
+        thread_of = (str(channel), str(thread_ts))
         if services.agent is None:
             await thread.post(texts.AGENT_NOT_CONFIGURED)
             return
         try:
-            with registry.limits.turn(team_id, user_id):
-                await answer_in_thread(services, desk, thread, team_id, user_id, event, context)
+            with registry.limits.turn(team_id, user_id), turns.running(team_id, user_id, *thread_of) as turn:
+                await answer_in_thread(services, desk, thread, team_id, user_id, event, context, turn=turn)
         except errors.LimitError as exc:
             await thread.post(texts.failed(exc))
 
@@ -99,20 +103,24 @@ async def answer_in_thread(
     user_id: str,
     event: dict[str, Any],
     context: Mapping[str, Any],
+    *,
+    turn: RunningTurn | None = None,
 ) -> None:
     """One turn: the progress message, the thread read back, ``Agent.run`` with the asker's
     catalog and callbacks, then the progress message replaced by the answer (or by what went
-    wrong). Module-level, so ``bench/agent_turn.py`` times this very code."""
+    wrong). ``turn``: what a Stop sets (``bot.stops``); the progress message carries its Stop
+    button. Module-level, so ``bench/agent_turn.py`` times this very code."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
-    progress_ts = await thread.post(texts.THINKING)
+    stop_value = turn.id if turn is not None else None
+    progress_ts = await thread.post(*views.agent_working(texts.THINKING, stop_value))
     board = _ProgressBoard()
 
     async def show(progress: ToolProgress) -> None:
         board.note(progress)
         if progress.state == "running" or board.due():
             board.shown()
-            await thread.edit(progress_ts, texts.working(board.lines()))
+            await thread.edit(progress_ts, *views.agent_working(texts.working(board.lines()), stop_value))
 
     redact = registry.redactor(team_id, user_id)
     others_wrote = False
@@ -138,6 +146,7 @@ async def answer_in_thread(
             approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
             on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
+            stop=turn.stop if turn is not None else None,
         )
     except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
         await thread.edit(progress_ts, texts.failed(exc))

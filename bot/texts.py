@@ -32,6 +32,8 @@ AGENT_NOT_CONFIGURED = (
 )
 APPROVAL_NOT_YOURS = "Only the person who asked can approve or deny this call."
 APPROVAL_GONE = "This question is no longer open (it was answered, it expired, or the bot restarted)."
+STOP_NOT_YOURS = "Only the person who asked can stop this."
+STOP_GONE = "This answer has already finished (or the bot restarted), so there is nothing to stop."
 FORM_DID_NOT_OPEN_ARGS = "⚠️ The arguments could not open in time. Click *Show all arguments* again."
 ARGUMENTS_TOO_LONG = (
     "The arguments are too long for the person to review before approving, so the call was not "
@@ -231,6 +233,14 @@ def tool_line(progress: ToolProgress) -> str:
     if progress.result is not None and progress.result.latency_ms:
         line += f" ({progress.result.latency_ms:.0f} ms)"
     return line + (" failed" if progress.state == "failed" else "")
+
+
+def approval_stopped(tool: str) -> str:
+    return f"⏹️ Stopped: `{shown_tool_name(tool)}` was not run."
+
+
+def stop_not_yours(asker: str) -> str:
+    return f"Only <@{asker}>, who asked, can stop this answer." if asker else STOP_NOT_YOURS
 
 
 def working(lines: list[str]) -> str:

@@ -536,6 +536,17 @@ def card_form(
     )
 
 
+def agent_working(text: str, stop_value: str | None) -> tuple[str, list[Block]]:
+    """The progress message while a turn works: its lines, and a Stop button for the asker
+    (``bot.stops``) when the turn can be stopped."""
+    text = clip(text, SECTION_TEXT_LIMIT)
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    if stop_value:
+        stop = ButtonElement(text="Stop", action_id="mcp_agent_stop", value=stop_value, style="danger")
+        blocks.append(ActionsBlock(block_id="stop", elements=[stop]))
+    return text, blocks
+
+
 def agent_answer(
     answer: str, used: list[str], sign_ins: Sequence[ButtonElement] = ()
 ) -> tuple[str, list[Block]]:

@@ -733,3 +733,18 @@ def message_im_event(
     else:
         event["client_msg_id"] = str(uuid.uuid4())
     return event | ({"thread_ts": thread_ts} if thread_ts else {})
+
+
+def agent_session_stopped_event(
+    user_id: str, *, thread_ts: str, channel_id: str = "C_TEST", streaming_message_ts: list[str] | None = None
+) -> dict[str, Any]:
+    """`agent_session_stopped`: ``user_id`` clicked Slack's native Stop on the session of that thread
+    (docs.slack.dev/reference/events/agent_session_stopped; team_id is on the envelope)."""
+    return {
+        "type": "agent_session_stopped",
+        "user": user_id,
+        "channel": channel_id,
+        "thread_ts": thread_ts,
+        "streaming_message_ts": list(streaming_message_ts or []),
+        "event_ts": _ts(),
+    }

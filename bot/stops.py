@@ -1,0 +1,151 @@
+"""Stopping a running turn: Slack's native Stop (agent sessions) and the progress message's Stop button.
+
+Slack shows its own Stop button while an agent session is ``processing`` and sends
+``agent_session_stopped`` (channel, thread_ts, the user who clicked) when it is clicked; where
+streams or sessions are not available the progress message carries a Stop button instead.
+Either sets the turn's ``stop`` event, and ``Agent.run`` does the rest (calls in flight
+cancelled, the answer says how far it got).
+
+Only the asker may stop a turn: a click by anyone else stops nothing and tells them so, only
+them. Turns are this process's (``TurnDesk``): a Stop that reaches a process not running the
+turn finds nothing (with one process, or Socket Mode, it always reaches the right one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import texts
+from bot._payload import owner
+from bot.replies import privately
+from mcp_core import errors
+
+__all__ = ["STOP_ACTION", "RunningTurn", "TurnDesk", "register_stops"]
+
+logger = logging.getLogger(__name__)
+
+STOP_ACTION = "mcp_agent_stop"
+"""action_id of the progress message's Stop button; its value is the turn's id."""
+Outcome = Literal["stopped", "not_yours", "gone"]
+
+
+@dataclass
+class RunningTurn:
+    """One turn being answered in this process, and the event that stops it."""
+
+    team_id: str
+    user_id: str
+    channel: str
+    thread_ts: str
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TurnDesk:
+    """The turns running in this process, by id."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, RunningTurn] = {}
+
+    @contextmanager
+    def running(self, team_id: str, user_id: str, channel: str, thread_ts: str) -> Iterator[RunningTurn]:
+        """The turn, findable by a Stop for as long as the block runs."""
+        turn = RunningTurn(team_id, user_id, channel, thread_ts)
+        self._turns[turn.id] = turn
+        try:
+            yield turn
+        finally:
+            self._turns.pop(turn.id, None)
+
+    def stop(self, turn_id: str, team_id: str, user_id: str) -> Outcome:
+        """A Stop button's click: stops the turn when the clicker asked it."""
+        turn = self._turns.get(turn_id)
+        if turn is None:
+            return "gone"
+        if (turn.team_id, turn.user_id) != (team_id, user_id):
+            return "not_yours"
+        turn.stop.set()
+        return "stopped"
+
+    def stop_thread(self, team_id: str, user_id: str, channel: str, thread_ts: str) -> Outcome:
+        """Slack's Stop in a thread: stops the clicker's turns running there."""
+        here = [
+            t
+            for t in self._turns.values()
+            if (t.team_id, t.channel, t.thread_ts) == (team_id, channel, thread_ts)
+        ]
+        mine = [t for t in here if t.user_id == user_id]
+        for turn in mine:
+            turn.stop.set()
+        if mine:
+            return "stopped"
+        return "not_yours" if here else "gone"
+
+    def asker(self, team_id: str, channel: str, thread_ts: str) -> str | None:
+        """Who asked a turn running in that thread (for telling someone else it is theirs)."""
+        return next(
+            (
+                t.user_id
+                for t in self._turns.values()
+                if (t.team_id, t.channel, t.thread_ts) == (team_id, channel, thread_ts)
+            ),
+            None,
+        )
+
+
+def register_stops(app: AsyncApp, desk: TurnDesk, client: AsyncWebClient) -> None:
+    """Add the listeners of Slack's Stop (``agent_session_stopped``) and the Stop button."""
+
+    @app.event("agent_session_stopped")
+    async def on_session_stopped(event: dict[str, Any], body: dict[str, Any]) -> None:
+        team_id, user_id, channel, thread_ts = (
+            body.get("team_id"),
+            event.get("user"),
+            event.get("channel"),
+            event.get("thread_ts"),
+        )
+        if not all(isinstance(v, str) and v for v in (team_id, user_id, channel, thread_ts)):
+            logger.info("ignored an agent_session_stopped event without team, user, channel or thread")
+            return
+        outcome = desk.stop_thread(str(team_id), str(user_id), str(channel), str(thread_ts))
+        if outcome == "not_yours":
+            asker = desk.asker(str(team_id), str(channel), str(thread_ts)) or ""
+            try:
+                await client.chat_postEphemeral(
+                    channel=str(channel),
+                    user=str(user_id),
+                    text=texts.stop_not_yours(asker),
+                    thread_ts=str(thread_ts),
+                )
+            except SlackApiError as exc:
+                logger.info(
+                    "could not tell %s the turn is not theirs: %s", user_id, exc.response.get("error")
+                )
+        elif outcome == "gone":
+            logger.info("agent_session_stopped for a turn this process is not running")
+
+    @app.action(STOP_ACTION)
+    async def on_stop(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        try:
+            team_id, user_id = owner(body)
+        except errors.McpCoreError:
+            return
+        actions = body.get("actions")
+        action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+        value = action.get("value")
+        outcome = desk.stop(value if isinstance(value, str) else "", team_id, user_id)
+        if outcome == "not_yours":
+            await privately(respond, texts.STOP_NOT_YOURS)
+        elif outcome == "gone":
+            await privately(respond, texts.STOP_GONE)
