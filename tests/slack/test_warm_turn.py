@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import anyio
 import pytest
 from sqlalchemy import event
 
+from mcp_core.store._changes import SQLITE_POLL_INTERVAL_S
 from tests.slack.agent_harness import agent_bot, mention, turn_done
+from tests.slack.conftest import TEAM, USER
 from tests.support.fake_slack import FakeSlack
 
 pytestmark = pytest.mark.anyio
@@ -26,6 +29,11 @@ async def test_a_warm_mention_answered_with_a_tool_call_makes_no_database_read(
         bot.llm.reply("said first")
         await bot.slack.event(mention("echo first"))
         await turn_done(bot)
+        # Our own writes (adding the connections) come back through the change watch as if
+        # another process made them, a poll later, and drop the cached catalog: let that
+        # happen now, then warm the cache again, so what follows is the warm path.
+        await anyio.sleep(SQLITE_POLL_INTERVAL_S * 4)
+        await bot.services.registry.catalog(TEAM, USER)
 
         statements: list[str] = []
 
