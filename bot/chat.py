@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
-import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -27,8 +25,9 @@ from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
 from bot.replies import Replies, Thread
 from bot.stops import RunningTurn, TurnDesk, register_stops
+from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
 from mcp_core import errors
-from mcp_core.agent import ToolCall, ToolProgress, approval_rule
+from mcp_core.agent import ToolCall, approval_rule
 from mcp_core.models import ToolResult
 from mcp_core.services import Services
 
@@ -42,9 +41,6 @@ THREAD_MAX_PAGES = 5
 """Pages read at most: a longer thread is answered from its first 1,000 messages' newest ones."""
 MESSAGE_CHARS = 4000
 """Longest single thread message handed to the model."""
-PROGRESS_EDIT_INTERVAL_S = 1.0
-"""A finished call's line waits for the next edit if the last one was this recent (chat.update
-is rate-limited); a starting call always shows, and the answer always replaces the lot."""
 
 
 def register_chat(
@@ -56,6 +52,12 @@ def register_chat(
     register_approvals(app, desk, registry, client)
     turns = TurnDesk()
     register_stops(app, turns, client)
+    settings = services.settings
+    surfaces = SlackSurfaces(
+        streaming=settings.slack_streaming,
+        sessions=settings.slack_agent_sessions,
+        refresh_s=settings.slack_status_refresh_s,
+    )
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -88,7 +90,9 @@ def register_chat(
             return
         try:
             with registry.limits.turn(team_id, user_id), turns.running(team_id, user_id, *thread_of) as turn:
-                await answer_in_thread(services, desk, thread, team_id, user_id, event, context, turn=turn)
+                await answer_in_thread(
+                    services, desk, thread, team_id, user_id, event, context, turn=turn, surfaces=surfaces
+                )
         except errors.LimitError as exc:
             await thread.post(texts.failed(exc))
 
@@ -105,59 +109,71 @@ async def answer_in_thread(
     context: Mapping[str, Any],
     *,
     turn: RunningTurn | None = None,
+    surfaces: SlackSurfaces | None = None,
 ) -> None:
-    """One turn: the progress message, the thread read back, ``Agent.run`` with the asker's
-    catalog and callbacks, then the progress message replaced by the answer (or by what went
-    wrong). ``turn``: what a Stop sets (``bot.stops``); the progress message carries its Stop
-    button. Module-level, so ``bench/agent_turn.py`` times this very code."""
+    """One turn: its display begun (``bot.turn_display``), the thread read back, ``Agent.run``
+    with the asker's catalog and callbacks, then the answer (or what went wrong) shown. ``turn``:
+    what a Stop sets (``bot.stops``). ``surfaces``: which of Slack's AI surfaces this
+    process uses and which a workspace refused (None: the progress message edited in place).
+    Module-level, so ``bench/agent_turn.py`` times this very code."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
-    stop_value = turn.id if turn is not None else None
-    progress_ts = await thread.post(*views.agent_working(texts.THINKING, stop_value))
-    board = _ProgressBoard()
-
-    async def show(progress: ToolProgress) -> None:
-        board.note(progress)
-        if progress.state == "running" or board.due():
-            board.shown()
-            await thread.edit(progress_ts, *views.agent_working(texts.working(board.lines()), stop_value))
-
     redact = registry.redactor(team_id, user_id)
+    display = _display(thread, team_id, user_id, turn, surfaces, redact)
+    await display.begin()
     others_wrote = False
     allowed_now: set[str] = set()
 
     async def ask(call: ToolCall) -> bool | str:
         asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now)
-        return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
+        await display.pause()
+        try:
+            return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
+        finally:
+            await display.resume()
 
     async def call_tool(call: ToolCall) -> ToolResult:
         return await registry.call(team_id, user_id, call.name, call.arguments)
 
     try:
         history, others_wrote = await _thread_history(
-            thread, event, context, progress_ts, settings.agent_history_messages
+            thread, event, context, display.own_ts, settings.agent_history_messages
         )
         reply = await agent.run(
             history,
             await registry.catalog(team_id, user_id),
             call_tool,
-            on_progress=show,
+            on_progress=display.progress,
             ask_approval=ask,
             approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
             on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
+            on_text=display.text if isinstance(display, StreamedDisplay) else None,
             stop=turn.stop if turn is not None else None,
         )
     except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
-        await thread.edit(progress_ts, texts.failed(exc))
+        await display.fail(texts.failed(exc))
         return
     except Exception:  # boundary: the thread must not be left saying "thinking"
         logger.exception("agent turn failed")
-        await thread.edit(progress_ts, texts.INTERNAL_ERROR)
+        await display.fail(texts.INTERNAL_ERROR)
         return
     sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
-    text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins)
-    await thread.edit(progress_ts, text, blocks)
+    await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins)
+
+
+def _display(
+    thread: Thread,
+    team_id: str,
+    user_id: str,
+    turn: RunningTurn | None,
+    surfaces: SlackSurfaces | None,
+    redact: Callable[[str], str],
+) -> TurnDisplay:
+    stop_value = turn.id if turn is not None else None
+    if surfaces is None or not surfaces.streaming:
+        return EditedDisplay(thread, stop_value)
+    return StreamedDisplay(thread, team_id, user_id, surfaces, stop_value, redact)
 
 
 def is_dm(event: dict[str, Any]) -> bool:
@@ -188,34 +204,11 @@ async def _sign_in_buttons(
     return buttons
 
 
-class _ProgressBoard:
-    """One line per tool call, updated in place as calls start and end."""
-
-    def __init__(self) -> None:
-        self._lines: dict[str, str] = {}
-        self._shown_at = -math.inf
-
-    def note(self, progress: ToolProgress) -> None:
-        self._lines[progress.call.id] = texts.tool_line(progress)
-
-    def due(self) -> bool:
-        return time.monotonic() - self._shown_at >= PROGRESS_EDIT_INTERVAL_S
-
-    def shown(self) -> None:
-        self._shown_at = time.monotonic()
-
-    def lines(self) -> list[str]:
-        return list(self._lines.values())
-
-    def summary(self) -> list[str]:
-        return [line for line in self._lines.values() if not line.startswith("⏳")]
-
-
 async def _thread_history(
     thread: Thread,
     event: dict[str, Any],
     context: Mapping[str, Any],
-    progress_ts: str,
+    own_ts: str | None,
     limit: int,
 ) -> tuple[list[dict[str, str]], bool]:
     """The thread as chat messages (oldest first): the bot's own as ``assistant``, people's as
@@ -244,7 +237,7 @@ async def _thread_history(
     history: list[dict[str, str]] = []
     others_wrote = False
     for message in messages[-limit:]:
-        if message.get("ts") == progress_ts or message.get("subtype") not in (
+        if (own_ts and message.get("ts") == own_ts) or message.get("subtype") not in (
             None,
             "bot_message",
             "thread_broadcast",

@@ -26,6 +26,7 @@ CARD_NOT_ALLOWED = "This card is for admins only."
 NO_CREDENTIAL_STORE = "This bot has no credential store configured, so it cannot keep a token."
 ALL_TOOLS = "Tools of all your connections"
 THINKING = "🤔 Thinking…"
+STATUS_THINKING = "Thinking…"
 AGENT_NOT_CONFIGURED = (
     "I can't answer yet: no language model is configured. An admin needs to set OPENAI_API_KEY "
     "(and OPENAI_BASE_URL for a non-OpenAI endpoint). Meanwhile `/mcp` works."
@@ -233,6 +234,10 @@ def tool_line(progress: ToolProgress) -> str:
     if progress.result is not None and progress.result.latency_ms:
         line += f" ({progress.result.latency_ms:.0f} ms)"
     return line + (" failed" if progress.state == "failed" else "")
+
+
+def status_calling(tool: str) -> str:
+    return f"Calling {shown_tool_name(tool)}…"
 
 
 def approval_stopped(tool: str) -> str:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -31,7 +32,7 @@ from slack_sdk.models.views import View
 
 from bot import texts
 from mcp_core import errors
-from mcp_core.agent import ToolCall
+from mcp_core.agent import ToolCall, ToolProgress
 from mcp_core.models import Connection, ConnectionStatus, ToolInfo, ToolPrefs
 from mcp_core.oauth.flows import MAX_CLIENT_ID_CHARS
 from run_cards import RunCard, operator_var
@@ -52,12 +53,14 @@ __all__ = [
     "clip",
     "connect_reply",
     "connection_blocks",
+    "defused",
     "home_view",
     "result_blocks",
     "sign_in_blocks",
     "sign_in_button",
     "sign_in_for_clicker",
     "sign_in_links",
+    "task_update",
     "tool_page_blocks",
 ]
 
@@ -566,6 +569,50 @@ def agent_answer(
     if sign_ins:
         blocks.append(ActionsBlock(block_id="sign_in", elements=list(sign_ins[:ACTIONS_LIMIT])))
     return text, blocks
+
+
+TASK_TITLE_CHARS = 120
+TASK_TEXT_CHARS = 300
+"""A task card's details and output: a glance, not the result (the model reads that)."""
+_TASK_STATUS = {"pending": "pending", "running": "in_progress", "done": "complete"}
+
+
+def defused(markdown: str) -> str:
+    """Streamed words without Slack's special mentions (``<!channel>``, ``<!here>``): the
+    model's text may echo a tool's output. A zero-width space keeps the text as it reads."""
+    return markdown.replace("<!", "<\u200b!")
+
+
+def task_update(task_id: str, progress: ToolProgress, redact: Callable[[str], str]) -> dict[str, Any]:
+    """A tool call as a streamed ``task_update`` card: pending → in_progress (with what the
+    server last said of its progress) → complete with a short output, or error with why.
+    Every text a server wrote is redacted, single-lined and cut (it is hostile)."""
+
+    def short(text: str) -> str:
+        return clip(" ".join(defused(redact(text)).split()), TASK_TEXT_CHARS)
+
+    chunk: dict[str, Any] = {
+        "type": "task_update",
+        "id": task_id,
+        "title": clip(texts.shown_tool_name(progress.call.name), TASK_TITLE_CHARS),
+        "status": _TASK_STATUS.get(progress.state, "error"),
+    }
+    if progress.state == "running" and progress.note:
+        chunk["details"] = short(progress.note)
+    elif progress.state == "done" and progress.result is not None:
+        took = f"{progress.result.latency_ms:.0f} ms" if progress.result.latency_ms else ""
+        output = short(progress.result.text)
+        if output or took:
+            chunk["output"] = f"{output} ({took})" if output and took else output or took
+    elif progress.state == "failed":
+        reason = progress.error if progress.error is not None else progress.result
+        text = str(reason) if progress.error is not None else getattr(reason, "text", "")
+        chunk["output"] = short(text) or "Failed"
+    elif progress.state == "denied":
+        chunk["output"] = "Not run: denied"
+    elif progress.state == "stopped":
+        chunk["output"] = "Stopped"
+    return chunk
 
 
 def _arguments_json(call: ToolCall, redact: Callable[[str], str]) -> str:

@@ -76,6 +76,15 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str | None = Field(default=None, description="Web API base URL override")
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP mode's port; --port wins")
+    slack_streaming: bool = Field(
+        default=True, description="stream answers with task cards (chat.startStream); off: edit one message"
+    )
+    slack_agent_sessions: bool = Field(
+        default=True, description="agent session status and Slack's Stop button (app declared as an agent)"
+    )
+    slack_status_refresh_s: float = Field(
+        default=60.0, gt=0, le=110, description="status line and a running call's card re-sent this often"
+    )
 
     # Storage
     data_dir: Path = Path("./data")

@@ -68,8 +68,11 @@ _LISTENER_TASK = "run_ack_function_asynchronously"  # Bolt's name for a listener
 
 
 def slack_settings(tmp_path: Path, fake: FakeSlack, **overrides: Any) -> Settings:
-    """Test settings (SQLite in ``tmp_path``, loopback MCP hosts, short timeouts) plus Slack."""
+    """Test settings (SQLite in ``tmp_path``, loopback MCP hosts, short timeouts) plus Slack.
+    Agent answers edit one progress message unless ``slack_streaming=True`` (the product's
+    default; tests/slack/test_agent_streamed.py)."""
     values = {
+        "slack_streaming": False,
         "slack_bot_token": "xoxb-test",
         "slack_signing_secret": SECRET,
         "slack_api_url": fake.base_url,
