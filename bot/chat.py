@@ -15,6 +15,7 @@ import functools
 import logging
 import math
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
 from bot.replies import Replies, Thread
+from bot.rich_results import post_rich_results
 from bot.stops import RunningTurn, TurnDesk, register_stops
 from mcp_core import errors
 from mcp_core.agent import ToolCall, ToolProgress, approval_rule
@@ -113,6 +115,7 @@ async def answer_in_thread(
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
     stop_value = turn.id if turn is not None else None
+    turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
     progress_ts = await thread.post(*views.agent_working(texts.THINKING, stop_value))
     board = _ProgressBoard()
 
@@ -145,7 +148,7 @@ async def answer_in_thread(
             ask_approval=ask,
             approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
-            on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
+            on_usage=functools.partial(services.usage.record_turn, team_id, user_id, turn_id=turn_id),
             stop=turn.stop if turn is not None else None,
         )
     except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
@@ -156,8 +159,9 @@ async def answer_in_thread(
         await thread.edit(progress_ts, texts.INTERNAL_ERROR)
         return
     sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
-    text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins)
+    text, blocks = views.agent_answer(reply.text, board.summary(), sign_ins, feedback=turn_id)
     await thread.edit(progress_ts, text, blocks)
+    await post_rich_results(thread, reply.attachments)
 
 
 def is_dm(event: dict[str, Any]) -> bool:
