@@ -29,6 +29,7 @@ from bot.chat import register_chat
 from bot.commands import register_commands
 from bot.connect import register_connect
 from bot.failures import Failures
+from bot.feedback import register_feedback
 from bot.home import Home, register_home
 from bot.middleware import OwnedConnection, install_middleware
 from bot.replies import Replies
@@ -99,6 +100,7 @@ def create_app(
     )
     register_home(app, home, failures)
     register_chat(app, services, client, replies)
+    register_feedback(app, store)
     return app
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
 from bot.replies import Replies, Thread
+from bot.rich_results import post_rich_results
 from bot.stops import RunningTurn, TurnDesk, register_stops
 from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
 from mcp_core import errors
@@ -118,6 +120,7 @@ async def answer_in_thread(
     Module-level, so ``bench/agent_turn.py`` times this very code."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
+    turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
     redact = registry.redactor(team_id, user_id)
     display = _display(thread, team_id, user_id, turn, surfaces, redact)
     await display.begin()
@@ -147,7 +150,7 @@ async def answer_in_thread(
             ask_approval=ask,
             approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
-            on_usage=functools.partial(services.usage.record_turn, team_id, user_id),
+            on_usage=functools.partial(services.usage.record_turn, team_id, user_id, turn_id=turn_id),
             on_text=display.text if isinstance(display, StreamedDisplay) else None,
             stop=turn.stop if turn is not None else None,
         )
@@ -159,7 +162,8 @@ async def answer_in_thread(
         await display.fail(texts.INTERNAL_ERROR)
         return
     sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
-    await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins)
+    await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins, feedback=turn_id)
+    await post_rich_results(thread, reply.attachments)
 
 
 def _display(

@@ -305,3 +305,35 @@ def approval_outcome(tool: str, user_id: str, outcome: str, connection: str = ""
     if outcome == "denied":
         return f"🚫 <@{user_id}> denied `{tool}`; it was not run."
     return f"⌛ No answer in time: `{tool}` was not run."
+
+
+# -- what tools returned besides text (bot.rich_results), and feedback on answers (bot.feedback)
+
+FEEDBACK_THANKS = "Thanks for the feedback"
+FEEDBACK_NOT_SAVED = "⚠️ Your feedback could not be saved just now. Please try again in a moment."
+FEEDBACK_GOOD = "👍"
+FEEDBACK_BAD = "👎"
+FEEDBACK_GOOD_LABEL = "This answer was helpful"
+FEEDBACK_BAD_LABEL = "This answer was not helpful"
+LINKS_INTRO = "🔗 Links from the tools:"
+
+
+def image_not_shown(tool: str, why: str) -> str:
+    return f"🖼️ An image from `{tool}` was not shown: {why}."
+
+
+def images_over_cap(count: int, cap: int) -> str:
+    return f"🖼️ {count} more image{'s' if count != 1 else ''} not shown (at most {cap} per answer)."
+
+
+def images_not_uploaded(reason: str) -> str:
+    return f"🖼️ The tools' images could not be uploaded ({reason})."
+
+
+def table_caption(tool: str, shown: int, total: int) -> str:
+    rows = f"{total} row{'s' if total != 1 else ''}"
+    return f"📋 From `{tool}`: {rows}" + (f", the first {shown} shown" if shown < total else "")
+
+
+def tables_over_cap(count: int) -> str:
+    return f"📋 {count} more table{'s' if count != 1 else ''} not shown here; the answer above used them."

@@ -81,8 +81,16 @@ class TurnDisplay(Protocol):
     async def pause(self) -> None: ...
     async def resume(self) -> None: ...
     async def finish(
-        self, answer: str, *, streamed: bool, sign_ins: Sequence[ButtonElement] = ()
-    ) -> None: ...
+        self,
+        answer: str,
+        *,
+        streamed: bool,
+        sign_ins: Sequence[ButtonElement] = (),
+        feedback: str | None = None,
+    ) -> None:
+        """The answer, with the sign-in buttons and (``feedback``: the turn's id) 👍 / 👎."""
+        ...
+
     async def fail(self, text: str) -> None: ...
 
 
@@ -173,9 +181,17 @@ class EditedDisplay:
     async def resume(self) -> None:
         """Nothing to start again."""
 
-    async def finish(self, answer: str, *, streamed: bool, sign_ins: Sequence[ButtonElement] = ()) -> None:
+    async def finish(
+        self,
+        answer: str,
+        *,
+        streamed: bool,
+        sign_ins: Sequence[ButtonElement] = (),
+        feedback: str | None = None,
+    ) -> None:
         assert self._ts is not None
-        await self._thread.edit(self._ts, *views.agent_answer(answer, self._board.summary(), sign_ins))
+        shown = views.agent_answer(answer, self._board.summary(), sign_ins, feedback=feedback)
+        await self._thread.edit(self._ts, *shown)
 
     async def fail(self, text: str) -> None:
         assert self._ts is not None
@@ -327,13 +343,22 @@ class StreamedDisplay:
                 await self.status.set_session("processing")
                 await self.status.show(texts.STATUS_THINKING)
 
-    async def finish(self, answer: str, *, streamed: bool, sign_ins: Sequence[ButtonElement] = ()) -> None:
+    async def finish(
+        self,
+        answer: str,
+        *,
+        streamed: bool,
+        sign_ins: Sequence[ButtonElement] = (),
+        feedback: str | None = None,
+    ) -> None:
         """The answer ends the turn: the words not yet streamed, then the stream stopped with
-        the sign-in buttons; or, on the fallback, the progress message edited into it."""
+        the sign-in buttons and 👍 / 👎; or, on the fallback, the progress message edited into it."""
         async with self._lock:
-            await self._finish(answer, streamed, sign_ins)
+            await self._finish(answer, streamed, sign_ins, feedback)
 
-    async def _finish(self, answer: str, streamed: bool, sign_ins: Sequence[ButtonElement]) -> None:
+    async def _finish(
+        self, answer: str, streamed: bool, sign_ins: Sequence[ButtonElement], feedback: str | None
+    ) -> None:
         self._stop_refreshing()
         if self._fallback is None and not streamed:
             await self._write(views.defused(answer))
@@ -343,13 +368,18 @@ class StreamedDisplay:
                 blocks.append(
                     ActionsBlock(block_id="sign_in", elements=list(sign_ins[: views.ACTIONS_LIMIT]))
                 )
+            if feedback:
+                blocks.append(views.feedback_block(feedback))
             if await self._end(session_status="closed" if self.status.sessions else None, blocks=blocks):
                 return
         if self._fallback is None:  # nothing was ever streamed, and no stream could start
             await self._fall_back(None)
         assert self._fallback is not None
         await self._fallback.finish(
-            answer[self._settled :] if streamed else answer, streamed=streamed, sign_ins=sign_ins
+            answer[self._settled :] if streamed else answer,
+            streamed=streamed,
+            sign_ins=sign_ins,
+            feedback=feedback,
         )
         await self._close_session()
 

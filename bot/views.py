@@ -19,8 +19,11 @@ from slack_sdk.models.blocks import (
     Block,
     ButtonElement,
     ConfirmObject,
+    ContextActionsBlock,
     ContextBlock,
     DividerBlock,
+    FeedbackButtonObject,
+    FeedbackButtonsElement,
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
@@ -94,6 +97,8 @@ CLIENT_ID_BLOCK = "client_id"
 CLIENT_SECRET_BLOCK = "client_secret"
 SIGN_IN_AGAIN_ACTION = "mcp_sign_in_again"
 SIGN_IN_LINK_ACTION = "mcp_sign_in_link"
+FEEDBACK_ACTION = "mcp_answer_feedback"
+"""action_id of an answer's 👍 / 👎; each button's value is ``up:<turn id>`` or ``down:<turn id>``."""
 """Link buttons open the sign-in page; Slack still sends their click, which is acked and
 nothing more (``bot.buttons``). Several in one block get ``_<n>`` suffixes (ids are unique per block)."""
 URL_LIMIT = 3000
@@ -551,23 +556,26 @@ def agent_working(text: str, stop_value: str | None) -> tuple[str, list[Block]]:
 
 
 def agent_answer(
-    answer: str, used: list[str], sign_ins: Sequence[ButtonElement] = ()
+    answer: str, used: list[str], sign_ins: Sequence[ButtonElement] = (), *, feedback: str | None = None
 ) -> tuple[str, list[Block]]:
     """The agent's answer as message text and blocks: the answer in sections (Slack's 3,000
-    characters each, at most ~48), then a context line with the tools used, then the sign-in
+    characters each, at most ~47), then a context line with the tools used, then the sign-in
     buttons of connections that asked the asker to sign in during the turn (``bot.chat``
-    makes them). Special mentions (``<!channel>``, ``<!here>``) are defused: the model's text
-    may echo a tool's output."""
+    makes them), then 👍 / 👎 for the turn ``feedback`` names (``feedback_block``). Special
+    mentions (``<!channel>``, ``<!here>``) are defused: the model's text may echo a tool's
+    output."""
     text = clip(answer.replace("<!", "&lt;!"), MESSAGE_TEXT_LIMIT)  # no @channel/@here from the model
     chunks = [text[i : i + SECTION_TEXT_LIMIT] for i in range(0, len(text), SECTION_TEXT_LIMIT)]
     blocks: list[Block] = [
-        SectionBlock(text=MarkdownTextObject(text=chunk)) for chunk in chunks[: MESSAGE_BLOCK_LIMIT - 2]
+        SectionBlock(text=MarkdownTextObject(text=chunk)) for chunk in chunks[: MESSAGE_BLOCK_LIMIT - 3]
     ]
     if used:
         summary = clip("Tools: " + " · ".join(used), SECTION_TEXT_LIMIT)
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=summary)]))
     if sign_ins:
         blocks.append(ActionsBlock(block_id="sign_in", elements=list(sign_ins[:ACTIONS_LIMIT])))
+    if feedback is not None:
+        blocks.append(feedback_block(feedback))
     return text, blocks
 
 
@@ -613,6 +621,21 @@ def task_update(task_id: str, progress: ToolProgress, redact: Callable[[str], st
     elif progress.state == "stopped":
         chunk["output"] = "Stopped"
     return chunk
+
+
+def feedback_block(turn_id: str) -> ContextActionsBlock:
+    """Slack's own 👍 / 👎 (a ``feedback_buttons`` element in a ``context_actions`` block) for
+    one answer; ``bot.feedback`` records the clicks with the turn."""
+    buttons = FeedbackButtonsElement(
+        action_id=FEEDBACK_ACTION,
+        positive_button=FeedbackButtonObject(
+            text=texts.FEEDBACK_GOOD, accessibility_label=texts.FEEDBACK_GOOD_LABEL, value=f"up:{turn_id}"
+        ),
+        negative_button=FeedbackButtonObject(
+            text=texts.FEEDBACK_BAD, accessibility_label=texts.FEEDBACK_BAD_LABEL, value=f"down:{turn_id}"
+        ),
+    )
+    return ContextActionsBlock(block_id="feedback", elements=[buttons])
 
 
 def _arguments_json(call: ToolCall, redact: Callable[[str], str]) -> str:

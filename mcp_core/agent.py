@@ -73,6 +73,7 @@ from mcp_core import errors, llm_compat, tool_selection, tool_specs
 from mcp_core.conversation_budget import TokenCounter, fit_history
 from mcp_core.llm_stream import TextRelay, read_stream
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult, TurnUsage
+from mcp_core.rich_results import Attachment
 from mcp_core.settings import (
     MAX_AGENT_STEPS,
     MAX_AGENT_TOOLS,
@@ -174,6 +175,18 @@ class AgentReply:
     """The current round's calls, in the model's order (what a stop ends, if still open)..."""
     round_ended: dict[int, ToolProgress] = field(default_factory=dict, init=False, repr=False)
     """...and how those that ended did, by ``id()`` of the call."""
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """What the person should see of the turn's results besides the answer (images, links,
+        records, and lines for what was refused), in the order of the calls; the model never
+        read these (``mcp_core.rich_results``)."""
+        return [
+            Attachment(tool=p.call.name, part=part)
+            for p in self.calls
+            if p.state == "done" and p.result is not None
+            for part in p.result.rich
+        ]
 
     @property
     def sign_ins(self) -> list[errors.SignInRequiredError]:

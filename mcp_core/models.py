@@ -19,10 +19,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mcp_core.connection_config import ConnectionConfig
+from mcp_core.rich_results import RichPart
 from mcp_core.settings import CALL_TIMEOUT_S, CONNECT_TIMEOUT_S
 
 __all__ = [
     "CONNECTION_NAME_RE",
+    "AnswerFeedback",
     "ApprovalPolicy",
     "CatalogEntry",
     "Connection",
@@ -36,6 +38,7 @@ __all__ = [
     "TurnRecord",
     "TurnUsage",
     "UsageRecord",
+    "Vote",
     "normalize_connection_name",
 ]
 
@@ -263,13 +266,16 @@ class CatalogEntry(BaseModel):
 
 
 class ToolResult(BaseModel):
-    """A tool's answer flattened to text for Slack and the LLM, capped in size."""
+    """A tool's answer flattened to text for Slack and the LLM, capped in size; ``rich``: what
+    the person sees of it besides (images, links, records: ``mcp_core.rich_results``), which
+    the model never reads."""
 
     text: str
     is_error: bool = False
     truncated: bool = False
     structured: Any = None
     latency_ms: float = 0.0
+    rich: tuple[RichPart, ...] = ()
 
 
 class UsageRecord(BaseModel):
@@ -321,3 +327,21 @@ class TurnRecord(TurnUsage):
     team_id: str
     user_id: str
     created_at: datetime
+    turn_id: str | None = None
+    """The turn's own id (what its answer's feedback buttons carry), when the surface gave one."""
+
+
+Vote = Literal["up", "down"]
+
+
+class AnswerFeedback(BaseModel):
+    """One person's 👍 or 👎 on one answer (a turn), changeable: the latest click counts."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    turn_id: str
+    user_id: str
+    """Who voted (the verified clicker), not necessarily who asked."""
+    vote: Vote
+    updated_at: datetime

@@ -51,6 +51,7 @@ from mcp_core.models import (
     ToolResult,
     UsageRecord,
 )
+from mcp_core.rich_results import rich_parts
 from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets, scrub
 from mcp_core.session_specs import session_spec
 from mcp_core.settings import Settings
@@ -376,10 +377,17 @@ class ToolRegistry:
             raise await self._call_failed(team_id, user_id, entry, started, refused)
         text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
         structured = None if truncated else result.structured_content
-        if provider is not None and (tokens := provider.secret_values()):
+        tokens = provider.secret_values() if provider is not None else ()
+        if tokens:
             clean = scrub(text, tokens)  # a server echoing the token it was sent
             if clean != text:
                 text, structured = clean, None
+        rich = rich_parts(
+            result,
+            max_image_bytes=self._settings.max_upload_bytes,
+            secrets=self._forms_of(connection_id),
+            clean=functools.partial(scrub, secrets=tokens),
+        )
         latency_ms = (time.perf_counter() - started) * 1000
         failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
         self._record(
@@ -397,6 +405,7 @@ class ToolRegistry:
             truncated=truncated,
             structured=structured,
             latency_ms=latency_ms,
+            rich=rich,
         )
 
     async def set_tool_enabled(

@@ -49,6 +49,8 @@ in ~1 GB, and its built-in ``fetch`` (undici's llhttp is WebAssembly) reserves ~
 so any node server making an HTTP request needs at least 11264 (measured; see mcp_core.sandbox)."""
 STDIO_CPU_S = 3600
 """CPU seconds a stdio server may use over its life (idle sessions are closed and restarted)."""
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+"""Largest image from a tool result that is uploaded into the answer's thread."""
 STDIO_MAX_FILES = 1024
 STDIO_MAX_PROCESSES = 256
 
@@ -136,6 +138,9 @@ class Settings(BaseSettings):
     mcp_max_output_chars: int = Field(default=MAX_OUTPUT_CHARS, ge=1000)
     mcp_max_connections_per_user: int = Field(default=MAX_CONNECTIONS_PER_USER, ge=1)
     mcp_max_calls_per_minute: int = Field(default=MAX_CALLS_PER_MINUTE, ge=1)
+    max_upload_bytes: int = Field(
+        default=MAX_UPLOAD_BYTES, ge=1024, le=1024**3, description="largest tool-result image uploaded"
+    )
 
     # Sandbox of local (stdio) servers
     mcp_stdio_sandbox: Literal["auto", "bwrap", "rlimits", "off"] = "auto"

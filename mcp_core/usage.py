@@ -61,11 +61,20 @@ class UsageRecorder:
         if len(self._rows) >= self._max_batch:
             self._wake.set()
 
-    def record_turn(self, team_id: str, user_id: str, usage: TurnUsage) -> None:
+    def record_turn(
+        self, team_id: str, user_id: str, usage: TurnUsage, *, turn_id: str | None = None
+    ) -> None:
         """Queue what one agent turn of this person cost (``Agent.run``'s ``on_usage``); never
-        blocks and never raises."""
+        blocks and never raises. ``turn_id``: the turn's own id, which feedback on its answer
+        names (``Store.record_feedback``)."""
         self.record(
-            TurnRecord(**usage.model_dump(), team_id=team_id, user_id=user_id, created_at=datetime.now(UTC))
+            TurnRecord(
+                **usage.model_dump(),
+                team_id=team_id,
+                user_id=user_id,
+                created_at=datetime.now(UTC),
+                turn_id=turn_id,
+            )
         )
 
     async def flush(self) -> None:

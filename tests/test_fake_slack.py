@@ -126,6 +126,11 @@ async def test_an_override_injects_an_api_error(fake: FakeSlack, client: AsyncWe
 LONG = "x" * 3001
 
 
+def table(rows: list[list[str]]) -> dict[str, Any]:
+    """A table block of raw_text cells."""
+    return {"type": "table", "rows": [[{"type": "raw_text", "text": cell} for cell in row] for row in rows]}
+
+
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("method", "payload", "error"),
@@ -157,6 +162,36 @@ LONG = "x" * 3001
             "must be less than 2001 characters [json-pointer:/blocks/0/elements/0/value]",
         ),
         ("chat.postMessage", {"channel": "C1", "text": "x" * 40_001}, "msg_too_long [json-pointer:/text]"),
+        (
+            "chat.postMessage",
+            {"channel": "C1", "blocks": [table([["a"]] * 101)]},
+            "no more than 100 items allowed [json-pointer:/blocks/0/rows]",
+        ),
+        (
+            "chat.postMessage",
+            {"channel": "C1", "blocks": [table([["a"] * 21])]},
+            "no more than 20 items allowed [json-pointer:/blocks/0/rows/0]",
+        ),
+        (
+            "chat.postMessage",
+            {"channel": "C1", "blocks": [table([["a", ""]])]},
+            "must be more than 0 characters [json-pointer:/blocks/0/rows/0/1/text]",
+        ),
+        (
+            "chat.postMessage",
+            {"channel": "C1", "blocks": [table([["x" * 5001, "y" * 5000]])]},
+            "cells must hold no more than 10000 characters [json-pointer:/blocks/0]",
+        ),
+        (
+            "chat.postMessage",
+            {"channel": "C1", "blocks": [table([["a"]]), table([["b"]])]},
+            "only one table block is allowed per message [json-pointer:/blocks/1]",
+        ),
+        (
+            "chat.update",
+            {"channel": "C1", "ts": "1.2", "blocks": [{"type": "table", "rows": [[{"type": "image"}]]}]},
+            "failed to match any allowed schemas [json-pointer:/blocks/0/rows/0/0]",
+        ),
     ],
 )
 async def test_blocks_slack_would_refuse_are_refused_as_invalid_blocks(
@@ -173,6 +208,8 @@ async def test_blocks_slack_would_refuse_are_refused_as_invalid_blocks(
 async def test_blocks_at_the_limits_are_accepted(fake: FakeSlack, client: AsyncWebClient) -> None:
     section = {"type": "section", "text": {"type": "mrkdwn", "text": "x" * 3000}}
     await client.chat_postMessage(channel="C1", text="t", blocks=[section] * 50)
+    await client.chat_postMessage(channel="C1", text="t", blocks=[table([["x" * 25] * 20] * 20), section])
+    await client.chat_postMessage(channel="C1", text="t", blocks=[table([["a"] * 20] * 100)])
     await client.views_open(
         trigger_id="t",
         view={"type": "modal", "title": {"type": "plain_text", "text": "x"}, "blocks": [section] * 100},

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError
 from mcp_core.models import (
+    AnswerFeedback,
     Connection,
     ConnectionStatus,
     NewConnection,
@@ -27,10 +28,11 @@ from mcp_core.models import (
     ToolPrefs,
     TurnRecord,
     UsageRecord,
+    Vote,
     normalize_connection_name,
 )
 from mcp_core.store._engine import check_engine, transaction, writer
-from mcp_core.store._tables import agent_turns, connections, slack_events
+from mcp_core.store._tables import agent_turns, answer_feedback, connections, slack_events
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
@@ -40,7 +42,8 @@ UPDATABLE_FIELDS = frozenset({"name", "transport", "url", "args", "config", "cre
 
 
 class Store:
-    """Typed access to connections, tool usage, agent turns, card popularity and Slack event dedupe.
+    """Typed access to connections, tool usage, agent turns, answer feedback, card popularity and
+    Slack event dedupe.
 
     Takes an engine built by :func:`mcp_core.store.create_engine` and migrated with
     :func:`mcp_core.store._migrations`; it never disposes of it (the creator does).
@@ -378,6 +381,46 @@ class Store:
         async with self._transaction(write=True) as conn:
             result = await conn.execute(query)
         return result.rowcount
+
+    # -- answer feedback -----------------------------------------------------------------------
+
+    async def record_feedback(self, team_id: str, user_id: str, turn_id: str, vote: Vote) -> None:
+        """Record this person's vote on one answer; a later vote of theirs replaces it.
+
+        ``team_id`` and ``user_id`` are the verified clicker's; ``turn_id`` comes from the
+        button, so it may name no turn at all (then the row names nothing, harmlessly).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        now = _utcnow()
+        f = answer_feedback.c
+        row = {"team_id": team_id, "turn_id": turn_id, "user_id": user_id, "vote": vote}
+        query = (
+            self._insert(answer_feedback)
+            .values(**row, created_at=now, updated_at=now)
+            .on_conflict_do_update(
+                index_elements=[f.team_id, f.turn_id, f.user_id], set_={"vote": vote, "updated_at": now}
+            )
+        )
+        async with self._transaction(write=True) as conn:
+            await conn.execute(query)
+
+    async def turn_feedback(self, team_id: str, turn_id: str) -> list[AnswerFeedback]:
+        """The votes on one answer of this team, by voter.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        f = answer_feedback.c
+        query = (
+            sa.select(f.team_id, f.turn_id, f.user_id, f.vote, f.updated_at)
+            .where(f.team_id == team_id, f.turn_id == turn_id)
+            .order_by(f.user_id)
+        )
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [AnswerFeedback.model_validate(dict(row._mapping)) for row in rows]
 
     # -- card popularity -----------------------------------------------------------------------
 

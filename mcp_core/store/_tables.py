@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 __all__ = [
     "UtcDateTime",
     "agent_turns",
+    "answer_feedback",
     "catalog_versions",
     "connections",
     "credentials",
@@ -111,7 +112,21 @@ agent_turns = sa.Table(
     sa.Column("tool_calls", sa.Integer, nullable=False),
     sa.Column("answered", sa.Boolean, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("turn_id", sa.Text),  # 0008_answer_feedback
     sa.Index("mcp_agent_turns_owner_created_idx", "team_id", "user_id", "created_at"),
+    sa.Index("mcp_agent_turns_turn_idx", "team_id", "turn_id"),
+)
+
+# 👍 / 👎 on answers, one vote per (team, turn, voter); 0008_answer_feedback.
+answer_feedback = sa.Table(
+    "mcp_answer_feedback",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("turn_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("vote", sa.Text, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
 )
 
 slack_events = sa.Table(

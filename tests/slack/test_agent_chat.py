@@ -61,8 +61,9 @@ async def test_a_mention_with_a_read_only_tool_is_answered_in_its_thread_with_th
     assert any("`toy__echo`" in e["text"] for e in edits[:-1])  # a progress line while it ran
     answer = edits[-1]
     assert answer["text"] == "The toy server said *hi*."
-    [*sections, context] = answer["blocks"]
+    [*sections, context, feedback] = answer["blocks"]
     assert [s["type"] for s in sections] == ["section"]
+    assert feedback["type"] == "context_actions"  # 👍 / 👎 (tests/slack/test_rich_results.py)
     assert sections[0]["text"]["text"] == "The toy server said *hi*."
     assert context["type"] == "context"
     assert context["elements"][0]["text"].startswith("Tools: ✅ `toy__echo`")

@@ -103,9 +103,10 @@ async def test_the_usage_recorder_writes_a_turn_in_the_background(store) -> None
     recorder = UsageRecorder(store)
     usage = TurnUsage(model="m", rounds=1, prompt_tokens=10, completion_tokens=2, answered=True)
 
-    recorder.record_turn(TEAM, USER, usage)
+    recorder.record_turn(TEAM, USER, usage, turn_id="t-1")
     await recorder.aclose()
 
     [read] = await store.list_turns(TEAM, USER)
-    assert read.model_dump(exclude={"team_id", "user_id", "created_at"}) == usage.model_dump()
+    assert read.model_dump(exclude={"team_id", "user_id", "created_at", "turn_id"}) == usage.model_dump()
+    assert read.turn_id == "t-1"
     assert (read.team_id, read.user_id) == (TEAM, USER)

@@ -406,13 +406,56 @@ LIMITS = {"message_blocks": 50, "view_blocks": 100, "section_text": 3000, "text"
 ELEMENT_LIMITS = {"value": 2000, "action_id": 255, "block_id": 255}
 CONTEXT_ELEMENTS = 10
 ACTIONS_ELEMENTS = 25
+TABLE_LIMITS = {"rows": 100, "cells": 20, "column_settings": 20, "chars": 10_000}
+"""Slack's table block reference: 100 rows, 20 cells a row, 20 column settings; raw_text needs a
+character (slack_sdk ``RawTextObject``). Reported by integrations, not the reference page: one
+table per message (vercel/chat PR #194) and 10,000 characters across its cells (vellum PR #36219)."""
+TABLE_CELL_TYPES = frozenset({"raw_text", "raw_number", "rich_text"})
+
+
+def table_problems(block: dict[str, Any], where: str) -> list[str]:
+    """What Slack would refuse in one `table` block at json-pointer `where`."""
+    rows = block.get("rows")
+    if not isinstance(rows, list) or not rows:
+        return [f"must provide an array of rows [json-pointer:{where}/rows]"]
+    problems = []
+    if len(rows) > TABLE_LIMITS["rows"]:
+        problems.append(f"no more than {TABLE_LIMITS['rows']} items allowed [json-pointer:{where}/rows]")
+    settings = block.get("column_settings")
+    if isinstance(settings, list) and len(settings) > TABLE_LIMITS["column_settings"]:
+        limit = TABLE_LIMITS["column_settings"]
+        problems.append(f"no more than {limit} items allowed [json-pointer:{where}/column_settings]")
+    chars = 0
+    for r, row in enumerate(rows):
+        at = f"{where}/rows/{r}"
+        if not isinstance(row, list) or not row:
+            problems.append(f"must provide an array of cells [json-pointer:{at}]")
+            continue
+        if len(row) > TABLE_LIMITS["cells"]:
+            problems.append(f"no more than {TABLE_LIMITS['cells']} items allowed [json-pointer:{at}]")
+        for c, cell in enumerate(row):
+            kind = cell.get("type") if isinstance(cell, dict) else None
+            if kind not in TABLE_CELL_TYPES:
+                problems.append(f"failed to match any allowed schemas [json-pointer:{at}/{c}]")
+            elif kind == "raw_text":
+                text = cell.get("text")
+                if not isinstance(text, str) or not text:
+                    problems.append(f"must be more than 0 characters [json-pointer:{at}/{c}/text]")
+                else:
+                    chars += len(text)
+    if chars > TABLE_LIMITS["chars"]:
+        problems.append(
+            f"cells must hold no more than {TABLE_LIMITS['chars']} characters [json-pointer:{where}]"
+        )
+    return problems
 
 
 def block_problems(method: str, body: dict[str, Any]) -> list[str]:
     """What Slack's Block Kit validation would refuse in this call (``invalid_blocks``), with
     Slack's json-pointer style; empty when the call is valid. Limits from Slack's Block Kit
     reference: 50 blocks per message, 100 per view, 3,000 characters of section text, 2,000 of
-    a button value, 10 context elements, 25 actions elements; 40,000 characters of text."""
+    a button value, 10 context elements, 25 actions elements; 40,000 characters of text; and
+    the table block's (``TABLE_LIMITS``)."""
     if method in MESSAGE_METHODS:
         blocks, pointer, most = body.get("blocks"), "/blocks", LIMITS["message_blocks"]
         if len(str(body.get("text") or "")) > LIMITS["text"]:
@@ -424,6 +467,9 @@ def block_problems(method: str, body: dict[str, Any]) -> list[str]:
     if not isinstance(blocks, list):
         return []
     problems = [f"no more than {most} items allowed [json-pointer:{pointer}]"] if len(blocks) > most else []
+    tables = [n for n, b in enumerate(blocks) if isinstance(b, dict) and b.get("type") == "table"]
+    if len(tables) > 1:
+        problems.append(f"only one table block is allowed per message [json-pointer:{pointer}/{tables[1]}]")
     for index, block in enumerate(blocks):
         where = f"{pointer}/{index}"
         if not isinstance(block, dict):
@@ -436,6 +482,8 @@ def block_problems(method: str, body: dict[str, Any]) -> list[str]:
         elements = block.get("elements") or []
         if block.get("type") == "context" and len(elements) > CONTEXT_ELEMENTS:
             problems.append(f"no more than {CONTEXT_ELEMENTS} items allowed [json-pointer:{where}/elements]")
+        if block.get("type") == "table":
+            problems += table_problems(block, where)
         if block.get("type") == "actions" and len(elements) > ACTIONS_ELEMENTS:
             problems.append(f"no more than {ACTIONS_ELEMENTS} items allowed [json-pointer:{where}/elements]")
         for n, element in enumerate(elements if isinstance(elements, list) else []):
