@@ -25,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
+from bot.questions import QuestionDesk, call_events, register_questions
 from bot.replies import Replies, Thread
 from bot.stops import RunningTurn, TurnDesk, register_stops
 from mcp_core import errors
@@ -56,6 +57,8 @@ def register_chat(
     register_approvals(app, desk, registry, client)
     turns = TurnDesk()
     register_stops(app, turns, client)
+    questions = QuestionDesk()
+    register_questions(app, questions, client)
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -88,7 +91,9 @@ def register_chat(
             return
         try:
             with registry.limits.turn(team_id, user_id), turns.running(team_id, user_id, *thread_of) as turn:
-                await answer_in_thread(services, desk, thread, team_id, user_id, event, context, turn=turn)
+                await answer_in_thread(
+                    services, desk, thread, team_id, user_id, event, context, turn=turn, questions=questions
+                )
         except errors.LimitError as exc:
             await thread.post(texts.failed(exc))
 
@@ -105,11 +110,14 @@ async def answer_in_thread(
     context: Mapping[str, Any],
     *,
     turn: RunningTurn | None = None,
+    questions: QuestionDesk | None = None,
 ) -> None:
     """One turn: the progress message, the thread read back, ``Agent.run`` with the asker's
     catalog and callbacks, then the progress message replaced by the answer (or by what went
     wrong). ``turn``: what a Stop sets (``bot.stops``); the progress message carries its Stop
-    button. Module-level, so ``bench/agent_turn.py`` times this very code."""
+    button. ``questions``: where servers' questions mid-call wait (``bot.questions``; without
+    it they are cancelled); their progress updates the call's line either way. Module-level,
+    so ``bench/agent_turn.py`` times this very code."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
     stop_value = turn.id if turn is not None else None
@@ -131,7 +139,8 @@ async def answer_in_thread(
         return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
 
     async def call_tool(call: ToolCall) -> ToolResult:
-        return await registry.call(team_id, user_id, call.name, call.arguments)
+        events = call_events(call, show, questions, thread, team_id, user_id, redact)
+        return await registry.call(team_id, user_id, call.name, call.arguments, events=events)
 
     try:
         history, others_wrote = await _thread_history(

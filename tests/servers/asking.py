@@ -25,6 +25,7 @@ import anyio
 import mcp_types as types
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
+from mcp.types import ToolAnnotations
 from mcp_types.version import is_version_at_least
 
 SIGN_UP_URL = "https://accounts.example.com/sign-up?session=abc123&next=%2Fhome"
@@ -111,7 +112,9 @@ def build_server() -> MCPServer:
             return f"accept {json.dumps(answer.content, sort_keys=True)}"
         return answer.action
 
-    @mcp.tool(structured_output=False)
+    read_only = ToolAnnotations(read_only_hint=True)  # no Approve/Deny first: the tests are about questions
+
+    @mcp.tool(structured_output=False, annotations=read_only)
     async def ask(form: str, ctx: Context) -> str | types.InputRequiredResult:
         """Ask the person to fill in a form; say what they answered."""
         message = LOUD if form == "loud" else "Planning your trip: a few details, please."
@@ -119,7 +122,7 @@ def build_server() -> MCPServer:
         answer = await elicit(ctx, params)
         return answer if isinstance(answer, types.InputRequiredResult) else told(answer)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=read_only)
     async def sign_up(ctx: Context) -> str | types.InputRequiredResult:
         """Ask the person to open the sign-up page; say what they answered."""
         params = types.ElicitRequestURLParams(
@@ -128,7 +131,7 @@ def build_server() -> MCPServer:
         answer = await elicit(ctx, params)
         return answer if isinstance(answer, types.InputRequiredResult) else told(answer)
 
-    @mcp.tool(structured_output=False)
+    @mcp.tool(structured_output=False, annotations=read_only)
     async def index(steps: int, ctx: Context) -> str:
         """Report progress ``steps`` times, then answer "indexed"."""
         for step in range(1, steps + 1):
