@@ -24,6 +24,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
+from bot.questions import QuestionDesk, call_events, register_questions
 from bot.replies import Replies, Thread
 from bot.rich_results import post_rich_results
 from bot.stops import RunningTurn, TurnDesk, register_stops
@@ -60,6 +61,8 @@ def register_chat(
         sessions=settings.slack_agent_sessions,
         refresh_s=settings.slack_status_refresh_s,
     )
+    questions = QuestionDesk()
+    register_questions(app, questions, client)
 
     @app.event("app_mention")
     async def on_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -93,7 +96,16 @@ def register_chat(
         try:
             with registry.limits.turn(team_id, user_id), turns.running(team_id, user_id, *thread_of) as turn:
                 await answer_in_thread(
-                    services, desk, thread, team_id, user_id, event, context, turn=turn, surfaces=surfaces
+                    services,
+                    desk,
+                    thread,
+                    team_id,
+                    user_id,
+                    event,
+                    context,
+                    turn=turn,
+                    surfaces=surfaces,
+                    questions=questions,
                 )
         except errors.LimitError as exc:
             await thread.post(texts.failed(exc))
@@ -112,12 +124,15 @@ async def answer_in_thread(
     *,
     turn: RunningTurn | None = None,
     surfaces: SlackSurfaces | None = None,
+    questions: QuestionDesk | None = None,
 ) -> None:
     """One turn: its display begun (``bot.turn_display``), the thread read back, ``Agent.run``
     with the asker's catalog and callbacks, then the answer (or what went wrong) shown. ``turn``:
     what a Stop sets (``bot.stops``). ``surfaces``: which of Slack's AI surfaces this
     process uses and which a workspace refused (None: the progress message edited in place).
-    Module-level, so ``bench/agent_turn.py`` times this very code."""
+    ``questions``: where servers' questions mid-call wait (``bot.questions``; without it they
+    are cancelled); their progress updates the call's card or line either way. Module-level,
+    so ``bench/agent_turn.py`` times this very code."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
     turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
@@ -136,7 +151,18 @@ async def answer_in_thread(
             await display.resume()
 
     async def call_tool(call: ToolCall) -> ToolResult:
-        return await registry.call(team_id, user_id, call.name, call.arguments)
+        events = call_events(
+            call,
+            display.progress,
+            questions,
+            thread,
+            team_id,
+            user_id,
+            redact,
+            pause=display.pause,
+            resume=display.resume,
+        )
+        return await registry.call(team_id, user_id, call.name, call.arguments, events=events)
 
     try:
         history, others_wrote = await _thread_history(

@@ -226,7 +226,7 @@ def tool_line(progress: ToolProgress) -> str:
     if progress.state == "pending":
         return line + " (waiting)"
     if progress.state == "running":
-        return line + (f" … {progress.note}" if progress.note else " …")
+        return line + (f" … {_inert(progress.note)}" if progress.note else " …")
     if progress.state == "denied":
         return line + " not run"
     if progress.state == "stopped":
@@ -238,6 +238,11 @@ def tool_line(progress: ToolProgress) -> str:
 
 def status_calling(tool: str) -> str:
     return f"Calling {shown_tool_name(tool)}…"
+
+
+def _inert(words: str) -> str:
+    """A server's words in a line of mrkdwn: no mentions, links or code spans of its own."""
+    return words.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("`", "'")
 
 
 def approval_stopped(tool: str) -> str:
@@ -337,3 +342,80 @@ def table_caption(tool: str, shown: int, total: int) -> str:
 
 def tables_over_cap(count: int) -> str:
     return f"📋 {count} more table{'s' if count != 1 else ''} not shown here; the answer above used them."
+
+
+# -- a server's questions mid-call (bot.questions); server words arrive escaped ----------------
+
+QUESTION_NOT_YOURS = "Only the person who asked can answer this question."
+QUESTION_GONE = "This question is no longer open (it was answered, it timed out, or the bot restarted)."
+QUESTION_DID_NOT_OPEN = (
+    "Slack did not open the form (the click may have taken too long). Click the button again."
+)
+SERVER_SAID_NOTHING = "_(no message)_"
+PUNYCODE_WARNING = (
+    "⚠️ The address uses an internationalized (punycode, `xn--`) name: it may imitate a familiar "
+    "site. Check it letter by letter."
+)
+
+
+def question_not_yours(asker: str) -> str:
+    return f"Only <@{asker}>, who asked, can answer this question." if asker else QUESTION_NOT_YOURS
+
+
+def server_says(server: str) -> str:
+    return f"*{server}* says (its own words, not the bot's):"
+
+
+def question_posted(server: str, asker: str) -> str:
+    return f"🙋 *{server}* has a question for <@{asker}> before it can go on."
+
+
+def answer_button(server: str) -> str:
+    return f"Answer {server}'s question"
+
+
+def modal_title(server: str) -> str:
+    return f"{server} asks"
+
+
+def modal_asked_by(server: str) -> str:
+    return f"*{server}* asks this while running a tool. Don't enter passwords or tokens here."
+
+
+def question_outcome(server: str, asker: str, action: str) -> str:
+    if action == "accept":
+        return f"✅ <@{asker}> answered *{server}*'s question."
+    if action == "decline":
+        return f"🚫 <@{asker}> declined *{server}*'s question."
+    if action == "unanswered":
+        return f"⌛ *{server}*'s question closed unanswered (no answer in time, or no longer needed)."
+    if action == "failed":
+        return f"⚠️ *{server}*'s question could not be asked; it was cancelled."
+    return f"↩️ <@{asker}> closed *{server}*'s question without answering."
+
+
+def question_refused(server: str, why: str) -> str:
+    return f"⚠️ *{server}* asked a question I can't show: {why}. I told it no."
+
+
+def link_posted(server: str, host: str) -> str:
+    return f"🔗 {server} asks you to open a page on {host}"
+
+
+def link_intro(server: str, host: str) -> str:
+    return (
+        f"🔗 *{server}* asks you to open a page on *{host}*. Only you see this; the bot has not "
+        "opened it and will not."
+    )
+
+
+def full_link(url: str) -> str:
+    return f"Full address: `{url}`"
+
+
+def open_link_button(host: str) -> str:
+    return f"Open {host}"
+
+
+def link_shown_in_thread(server: str, asker: str) -> str:
+    return f"🔗 *{server}* sent <@{asker}> a link to open; only they can see it."

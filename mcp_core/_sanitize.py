@@ -12,6 +12,9 @@ fails each call of that tool *after it ran*. Without the schema the result is pa
 unchecked, which is how the bot treats every result anyway. Removing it here also keeps the
 no-fetch guarantee independent of the SDK version (see ``mcp_core._schemas``).
 
+A 2026-07-28 result without ``resultType`` is read as ``"complete"``, as SEP-2322 has clients
+assume (mcp 2.3 rejects it as invalid instead).
+
 The wrapper also notices end-of-stream, which is how the pool learns that a stdio server
 died while idle (the SDK's dispatcher only marks itself closed).
 """
@@ -36,6 +39,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["SanitizingReadStream"]
 
 _FALLBACK_VERSION = "2025-11-25"
+_RESULT_TYPE_VERSIONS = frozenset({"2026-07-28"})
+"""Protocol versions whose results carry ``resultType`` (``complete`` when absent)."""
 
 
 class SanitizingReadStream:
@@ -66,6 +71,13 @@ class SanitizingReadStream:
             message = item.message
             if isinstance(message, types.JSONRPCResponse) and _looks_like_tool_listing(message.result):
                 message.result["tools"] = self._keep_valid(message.result)
+            if (
+                isinstance(message, types.JSONRPCResponse)
+                and isinstance(message.result, dict)
+                and "resultType" not in message.result
+                and self._version() in _RESULT_TYPE_VERSIONS
+            ):
+                message.result["resultType"] = "complete"
         return item
 
     def _keep_valid(self, result: dict[str, Any]) -> list[Any]:

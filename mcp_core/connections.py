@@ -44,14 +44,16 @@ from mcp import Client, MCPError
 from mcp.client.subscriptions import ListenNotSupportedError
 
 from mcp_core import errors
+from mcp_core._mid_call import MidCall
 from mcp_core._sanitize import SanitizingReadStream
 from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stopped
 from mcp_core._transports import OpenTransport, TransportEvents
 from mcp_core._transports import open_transport as _real_transport
+from mcp_core.call_events import CallEvents
 from mcp_core.models import SessionSpec
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.security import scrub
-from mcp_core.settings import IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS
+from mcp_core.settings import ELICITATION_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,7 @@ class ToolListing:
 class _Live:
     """One open session and the bookkeeping the pool needs about it."""
 
-    def __init__(self, spec: SessionSpec) -> None:
+    def __init__(self, spec: SessionSpec, elicitation_timeout_s: float = ELICITATION_TIMEOUT_S) -> None:
         self.spec = spec
         self.client: Client | None = None
         self.done = asyncio.Event()
@@ -93,6 +95,8 @@ class _Live:
         self.sandbox_stop: str | None = None
         """Why the stdio sandbox stopped the server (a limit it hit), told before its stream ends."""
         self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
+        self.mid_call = MidCall(spec.name, self.scrub, elicitation_timeout_s)
+        """The calls in flight, for what the server says during them (progress, questions)."""
 
     @property
     def usable(self) -> bool:
@@ -126,8 +130,10 @@ class ConnectionPool:
         on_tools_changed: ToolsChangedHook | None = None,
         sandbox: StdioSandbox | None = None,
         open_transport: OpenTransport | None = None,
+        elicitation_timeout_s: float = ELICITATION_TIMEOUT_S,
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
+        self._elicitation_timeout_s = elicitation_timeout_s
         self._sandbox = sandbox
         self._open_transport: OpenTransport = open_transport or functools.partial(
             _real_transport, sandbox=sandbox
@@ -158,6 +164,7 @@ class ConnectionPool:
         arguments: dict[str, Any],
         *,
         timeout_s: float | None = None,
+        events: CallEvents | None = None,
     ) -> types.CallToolResult:
         """Call ``tool`` on the connection's session, opening it first if needed.
 
@@ -165,36 +172,47 @@ class ConnectionPool:
         is the same as a tool that reported failure. The connection's own secrets are scrubbed
         out of the result (a server may echo its token or dump its environment).
 
+        ``events`` hears the server's progress and questions during this call
+        (``mcp_core._mid_call``); the call's timeout stops while a question waits. On a
+        2025-11-25 session the SDK's own per-request timeout cannot stop, so a call that can
+        be asked gets ELICITATION_TIMEOUT_S more of it (one question's worth).
+
         Raises:
             McpServerError: the session could not be opened, timed out, died or answered off-spec.
         """
         async with self._borrow(connection_id, open_spec) as live:
             timeout = timeout_s or live.spec.call_timeout_s
+            asks = events is not None and events.on_elicit is not None
+            sdk_timeout = timeout + (live.mid_call.timeout_s if asks else 0.0)
             assert live.client is not None
             started = time.monotonic()
-            try:
-                with anyio.fail_after(timeout + CALL_GRACE_S):
-                    result = await live.client.call_tool(tool, arguments, read_timeout_seconds=timeout)
-                return _scrub_result(result, live.scrub) if live.spec.secret_values else result
-            except MCPError as exc:
-                if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
-                    raise errors.ServerTimeoutError(
-                        live.spec.name,
-                        f"{tool} did not answer within {timeout:g} s. It may still be running on the "
-                        "server, so it was not retried.",
-                    ) from exc
-                if exc.code == types.CONNECTION_CLOSED and live.done.is_set():
+            with live.mid_call.watching(events, timeout) as watch:
+                clock = watch.clock if watch is not None else anyio.CancelScope()
+                hear = watch.progress if watch is not None and watch.events.on_progress else None
+                try:
+                    with anyio.fail_after(sdk_timeout + CALL_GRACE_S):
+                        with clock:
+                            result = await live.client.call_tool(
+                                tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
+                            )
+                except MCPError as exc:
+                    if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
+                        raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout)) from exc
+                    if exc.code == types.CONNECTION_CLOSED and live.done.is_set():
+                        self._retire(connection_id, live)
+                        raise errors.ServerCrashedError(
+                            live.spec.name,
+                            f"{stopped(live.facts())} while running {tool}. It was not retried because it "
+                            "may have run; the next request starts a new session.",
+                        ) from exc
+                    text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
+                    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+                except Exception as exc:
                     self._retire(connection_id, live)
-                    raise errors.ServerCrashedError(
-                        live.spec.name,
-                        f"{stopped(live.facts())} while running {tool}. It was not retried because it may "
-                        "have run; the next request starts a new session.",
-                    ) from exc
-                text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
-                return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
-            except Exception as exc:
-                self._retire(connection_id, live)
-                raise call_error(exc, live.facts(), tool, timeout) from exc
+                    raise call_error(exc, live.facts(), tool, timeout) from exc
+            if clock.cancelled_caught:  # its own time ran out (questions' waits not counted)
+                raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout))
+            return _scrub_result(result, live.scrub) if live.spec.secret_values else result
 
     async def list_tools(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> ToolListing:
         """Every page of ``tools/list``; malformed tools are dropped and reported, not fatal.
@@ -294,7 +312,7 @@ class ConnectionPool:
             return live
 
     async def _open(self, spec: SessionSpec) -> _Live:
-        live = _Live(spec)
+        live = _Live(spec, self._elicitation_timeout_s)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         live.task = asyncio.create_task(self._own(live, ready), name=f"mcp:{spec.name}")
         self._tasks.add(live.task)
@@ -330,6 +348,7 @@ class ConnectionPool:
                         read_timeout_seconds=max(spec.call_timeout_s, spec.connect_timeout_s),
                         mode=spec.protocol_mode,
                         message_handler=functools.partial(self._on_message, live),
+                        elicitation_callback=live.mid_call.elicit,
                         client_info=CLIENT_INFO,
                     )
                     await stack.enter_async_context(client)
@@ -421,6 +440,13 @@ class ConnectionPool:
                 if live.in_flight == 0 and now - live.last_used > self._idle_timeout_s:
                     logger.info("closing %s after %.0f s idle", live.spec.name, now - live.last_used)
                     self._retire(key, live)
+
+
+def _timed_out(tool: str, timeout: float) -> str:
+    return (
+        f"{tool} did not answer within {timeout:g} s. It may still be running on the server, "
+        "so it was not retried."
+    )
 
 
 @asynccontextmanager

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
+from mcp_core.call_events import CallEvents
 from mcp_core.connection_config import ConnectionConfig
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
@@ -337,9 +338,16 @@ class ToolRegistry:
         return list((await self._catalog(team_id, user_id)).entries.values())
 
     async def call(
-        self, team_id: str, user_id: str, tool: str, arguments: dict[str, Any] | None
+        self,
+        team_id: str,
+        user_id: str,
+        tool: str,
+        arguments: dict[str, Any] | None,
+        *,
+        events: CallEvents | None = None,
     ) -> ToolResult:
-        """Call a catalog tool for this user.
+        """Call a catalog tool for this user; ``events`` hears the server's progress and
+        questions during this call (``mcp_core.call_events``).
 
         Raises:
             UnknownToolError: not in this user's catalog (a tool they switched off is not).
@@ -360,7 +368,9 @@ class ToolRegistry:
             opener = self._call_openers[connection_id] = self._opener(team_id, user_id, connection_id)
         started = time.perf_counter()
         try:
-            result = await self._pool.call_tool(connection_id, opener, entry.tool.name, arguments)
+            result = await self._pool.call_tool(
+                connection_id, opener, entry.tool.name, arguments, events=events
+            )
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         except asyncio.CancelledError:  # the person stopped the turn; the server was told

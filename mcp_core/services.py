@@ -124,6 +124,7 @@ async def build_services(
     pool = ConnectionPool(
         idle_timeout_s=settings.mcp_idle_timeout_s,
         max_sessions=settings.mcp_max_sessions,
+        elicitation_timeout_s=settings.elicitation_timeout_s,
         sandbox=StdioSandbox.from_settings(settings),
         open_transport=open_transport,
     )

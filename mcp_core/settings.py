@@ -25,6 +25,8 @@ MAX_AGENT_STEPS = 8
 """Model rounds per turn before the model must answer with what it has."""
 APPROVAL_TIMEOUT_S = 10 * 60.0
 """How long an Approve/Deny question waits; no answer counts as Deny."""
+ELICITATION_TIMEOUT_S = 5 * 60.0
+"""How long a server's question (elicitation) waits for the person; no answer is a cancel."""
 MAX_AGENT_TOOLS = 128
 """Tools one model request offers at most: OpenAI refuses more than 128 (HTTP 400)."""
 TOOL_PRESELECT_ABOVE = 40
@@ -109,6 +111,7 @@ class Settings(BaseSettings):
     openai_timeout_s: float = Field(default=LLM_TIMEOUT_S, gt=0)
     agent_max_steps: int = Field(default=MAX_AGENT_STEPS, ge=1, le=50)
     agent_approval_timeout_s: float = Field(default=APPROVAL_TIMEOUT_S, gt=0)
+    elicitation_timeout_s: float = Field(default=ELICITATION_TIMEOUT_S, gt=0)
     agent_max_tools: int = Field(default=MAX_AGENT_TOOLS, ge=2, description="tools per model request")
     agent_tool_preselect_above: int = Field(default=TOOL_PRESELECT_ABOVE, ge=2)
     agent_history_messages: int = Field(default=HISTORY_MESSAGES, ge=1, le=200)

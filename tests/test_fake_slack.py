@@ -284,3 +284,46 @@ def test_waiting_for_a_missing_call_fails_with_what_was_received(fake: FakeSlack
     urllib.request.urlopen(urllib.request.Request(fake.response_url(), data=b"{}"), timeout=5).close()
     with pytest.raises(AssertionError, match=r"chat\.postMessage.*\['/respond/x'\]"):
         fake.wait_for("chat.postMessage", timeout_s=0.1)
+
+
+INPUT = {
+    "type": "input",
+    "block_id": "b",
+    "label": {"type": "plain_text", "text": "Name"},
+    "element": {"type": "plain_text_input", "action_id": "v"},
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("view", "message"),
+    [
+        ({**MODAL, "title": {"type": "plain_text", "text": "x" * 25}}, "at most 24 characters"),
+        ({**MODAL, "title": None} | {"title": {"type": "mrkdwn", "text": "t"}}, "/view/title"),
+        ({**MODAL, "blocks": [INPUT]}, "needs submit"),
+        ({**MODAL, "blocks": [INPUT, INPUT], "submit": {"type": "plain_text", "text": "Go"}}, "unique"),
+        ({**MODAL, "blocks": [{**INPUT, "label": {"type": "plain_text", "text": "l" * 2001}}]}, "/label"),
+        ({**MODAL, "private_metadata": "m" * 3001}, "/view/private_metadata"),
+    ],
+)
+async def test_views_open_refuses_a_view_slack_would_refuse(
+    fake: FakeSlack, client: AsyncWebClient, view: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(SlackApiError) as raised:
+        await client.views_open(trigger_id="t1", view=view)
+    assert raised.value.response["error"] == "invalid_arguments"
+    assert message in " ".join(raised.value.response["response_metadata"]["messages"])
+
+
+@pytest.mark.anyio
+async def test_views_open_needs_a_trigger_id_and_uses_it_once(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    with pytest.raises(SlackApiError) as missing:
+        await client.api_call("views.open", json={"view": MODAL})
+    await client.views_open(trigger_id="t1", view=MODAL)
+    with pytest.raises(SlackApiError) as again:
+        await client.views_open(trigger_id="t1", view=MODAL)
+
+    assert missing.value.response["error"] == "invalid_arguments"
+    assert again.value.response["error"] == "exchanged_trigger_id"

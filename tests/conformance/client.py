@@ -33,9 +33,10 @@ The client-credentials scenarios (``MACHINE_SCENARIOS``) connect a machine clien
 ``MCP_CONFORMANCE_CONTEXT`` go into the connection's credential record, as an admin's form
 would put them, and the connection's config says ``grant: client_credentials``; no one signs in.
 
-Whatever the bot cannot do yet, this client does not do either: elicitation is declined
-because the pool's sessions advertise no elicitation capability (issue 14). Those scenarios
-are in the baselines, each with its reason.
+A server's question mid-call (elicitation) is answered as the person would answer the bot's
+modal without changing it: Submit, with each field's default (``submit_defaults``), through
+the same ``CallEvents`` the Slack surface passes. Whatever the bot cannot do yet, this client
+does not do either; those scenarios are in the baselines, each with its reason.
 
 Protocol mode (the connection's ``protocol_mode`` setting): ``auto`` (the default of a new
 connection, which reaches 2026-07-28) when the harness asks for 2026-07-28, else ``legacy``
@@ -84,9 +85,11 @@ from urllib.parse import parse_qsl, urlsplit  # noqa: E402
 import httpx2  # noqa: E402
 
 from mcp_core import errors  # noqa: E402
+from mcp_core.call_events import CallEvents  # noqa: E402
 from mcp_core.connection_service import ConnectionService  # noqa: E402
 from mcp_core.connections import ConnectionPool  # noqa: E402
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend  # noqa: E402
+from mcp_core.elicitation import ElicitAnswer, ElicitRequest, FormRequest, UrlRequest  # noqa: E402
 from mcp_core.models import NewConnection  # noqa: E402
 from mcp_core.oauth import GrantStore, OAuthFlows, PreRegisteredClient  # noqa: E402
 from mcp_core.registry import ToolRegistry  # noqa: E402
@@ -127,6 +130,22 @@ TOOL_CALLS: dict[str, list[tuple[str, dict[str, Any]]]] = {
 }
 """The tool calls each scenario expects (others: ``MCP_CONFORMANCE_CONTEXT``'s ``toolCalls``,
 or every tool the server lists, called with no arguments)."""
+
+
+async def submit_defaults(request: ElicitRequest) -> ElicitAnswer:
+    """The person submits the modal as the bot prefilled it (each field's default), or, for a
+    link, sees it; a refused question is only told."""
+    if isinstance(request, FormRequest):
+        content = {f.name: f.default for f in request.fields if f.default is not None}
+        print(f"question from {request.server}: submitting defaults {content}", file=sys.stderr)
+        return ElicitAnswer("accept", content)
+    if isinstance(request, UrlRequest):
+        return ElicitAnswer("accept")
+    print(f"question refused: {request.why}", file=sys.stderr)
+    return ElicitAnswer("decline")
+
+
+EVENTS = CallEvents(on_elicit=submit_defaults, surface="conformance")
 
 
 def protocol_mode(scenario: str, version: str | None) -> str:
@@ -266,7 +285,7 @@ async def _exercise(
             failed += 1
             continue
         try:
-            result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments)
+            result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments, events=EVENTS)
         except errors.SignInRequiredError as exc:  # step-up: the person signs in again, asks again
             if sign_ins >= MAX_SIGN_INS:
                 print(f"{tool}: still asks for a sign-in after {sign_ins}; giving up", file=sys.stderr)
@@ -276,7 +295,7 @@ async def _exercise(
             print(f"{tool}: sign-in {sign_ins} (scope {exc.scope})", file=sys.stderr)
             try:
                 await connections.complete_sign_in(await browse(exc.authorize_url))
-                result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments)
+                result = await registry.call(TEAM_ID, USER_ID, by_tool[tool], arguments, events=EVENTS)
             except errors.McpCoreError as again:
                 print(f"{tool}: {type(again).__name__}: {again}", file=sys.stderr)
                 failed += 1

@@ -67,6 +67,9 @@ __all__ = [
     "sign",
     "slash_command",
     "slash_command_body",
+    "view_closed",
+    "view_closed_body",
+    "view_problems",
     "view_submission",
     "view_submission_body",
 ]
@@ -124,6 +127,8 @@ class FakeSlack:
         self._cond = threading.Condition()
         self._sockets: list[web.WebSocketResponse] = []
         self._counter = itertools.count(1)
+        self.used_triggers: set[str] = set()
+        """trigger_ids a views.open/push already used: Slack's are single-use."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -209,11 +214,28 @@ class FakeSlack:
             payload = refusal
         elif api and (problems := block_problems(record["method"], body)):
             payload = {"ok": False, "error": "invalid_blocks", "errors": problems}
+        elif api and (refusal := self._view_refusal(record["method"], body)):
+            payload = refusal
         elif api and (override := self.overrides.get(record["method"])):
             status, headers, payload = override(body)
         elif api:
             payload, headers = self._canned(record["method"], body)
         return web.json_response(payload, status=status, headers=headers)
+
+    def _view_refusal(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """views.open/push as Slack checks them: a trigger_id (single use) and a well-formed view."""
+        if method not in ("views.open", "views.push"):
+            return None
+        trigger = body.get("trigger_id")
+        if not isinstance(trigger, str) or not trigger:
+            messages = ["[ERROR] missing required field: trigger_id"]
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": messages}}
+        if trigger in self.used_triggers:
+            return {"ok": False, "error": "exchanged_trigger_id"}
+        if problems := view_problems(body.get("view")):
+            return {"ok": False, "error": "invalid_arguments", "response_metadata": {"messages": problems}}
+        self.used_triggers.add(trigger)
+        return None
 
     def _scope_refusal(self, method: str) -> dict[str, Any] | None:
         needed = METHOD_SCOPES.get(method)
@@ -494,6 +516,66 @@ def block_problems(method: str, body: dict[str, Any]) -> list[str]:
     return problems
 
 
+VIEW_TEXT_LIMITS = {"title": 24, "submit": 24, "close": 24}
+INPUT_TEXT_LIMITS = {"label": 2000, "hint": 2000}
+
+
+def view_problems(view: Any) -> list[str]:
+    """What Slack's views.open/push would refuse in ``view`` (``invalid_arguments``), in its
+    message style; empty when the view is valid. From Slack's view and input block references:
+    a modal needs a plain_text title of at most 24 characters (submit and close too), a submit
+    when it has inputs, at most 3,000 characters of private_metadata and 255 of callback_id,
+    unique block_ids, and each input block a label (at most 2,000) and an element."""
+    if not isinstance(view, dict):
+        return ["[ERROR] missing required field: view"]
+    if view.get("type") != "modal":
+        return ["[ERROR] must be one of [modal] [json-pointer:/view/type]"]
+    problems = []
+    for key, limit in VIEW_TEXT_LIMITS.items():
+        text = view.get(key)
+        if key == "title" and text is None:
+            problems.append("[ERROR] missing required field: title [json-pointer:/view/title]")
+        elif text is not None and not _plain_text(text, limit):
+            problems.append(
+                f"[ERROR] must be plain_text of at most {limit} characters [json-pointer:/view/{key}]"
+            )
+    if len(str(view.get("private_metadata") or "")) > 3000:
+        problems.append("[ERROR] must be less than 3001 characters [json-pointer:/view/private_metadata]")
+    if len(str(view.get("callback_id") or "")) > 255:
+        problems.append("[ERROR] must be less than 256 characters [json-pointer:/view/callback_id]")
+    blocks = view.get("blocks")
+    if not isinstance(blocks, list) or not blocks:
+        return [*problems, "[ERROR] must provide at least 1 item [json-pointer:/view/blocks]"]
+    ids = [b.get("block_id") for b in blocks if isinstance(b, dict) and b.get("block_id")]
+    if len(ids) != len(set(ids)):
+        problems.append("[ERROR] block_id must be unique [json-pointer:/view/blocks]")
+    inputs = [(n, b) for n, b in enumerate(blocks) if isinstance(b, dict) and b.get("type") == "input"]
+    if inputs and view.get("submit") is None:
+        problems.append("[ERROR] a view with input blocks needs submit [json-pointer:/view/submit]")
+    for n, block in inputs:
+        for key, limit in INPUT_TEXT_LIMITS.items():
+            text = block.get(key)
+            if (key == "label" or text is not None) and not _plain_text(text, limit):
+                at = f"/view/blocks/{n}/{key}"
+                problems.append(
+                    f"[ERROR] must be plain_text of at most {limit} characters [json-pointer:{at}]"
+                )
+        if not isinstance(block.get("element"), dict):
+            problems.append(
+                f"[ERROR] missing required field: element [json-pointer:/view/blocks/{n}/element]"
+            )
+    return problems
+
+
+def _plain_text(text: Any, limit: int) -> bool:
+    return (
+        isinstance(text, dict)
+        and text.get("type") == "plain_text"
+        and isinstance(text.get("text"), str)
+        and 0 < len(text["text"]) <= limit
+    )
+
+
 def _parse_body(text: str, content_type: str, query: dict[str, str]) -> dict[str, Any]:
     body: dict[str, Any] = dict(query)
     if text and content_type == JSON:
@@ -683,6 +765,24 @@ def view_submission(
         "is_enterprise_install": False,
         "enterprise": None,
     }
+
+
+def view_closed(
+    callback_id: str, *, user_id: str, team_id: str, private_metadata: str = ""
+) -> dict[str, Any]:
+    """A modal closed with its Close button (sent only for views with ``notify_on_close``)."""
+    submitted = view_submission(
+        callback_id, {}, user_id=user_id, team_id=team_id, private_metadata=private_metadata
+    )
+    submitted["view"]["notify_on_close"] = True
+    return {"type": "view_closed", "is_cleared": False} | {
+        k: v for k, v in submitted.items() if k not in ("type", "trigger_id", "response_urls")
+    }
+
+
+def view_closed_body(callback_id: str, **kwargs: Any) -> str:
+    """`view_closed(...)` as Slack POSTs it: `payload=<urlencoded JSON>`."""
+    return urlencode({"payload": json.dumps(view_closed(callback_id, **kwargs))})
 
 
 def view_submission_body(callback_id: str, state_values: dict[str, dict[str, Any]], **kwargs: Any) -> str:

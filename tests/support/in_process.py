@@ -4,7 +4,7 @@
     pool = ConnectionPool(open_transport=servers)
     await call(pool, toy_spec("--pagesize", "3"), "echo", text="hi")   # no child process
 
-A spec that would run tests/servers/toy.py or tests/servers/leaky.py over stdio is served by
+A spec that would run tests/servers/toy.py, leaky.py or asking.py over stdio is served by
 the same server object (``build_server``) built here, over the SDK's memory streams: the
 same JSON-RPC messages, the same handshake eras, without the 0.5–1 s a Python child needs to
 start. Any other spec (HTTP, npm servers, hang.py) goes to the real transport, so one pool
@@ -38,16 +38,17 @@ from mcp.shared.memory import create_client_server_memory_streams
 
 from mcp_core._transports import OpenTransport, TransportEvents, open_transport
 from mcp_core.models import SessionSpec
-from tests.servers import leaky, toy
+from tests.servers import asking, leaky, toy
 from tests.support.servers import TOY
 
 __all__ = ["InProcessServers"]
 
 LEAKY = Path(leaky.__file__).resolve()
+ASKING = Path(asking.__file__).resolve()
 
 
 class InProcessServers:
-    """An ``OpenTransport`` that serves toy.py and leaky.py specs in-process (see the module
+    """An ``OpenTransport`` that serves toy.py, leaky.py and asking.py specs in-process (see the module
     docstring); every other spec goes to ``fallback`` (the real transports by default)."""
 
     def __init__(self, fallback: OpenTransport = open_transport) -> None:
@@ -66,6 +67,8 @@ class InProcessServers:
             return self._serve(lambda: _toy(spec.args[1:], spec.env))
         if script == LEAKY:
             return self._serve(leaky.build_server)
+        if script == ASKING:
+            return self._serve(asking.build_server)
         return self._fallback(spec, events)
 
     def reached_event(self, text: str) -> anyio.Event:

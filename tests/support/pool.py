@@ -209,9 +209,10 @@ class Pools:
         idle_timeout_s: float = 60.0,
         max_sessions: int = 10,
         open_transport: OpenTransport | None = None,
+        **options: Any,
     ) -> ConnectionPool:
         pool = ConnectionPool(
-            idle_timeout_s=idle_timeout_s, max_sessions=max_sessions, open_transport=open_transport
+            idle_timeout_s=idle_timeout_s, max_sessions=max_sessions, open_transport=open_transport, **options
         )
         self._made.append(pool)
         return pool
