@@ -11,9 +11,9 @@ for ``AsyncOpenAI`` whose ``chat.completions.create`` hands back canned completi
 tool call, then the answer), and Slack is a stand-in Web API client behind the real
 ``bot.replies.Thread``.
 
-``bot.chat``'s turn is a closure inside its Bolt listener, so this drives the same steps in
-the same order with ``bot.chat``'s own helpers (``_thread_history``, ``_ProgressBoard``),
-not Bolt's dispatch (``bench/slack_ack.py`` measures that edge).
+The turn is ``bot.chat.answer_in_thread``, the very code a mention runs, without Bolt's
+dispatch (``bench/slack_ack.py`` measures that edge), shown by editing one progress message
+(the display ``SLACK_STREAMING=false`` and every streaming fallback use).
 
 Measured per turn: wall time, minus the time spent inside the model stand-in, inside the
 Slack stand-in and inside ``ConnectionPool.call_tool`` (the tool: the SDK session and the

@@ -25,7 +25,6 @@ start and end (rate-limited), replaced by the answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import time
@@ -33,6 +32,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ActionsBlock, Block, ButtonElement
 from slack_sdk.web.async_chat_stream import AsyncChatStream
@@ -107,15 +107,26 @@ class SlackSurfaces:
     def allows(self, team_id: str, method: str) -> bool:
         return (team_id, method) not in self._refused
 
-    def refused(self, team_id: str, method: str, exc: SlackApiError) -> bool:
+    def refused(self, team_id: str, method: str, exc: Exception) -> bool:
         """Note ``exc`` from ``method``; True when it says the workspace will never do it."""
-        error = str(exc.response.get("error"))
+        error = slack_error(exc)
         if error not in REFUSALS:
             return False
         if (team_id, method) not in self._refused:
             logger.info("%s refused in team %s (%s): not used there again", method, team_id, error)
         self._refused.add((team_id, method))
         return True
+
+
+SLACK_FAILURES = (SlackApiError, aiohttp.ClientError, TimeoutError)
+"""What a Web API call raises when Slack refuses it or cannot be reached in time."""
+
+
+def slack_error(exc: Exception) -> str:
+    """Slack's error code (``unknown_method``…), or the kind of network failure."""
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error"))
+    return type(exc).__name__
 
 
 class _Board:
@@ -224,9 +235,9 @@ class StatusLine:
             await self._thread.client.assistant_threads_setStatus(
                 channel_id=self._thread.channel, thread_ts=self._thread.thread, status=status
             )
-        except SlackApiError as exc:
+        except SLACK_FAILURES as exc:
             if not self._surfaces.refused(self._team, "assistant.threads.setStatus", exc):
-                logger.info("could not set the thread status: %s", exc.response.get("error"))
+                logger.info("could not set the thread status: %s", slack_error(exc))
 
     async def set_session(self, status: str) -> None:
         """The agent session's state: ``processing`` shows Slack's Stop button."""
@@ -240,9 +251,9 @@ class StatusLine:
                 initiator_user_id=self._asker,
             )
             self.session = status
-        except SlackApiError as exc:
+        except SLACK_FAILURES as exc:
             if not self._surfaces.refused(self._team, "agents.sessions.setStatus", exc):
-                logger.info("could not set the agent session: %s", exc.response.get("error"))
+                logger.info("could not set the agent session: %s", slack_error(exc))
 
     async def refresh(self) -> None:
         """Shown again before Slack clears it (two minutes without a message)."""
@@ -428,7 +439,7 @@ class StreamedDisplay:
                 chunks = [self._task_chunk(p) for p in self._tasks.values() if p.state == "running"] or None
         try:
             await self._stream.append(markdown_text=markdown, chunks=chunks)
-        except SlackApiError as exc:
+        except SLACK_FAILURES as exc:
             await self._broken("chat.appendStream" if self._stream.ts else "chat.startStream", exc)
             return False
         return True
@@ -441,7 +452,7 @@ class StreamedDisplay:
         chars, self._chars = self._chars, 0
         try:
             await stream.stop(session_status=session_status, blocks=blocks or None)
-        except SlackApiError as exc:
+        except SLACK_FAILURES as exc:
             self._stream, self._chars = stream, chars
             await self._broken("chat.stopStream" if stream.ts else "chat.startStream", exc)
             return False
@@ -449,10 +460,10 @@ class StreamedDisplay:
             self.status.session = session_status
         return True
 
-    async def _broken(self, method: str, exc: SlackApiError) -> None:
+    async def _broken(self, method: str, exc: Exception) -> None:
         """A stream Slack would not start or keep: the turn goes on by edits, on the stream's
         own message when it had one."""
-        error = exc.response.get("error")
+        error = slack_error(exc)
         stream, self._stream = self._stream, None
         ts = stream.ts if stream is not None else None
         if ts is None:
@@ -491,8 +502,7 @@ class StreamedDisplay:
             async with self._lock:
                 if self._fallback is not None:
                     return
-                with contextlib.suppress(SlackApiError):  # best effort: the turn goes on
-                    await self.status.refresh()
+                await self.status.refresh()  # best effort: it never raises
                 running = [self._task_chunk(p) for p in self._tasks.values() if p.state == "running"]
                 if running and self._stream is not None:
                     await self._send(chunks=running)

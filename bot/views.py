@@ -8,6 +8,7 @@ construction: texts are clipped and long lists are cut with a note.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -596,8 +597,8 @@ def task_update(task_id: str, progress: ToolProgress, redact: Callable[[str], st
     server last said of its progress) → complete with a short output, or error with why.
     Every text a server wrote is redacted, single-lined and cut (it is hostile)."""
 
-    def short(text: str) -> str:
-        return clip(" ".join(defused(redact(text)).split()), TASK_TEXT_CHARS)
+    def short(text: str) -> str:  # no mention of anyone or any channel from a server either
+        return clip(" ".join(re.sub(r"<([@!#])", "<\u200b\\1", redact(text)).split()), TASK_TEXT_CHARS)
 
     chunk: dict[str, Any] = {
         "type": "task_update",

@@ -296,3 +296,43 @@ async def test_a_servers_progress_updates_its_calls_line(
         f"`{connection}__index` … 1 of 2 — indexing &lt;@U0EVIL&gt; part 1" in line for line in lines
     ), lines
     assert the_tool_said(bot) == "indexed"
+
+
+# --- on the streamed display (the default) -----------------------------------------------------
+
+
+async def test_a_question_ends_the_streamed_message_and_the_answer_streams_after_it(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    event = mention("plan my trip")
+    async with asking_bot(tmp_path, fake, slack_streaming=True) as bot:
+        bot.llm.call_tools(("asking__ask", {"form": "trip"}), content="Asking the server. ")
+        bot.llm.reply("Booked your trip.")
+        await bot.slack.event(event)
+        question_id, _ = await open_form(bot, fake)
+        [before] = fake.ai.streams.values()
+        assert before.state == "stopped"  # ended before the question was posted
+        assert fake.ai.sessions[("C_TEST", event["ts"])].status == "suspended"
+        await submit(bot, question_id, TRIP_STATE)
+        await turn_done(bot)
+
+    first, second = fake.ai.streams.values()
+    assert first.text == "Asking the server. "
+    assert second.text == "Booked your trip."
+    session = fake.ai.sessions[("C_TEST", event["ts"])]
+    assert session.history == ["processing", "suspended", "processing", "closed"]
+    assert the_tool_said(bot) == "accept"
+
+
+async def test_a_servers_progress_shows_on_its_task_card(tmp_path: Path, fake: FakeSlack) -> None:
+    async with asking_bot(tmp_path, fake, slack_streaming=True) as bot:
+        bot.llm.call_tools(("asking__index", {"steps": 2}))
+        bot.llm.reply("Indexed.")
+        await bot.slack.event(mention("index it"))
+        await turn_done(bot)
+
+    [stream] = fake.ai.streams.values()
+    details = [c.get("details", "") for c in stream.chunks if c["type"] == "task_update"]
+    assert any(d.startswith("1 of 2 — indexing") for d in details), details
+    assert not any("<@U0EVIL>" in d for d in details)  # a server's mention is defused or dropped
+    assert list(stream.tasks().values())[-1]["status"] == "complete"

@@ -53,6 +53,7 @@ def test_the_manifest_declares_mcp_the_home_tab_events_and_minimal_scopes(manife
         "channels:history",
         "groups:history",
         "mpim:history",
+        "files:write",
         "assistant:write",
     }
 
