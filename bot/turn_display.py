@@ -129,15 +129,30 @@ def slack_error(exc: Exception) -> str:
     return type(exc).__name__
 
 
+ENDED = frozenset({"done", "failed", "denied", "stopped"})
+
+
+def late(known: ToolProgress | None, progress: ToolProgress) -> bool:
+    """A server's progress note that arrives after its call ended (notifications race the
+    result): the card or line keeps saying how the call ended."""
+    return known is not None and known.state in ENDED and progress.state not in ENDED
+
+
 class _Board:
     """One line per tool call, updated in place as calls start and end."""
 
     def __init__(self) -> None:
         self._lines: dict[int, str] = {}
+        self._progress: dict[int, ToolProgress] = {}
         self._shown_at = -math.inf
 
-    def note(self, progress: ToolProgress) -> None:
+    def note(self, progress: ToolProgress) -> bool:
+        """Take ``progress`` in; False when it came too late to show."""
+        if late(self._progress.get(id(progress.call)), progress):
+            return False
+        self._progress[id(progress.call)] = progress
         self._lines[id(progress.call)] = texts.tool_line(progress)
+        return True
 
     def due(self) -> bool:
         return time.monotonic() - self._shown_at >= PROGRESS_EDIT_INTERVAL_S
@@ -176,7 +191,8 @@ class EditedDisplay:
         """Words are shown with the answer, at the end (an edit per word would hit rate limits)."""
 
     async def progress(self, progress: ToolProgress) -> None:
-        self._board.note(progress)
+        if not self._board.note(progress):
+            return
         if progress.state == "running" or self._board.due():
             await self._show()
 
@@ -321,6 +337,8 @@ class StreamedDisplay:
 
     async def _progress(self, progress: ToolProgress) -> None:
         key = id(progress.call)
+        if late(self._tasks.get(key), progress):
+            return
         self._tasks[key] = progress
         if progress.state == "pending":
             self._settled = 0  # the words before a call end a round; the answer comes after
