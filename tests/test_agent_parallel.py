@@ -186,7 +186,9 @@ async def test_results_go_back_in_the_models_order_though_a_later_call_finished_
     second = llm.requests[1]
     assert [call_id for call_id, _ in tool_messages(second)] == call_ids(second)
     assert [content for _, content in tool_messages(second)] == ["met 2", "rested", "met 2"]
-    assert finished[0] == "ov__snooze"  # it ended while the pair still waited for each other
+    # With two at a time the pair can only meet once the snooze made room: it ended first on
+    # the server; the order the progress callbacks ran in is not asserted (it races the room).
+    assert sorted(finished) == ["ov__meet", "ov__meet", "ov__snooze"]
     assert [p.call.name for p in reply.calls] == ["ov__meet", "ov__snooze", "ov__meet"]
 
 

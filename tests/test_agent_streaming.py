@@ -151,13 +151,24 @@ async def test_stop_cancels_the_call_in_flight_tells_its_server_and_says_how_far
 
     async def on_progress(progress: ToolProgress) -> None:
         seen.append((progress.call.name, progress.state))
-        if ("ov__snooze", "done") in seen and ("ov__hold", "running") in seen:
-            stop.set()
+
+    async def stop_once_the_server_holds() -> None:
+        """ "running" is said before the request is sent: stop once the server has it, so there
+        is a request in flight to cancel (each look is a call: 0.4 s apart, under the limit)."""
+
+        async def holding() -> bool:
+            return (await services.registry.call(TEAM, USER, "ov__holds", {})).text == "1"
+
+        while ("ov__snooze", "done") not in seen or not await holding():  # noqa: ASYNC110
+            await anyio.sleep(0.4)
+        stop.set()
 
     with anyio.fail_after(TURN_S):
-        reply = await agent_for(llm).run(
-            QUESTION, catalog, as_user(services), on_progress=on_progress, on_text=Pieces(), stop=stop
-        )
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(stop_once_the_server_holds)
+            reply = await agent_for(llm).run(
+                QUESTION, catalog, as_user(services), on_progress=on_progress, on_text=Pieces(), stop=stop
+            )
 
     assert reply.stopped
     assert reply.text == "Stopped — ran 1 of 2 tools."

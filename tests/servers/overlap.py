@@ -78,12 +78,13 @@ def build_server() -> MCPServer:
         await anyio.sleep(seconds)
         return "rested"
 
-    cancelled = 0
+    cancelled = held = 0
 
     @mcp.tool(annotations=READ_ONLY, structured_output=False)
     async def hold(seconds: float) -> str:
         """Sleep for `seconds`, then answer "held"; a cancelled call is counted."""
-        nonlocal cancelled
+        nonlocal cancelled, held
+        held += 1
         try:
             await anyio.sleep(seconds)
         except anyio.get_cancelled_exc_class():
@@ -95,6 +96,11 @@ def build_server() -> MCPServer:
     async def cancellations() -> str:
         """How many `hold` calls the client cancelled."""
         return str(cancelled)
+
+    @mcp.tool(annotations=READ_ONLY, structured_output=False)
+    async def holds() -> str:
+        """How many `hold` calls reached this server."""
+        return str(held)
 
     return mcp
 
