@@ -31,13 +31,16 @@ import logging
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+from mcp_core.agent import ToolProgress
 from mcp_core.errors import McpCoreError, StoreError, TurnTakenOverError
 from mcp_core.store._turns import TurnCall, TurnRow, TurnStore
 
 __all__ = ["TurnCall", "TurnJournal", "TurnRow", "process_owner"]
+
+Show = Callable[[ToolProgress], Awaitable[None]]
 
 logger = logging.getLogger(__name__)
 
@@ -187,6 +190,40 @@ class TurnJournal:
                 await self._store.save([turn], owner=self.owner, lease_until=now, now=now)
         except McpCoreError as exc:
             logger.warning("could not release turn %s (%s); its lease will run out", turn_id, exc)
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, turn_id: str, team_id: str, user_id: str, channel_id: str, thread_ts: str
+    ) -> AsyncIterator[None]:
+        """``begin`` … ``end`` around a turn that tells its thread how it ended; a turn cut
+        short (cancelled, or an error past the Slack side's own handling) is ``abandon``-ed."""
+        self.begin(turn_id, team_id, user_id, channel_id, thread_ts)
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(self.abandon(turn_id))
+            raise
+        await self.end(turn_id)
+
+    def progress(self, turn_id: str, show: Show) -> Show:
+        """``show`` (the display's ``on_progress``) with each call journaled first: asked,
+        started (durably, before the call is sent: it raises as ``call_started`` does),
+        finished (``done``, ``failed``, ``denied``, ``stopped``)."""
+        numbers: dict[int, int] = {}
+
+        async def journaled(progress: ToolProgress) -> None:
+            index = numbers.setdefault(id(progress.call), len(numbers))
+            name = progress.call.name
+            if progress.state == "pending":
+                self.call_asked(turn_id, index, name)
+            elif progress.state == "running":
+                if progress.note is None:  # a note is news about a call already started
+                    await self.call_started(turn_id, index, name)
+            else:
+                self.call_finished(turn_id, index, name)
+            await show(progress)
+
+        return journaled
 
     @property
     def live(self) -> int:
