@@ -79,8 +79,13 @@ def create_app(
     home = Home(store, client)
     owned = OwnedConnection(store, replies, failures)
     failures.install(app)
+    turns = services.turns
     install_middleware(
-        app, store=store, responses=responses or SharedSession(), signed=signing_secret is not None
+        app,
+        store=store,
+        responses=responses or SharedSession(),
+        signed=signing_secret is not None,
+        draining=(lambda: turns.draining) if turns is not None else (lambda: False),
     )
     open_connect = register_connect(
         app,

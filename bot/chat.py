@@ -33,6 +33,7 @@ from mcp_core import errors
 from mcp_core.agent import ToolCall, approval_rule
 from mcp_core.models import ToolResult
 from mcp_core.services import Services
+from mcp_core.turn_journal import TurnJournal
 
 __all__ = ["answer_in_thread", "register_chat"]
 
@@ -95,7 +96,9 @@ def register_chat(
             return
         try:
             with registry.limits.turn(team_id, user_id), turns.running(team_id, user_id, *thread_of) as turn:
-                await answer_in_thread(
+                await journaled_answer(
+                    services.turns,
+                    turn,
                     services,
                     desk,
                     thread,
@@ -103,7 +106,6 @@ def register_chat(
                     user_id,
                     event,
                     context,
-                    turn=turn,
                     surfaces=surfaces,
                     questions=questions,
                 )
@@ -138,6 +140,10 @@ async def answer_in_thread(
     turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
     redact = registry.redactor(team_id, user_id)
     display = _display(thread, team_id, user_id, turn, surfaces, redact)
+    journal = services.turns if turn is not None else None  # bot.takeover closes it if we die
+    on_progress = display.progress if journal is None else journal.progress(turn_id, display.progress)
+    if journal is not None:
+        display.on_message = functools.partial(journal.own_message, turn_id)
     await display.begin()
     others_wrote = False
     allowed_now: set[str] = set()
@@ -145,9 +151,13 @@ async def answer_in_thread(
     async def ask(call: ToolCall) -> bool | str:
         asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now)
         await display.pause()
+        if journal is not None:
+            journal.waiting(turn_id)
         try:
             return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
         finally:
+            if journal is not None:
+                journal.running(turn_id)
             await display.resume()
 
     async def call_tool(call: ToolCall) -> ToolResult:
@@ -172,7 +182,7 @@ async def answer_in_thread(
             history,
             await registry.catalog(team_id, user_id),
             call_tool,
-            on_progress=display.progress,
+            on_progress=on_progress,
             ask_approval=ask,
             approval=approval_rule(others_wrote=others_wrote, allowed_now=allowed_now),
             redact=redact,
@@ -190,6 +200,15 @@ async def answer_in_thread(
     sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
     await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins, feedback=turn_id)
     await post_rich_results(thread, reply.attachments)
+
+
+async def journaled_answer(journal: TurnJournal | None, turn: RunningTurn, *args: Any, **kwargs: Any) -> None:
+    """``answer_in_thread`` for ``turn``, in the turn journal from start to end."""
+    if journal is None:
+        await answer_in_thread(*args, turn=turn, **kwargs)
+        return
+    async with journal.turn(turn.id, turn.team_id, turn.user_id, turn.channel, turn.thread_ts):
+        await answer_in_thread(*args, turn=turn, **kwargs)
 
 
 def _display(

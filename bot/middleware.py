@@ -1,9 +1,10 @@
 """Bolt middleware: what every request passes through, and the owned-connection guard.
 
-Global: mark a request verified, drop Slack's retries of events already handled, send
-response_url replies over one shared HTTP session. Per listener: ``OwnedConnection`` puts
-the connection a button names into ``context["connection"]``, looked up only among the
-requester's own connections (the id in a button's value is whatever the sender wrote).
+Global: while the process drains (SIGTERM), refuse deliveries that would start a turn so
+Slack delivers them again elsewhere; mark a request verified, drop Slack's retries of events
+already handled, send response_url replies over one shared HTTP session. Per listener:
+``OwnedConnection`` puts the connection a button names into ``context["connection"]``, looked
+up only among the requester's own connections (the id in a button's value is whatever the sender wrote).
 """
 
 from __future__ import annotations
@@ -34,8 +35,35 @@ CONNECTION = "connection"
 Middleware = Callable[..., Awaitable[BoltResponse | None]]
 
 
-def install_middleware(app: AsyncApp, *, store: Store, responses: SharedSession, signed: bool) -> None:
-    """Add the global middleware; ``signed`` is False in Socket Mode (requests are not signed)."""
+TURN_EVENTS = frozenset({"app_mention", "message"})
+"""Events that may start an agent turn (``bot.chat``)."""
+DRAINING_STATUS = 503
+
+
+def install_middleware(
+    app: AsyncApp,
+    *,
+    store: Store,
+    responses: SharedSession,
+    signed: bool,
+    draining: Callable[[], bool] = lambda: False,
+) -> None:
+    """Add the global middleware; ``signed`` is False in Socket Mode (requests are not signed).
+    ``draining``: whether this process stopped taking new turns (``TurnJournal.draining``)."""
+
+    @app.middleware
+    async def refuse_turns_while_draining(body: dict[str, Any], next: Any) -> BoltResponse | None:
+        """A stopping process starts no turn. The delivery is answered 503 (HTTP mode), or
+        left unacknowledged (Socket Mode: Bolt acks only a 200), and Slack delivers it again —
+        to another process behind the load balancer or on another of the app's sockets — after
+        a short back-off (Events API: up to 3 retries, the first at once). First of all the
+        middleware, so the event id is not yet marked seen: the retry is not taken for a
+        duplicate. Clicks and commands pass: they end this process's own turns."""
+        event = body.get("event") if isinstance(body, dict) else None
+        if draining() and isinstance(event, dict) and event.get("type") in TURN_EVENTS:
+            logger.info("draining: refused a %s event for Slack to deliver elsewhere", event.get("type"))
+            return BoltResponse(status=DRAINING_STATUS, body="draining")
+        return await next()
 
     @app.middleware
     async def mark_verified(context: AsyncBoltContext, request: AsyncBoltRequest, next: Any) -> Any:

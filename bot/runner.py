@@ -18,7 +18,16 @@ after 1, 2, 4… up to 60 s. HTTP mode serves meanwhile (``/healthz`` says ``"sl
 connection the same way (``apps.connections.open`` with SLACK_APP_TOKEN, then the WebSocket).
 
 Stopping: SIGINT/SIGTERM cancel the task running the bot wherever it waits (connecting,
-retrying, serving), so the process exits within about a second in every state.
+retrying, serving), so the process exits within about a second in every state — once agent
+turns in progress had their chance: the first signal drains (``TurnJournal.drain``): no new
+turn starts (``bot.middleware`` answers their events 503, or leaves them unacknowledged in
+Socket Mode, so Slack delivers them again elsewhere), running turns get TURN_DRAIN_S to end,
+and those that did not are cancelled and released for another process's sweeper, or closed
+in their threads by this one on SQLite (``bot.takeover``). With no turn running it stops at
+once; a second signal stops it at once too.
+
+Interrupted turns: every process runs the turn journal's sweeper, which closes turns whose
+process died (their lease ran out, or their process on this host is gone) in their threads.
 
 Size (~420 lines): both modes' start-up, retry and shutdown orders are read side by side here;
 they share the token checks, the health state and the stop handling.
@@ -53,6 +62,7 @@ from bot.oauth_web import (
     redirect_problem,
     start_sign_in_listener,
 )
+from bot.takeover import interrupted_turns
 from mcp_core.errors import McpCoreError
 from mcp_core.oauth import default_redirect_url
 from mcp_core.services import Services, build_services
@@ -350,19 +360,39 @@ class _Stopper:
 
     def __init__(self) -> None:
         self.requested = False
+        self.drain: Callable[[], Awaitable[None]] | None = None
+        """Run before the task is cancelled (set once there are turns to drain)."""
+        self._draining: asyncio.Task[None] | None = None
         self._task = asyncio.current_task()
         self._loop = asyncio.get_running_loop()
         for sig in self.SIGNALS:
             self._loop.add_signal_handler(sig, self._stop, sig)
 
     def _stop(self, sig: signal.Signals) -> None:
+        assert self._task is not None
         if self.requested:
+            if self._draining is not None and not self._draining.done():
+                logger.info("%s: stopping now", sig.name)
+                self._draining.cancel()
+                self._task.cancel()
+                return
             logger.info("%s: already stopping", sig.name)
             return
         self.requested = True
         logger.info("%s: stopping", sig.name)
+        if self.drain is None:
+            self._task.cancel()
+            return
+        self._draining = self._loop.create_task(self._drain_then_stop(self.drain), name="drain")
+
+    async def _drain_then_stop(self, drain: Callable[[], Awaitable[None]]) -> None:
         assert self._task is not None
-        self._task.cancel()
+        try:
+            await drain()
+        except Exception:  # boundary: a failed drain must not keep the process up
+            logger.exception("draining the running turns failed")
+        finally:
+            self._task.cancel()
 
     def remove(self) -> None:
         for sig in self.SIGNALS:
@@ -378,7 +408,7 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
     """
     stopper = _Stopper()
     try:
-        await _run(settings, http=http, port=port, host=host)
+        await _run(settings, http=http, port=port, host=host, stopper=stopper)
     except asyncio.CancelledError:
         if not stopper.requested:
             raise
@@ -389,7 +419,9 @@ async def run_bot(settings: Settings, *, http: bool, port: int, host: str = "0.0
         stopper.remove()
 
 
-async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
+async def _run(
+    settings: Settings, *, http: bool, port: int, host: str, stopper: _Stopper | None = None
+) -> None:
     checks = slack_client(settings, retries=False)
     health = SlackHealth()
     background: list[asyncio.Task[None]] = []
@@ -411,6 +443,11 @@ async def _run(settings: Settings, *, http: bool, port: int, host: str) -> None:
         if settings.oauth_redirect_url and (problem := redirect_problem(settings.oauth_redirect_url)):
             logger.warning("OAuth sign-ins will fail: %s", problem)
         services = await build_services(settings, oauth_redirect_url=redirect)
+        if services.turns is not None:
+            turns = services.turns
+            turns.start_sweeping(interrupted_turns(slack_client(settings)))
+            if stopper is not None:
+                stopper.drain = lambda: turns.drain(settings.turn_drain_s)
         if http:
             web_app = http_app(services, cards, slack=health)
             runner = web.AppRunner(web_app, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT_S)

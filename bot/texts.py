@@ -419,3 +419,31 @@ def open_link_button(host: str) -> str:
 
 def link_shown_in_thread(server: str, asker: str) -> str:
     return f"🔗 *{server}* sent <@{asker}> a link to open; only they can see it."
+
+
+# -- turns interrupted by a restart (bot.takeover) ----------------------------------------------
+
+INTERRUPTED = "⚠️ Interrupted: I was restarted before I could finish this answer (see below)."
+"""What a dead turn's own messages (progress, streamed words) are edited into."""
+
+
+def interrupted(ran: Sequence[str], maybe: Sequence[str], not_run: Sequence[str], *, waiting: bool) -> str:
+    """The thread's message about a turn whose process died: what ran, what may have run (it was
+    sent, no answer came back), what did not; nothing is run again."""
+    opening = (
+        "I was restarted while waiting for an answer to my question, so the question expired"
+        if waiting
+        else "I was restarted while working on this"
+    )
+    parts = [
+        f"{_names(ran)} ran" if ran else "",
+        f"{_names(maybe)} may have run" if maybe else "",
+        f"{_names(not_run)} did not run" if not_run else "",
+    ]
+    said = "; ".join(p for p in parts if p)
+    return f"⚠️ {opening}{'; ' + said if said else ''} — nothing was run again. Ask again to continue."
+
+
+def _names(names: Sequence[str]) -> str:
+    quoted = [f"`{name[:80]}`" for name in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]

@@ -171,11 +171,19 @@ class EditedDisplay:
     """The progress message, edited as calls start and end, then replaced by the answer. With
     ``ts`` it takes over a message already in the thread (a stream that died)."""
 
-    def __init__(self, thread: Thread, stop_value: str | None, ts: str | None = None) -> None:
+    def __init__(
+        self,
+        thread: Thread,
+        stop_value: str | None,
+        ts: str | None = None,
+        on_message: Callable[[str], None] | None = None,
+    ) -> None:
         self._thread = thread
         self._stop_value = stop_value
         self._ts = ts
         self._board = _Board()
+        self.on_message = on_message
+        """Told the ts of the message this display posts (the turn journal owns it)."""
 
     @property
     def own_ts(self) -> str | None:
@@ -184,6 +192,8 @@ class EditedDisplay:
     async def begin(self) -> None:
         if self._ts is None:
             self._ts = await self._thread.post(*views.agent_working(texts.THINKING, self._stop_value))
+            if self.on_message is not None and self._ts:
+                self.on_message(self._ts)
         else:
             await self._show()
 
@@ -309,6 +319,9 @@ class StreamedDisplay:
         self._lock = asyncio.Lock()
         """One Slack call at a time: parallel calls' cards, words and the refresh share one
         stream, and slack_sdk's helper would start it twice."""
+        self.on_message: Callable[[str], None] | None = None
+        """Told the ts of each message this display starts (streams, the fallback's message)."""
+        self._told: set[str] = set()
 
     @property
     def own_ts(self) -> str | None:
@@ -460,7 +473,13 @@ class StreamedDisplay:
         except SLACK_FAILURES as exc:
             await self._broken("chat.appendStream" if self._stream.ts else "chat.startStream", exc)
             return False
+        self._tell(self._stream.ts)
         return True
+
+    def _tell(self, ts: str | None) -> None:
+        if ts and ts not in self._told and self.on_message is not None:
+            self._told.add(ts)
+            self.on_message(ts)
 
     async def _end(self, *, session_status: str | None = None, blocks: list[Block] | None = None) -> bool:
         """Stop the stream (its buffered words go with the stop); False when it could not be."""
@@ -474,6 +493,7 @@ class StreamedDisplay:
             self._stream, self._chars = stream, chars
             await self._broken("chat.stopStream" if stream.ts else "chat.startStream", exc)
             return False
+        self._tell(stream.ts)  # a stream whose first words went with its stop
         if session_status is not None:
             self.status.session = session_status
         return True
@@ -491,7 +511,7 @@ class StreamedDisplay:
 
     async def _fall_back(self, ts: str | None) -> None:
         self._stop_refreshing()
-        self._fallback = EditedDisplay(self._thread, self._stop_value, ts)
+        self._fallback = EditedDisplay(self._thread, self._stop_value, ts, self.on_message)
         for progress in self._tasks.values():
             self._fallback._board.note(progress)
         await self._fallback.begin()

@@ -9,7 +9,9 @@ what to do, and never contains a secret or a stack trace::
     ├── ConfigError                 settings that cannot work (bad URL, bad key list)
     ├── StoreError                  the database failed
     │   ├── DuplicateConnectionError    name already used by this user
-    │   └── ConnectionNotFoundError     no such connection for this user
+    │   ├── ConnectionNotFoundError     no such connection for this user
+    │   └── TurnTakenOverError          this process lost a turn to another one's sweeper
+    │                                   (its lease ran out): it must not send another call
     ├── CredentialError             stored credentials cannot be decrypted (wrong or retired
     │                               master key, tampered or misplaced record); names the connection
     │   └── CredentialBackendError      the secret store is down, slow, throttling or refusing
@@ -54,6 +56,7 @@ __all__ = [
     "StoreError",
     "ToolArgumentsError",
     "ToolError",
+    "TurnTakenOverError",
     "UnknownToolError",
 ]
 
@@ -68,6 +71,14 @@ class ConfigError(McpCoreError):
 
 class StoreError(McpCoreError):
     """The database could not complete an operation."""
+
+
+class TurnTakenOverError(StoreError):
+    """The turn's lease ran out (the database was unreachable too long, or the process was
+    frozen) and another process closed it in the thread; nothing more may run for it."""
+
+    def __init__(self) -> None:
+        super().__init__("This answer was interrupted and closed in the meantime. Ask again to continue.")
 
 
 class DuplicateConnectionError(StoreError):

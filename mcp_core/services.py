@@ -24,6 +24,8 @@ from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.settings import Settings
 from mcp_core.store import ConnectionChanges, Store, create_engine, migrate, watch_connection_changes
+from mcp_core.store._turns import TurnStore
+from mcp_core.turn_journal import TurnJournal
 from mcp_core.usage import UsageRecorder
 
 logger = logging.getLogger(__name__)
@@ -48,6 +50,9 @@ class Services:
     else None (a read-only test source)."""
     agent: Agent | None = None
     """The LLM agent; None without OPENAI_API_KEY (mentions and DMs then say so)."""
+    turns: TurnJournal | None = None
+    """The turns in progress, in the database, and the sweeper that closes other processes'
+    interrupted ones (started by the Slack side, which knows how to close them)."""
     changes: ConnectionChanges | None = None
     """Tells the registry about other processes' connection changes (its catalogs are cached
     until they change)."""
@@ -67,6 +72,8 @@ class Services:
         call twice."""
         if self.changes is not None:
             await self.changes.aclose()
+        if self.turns is not None:
+            await self.turns.aclose()
         await self.pool.aclose()
         await self.usage.aclose()
         await self.oauth.aclose()
@@ -159,6 +166,11 @@ async def build_services(
         oauth,
         credentials,
         agent,
+        TurnJournal(
+            TurnStore(engine),
+            lease_s=settings.turn_lease_s,
+            sole_process=engine.dialect.name == "sqlite",
+        ),
         changes,
         engine if owned else None,
         llm,

@@ -53,6 +53,11 @@ STDIO_CPU_S = 3600
 """CPU seconds a stdio server may use over its life (idle sessions are closed and restarted)."""
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 """Largest image from a tool result that is uploaded into the answer's thread."""
+TURN_LEASE_S = 30.0
+"""How long a turn's owner holds it without renewing (renewed every third of it); past it
+another process closes the turn as interrupted (mcp_core.turn_journal)."""
+TURN_DRAIN_S = 20.0
+"""On SIGTERM, how long running turns get to finish before they are closed as interrupted."""
 STDIO_MAX_FILES = 1024
 STDIO_MAX_PROCESSES = 256
 
@@ -118,6 +123,12 @@ class Settings(BaseSettings):
     agent_max_input_tokens: int = Field(default=MAX_INPUT_TOKENS, ge=1000)
     agent_parallel_calls: int = Field(default=PARALLEL_CALLS, ge=1, le=32)
     agent_max_turns_per_user: int = Field(default=MAX_TURNS_PER_USER, ge=1)
+    turn_lease_s: float = Field(
+        default=TURN_LEASE_S, ge=0.3, le=3600, description="a turn's lease; renewed every third of it"
+    )
+    turn_drain_s: float = Field(
+        default=TURN_DRAIN_S, ge=0, le=3600, description="SIGTERM: running turns get this long to finish"
+    )
 
     # OAuth sign-in to remote MCP servers (mcp_core.oauth)
     oauth_redirect_url: str | None = Field(

@@ -27,6 +27,7 @@ __all__ = [
     "schema_migrations",
     "slack_events",
     "tool_usage",
+    "turns",
 ]
 
 
@@ -127,6 +128,25 @@ answer_feedback = sa.Table(
     sa.Column("vote", sa.Text, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Agent turns in progress: owner, lease, owned messages and calls (mcp_core.turn_journal); 0009.
+turns = sa.Table(
+    "mcp_turns",
+    metadata,
+    sa.Column("turn_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("channel_id", sa.Text, nullable=False),
+    sa.Column("thread_ts", sa.Text, nullable=False),
+    sa.Column("owner", sa.Text, nullable=False),
+    sa.Column("lease_until", UtcDateTime, nullable=False),
+    sa.Column("state", sa.Text, nullable=False),
+    sa.Column("messages", Json, nullable=False),
+    sa.Column("calls", Json, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_turns_state_lease_idx", "state", "lease_until"),
 )
 
 slack_events = sa.Table(

@@ -15,7 +15,8 @@ HTTP transports bind 127.0.0.1 themselves (port 0 = any free port) and print exa
 `LISTENING http://127.0.0.1:<port>` to stdout before serving. Streamable HTTP lives at `/mcp`,
 legacy HTTP+SSE at `/sse`. `GET /stats` answers `{"tcp_connections": N, "requests": M}`: the
 distinct client (host, port) pairs and the requests seen, not counting `/stats` itself and
-served without the auth checks.
+served without the auth checks. `GET /calls` (likewise) answers `{"slow": N}`: how many `slow`
+calls this server started, so a test can prove a call ran exactly once.
 
 `--require-query NAME=VALUE` makes every request (but `/stats`) answer 401 unless its URL
 carries the query parameter NAME with VALUE, as `--require-header` does for headers.
@@ -35,6 +36,7 @@ import json
 import os
 import socket
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from functools import partial
 from typing import Any
@@ -55,6 +57,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+STARTED: Counter[str] = Counter()
+"""Calls started per tool (those that count them), served at `GET /calls`."""
 CRASH_EXIT_CODE = 3
 GRACEFUL_SHUTDOWN_TIMEOUT_S = 2
 MALFORMED_TOOL: dict[str, Any] = {
@@ -101,6 +105,7 @@ def build_server(
     @mcp.tool(structured_output=False)
     async def slow(seconds: float) -> str:
         """Sleep for the given number of seconds, then answer "done"."""
+        STARTED["slow"] += 1
         await anyio.sleep(seconds)
         return "done"
 
@@ -199,6 +204,9 @@ class Gate:
         if scope["path"] == "/stats":
             body = {"tcp_connections": len(self.clients), "requests": self.requests}
             await _respond(send, 200, json.dumps(body).encode(), b"application/json")
+            return
+        if scope["path"] == "/calls":
+            await _respond(send, 200, json.dumps(dict(STARTED)).encode(), b"application/json")
             return
         if scope.get("client"):
             self.clients.add(tuple(scope["client"]))

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.models import Connection, NewConnection
 from mcp_core.store import Store, create_engine, migrate
-from mcp_core.store._tables import agent_turns, connections, slack_events, tool_usage
+from mcp_core.store._tables import agent_turns, connections, slack_events, tool_usage, turns
 from tests.support.postgres import PgServer, reachable_pg_server
 
 BACKENDS = [
@@ -72,7 +72,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     await migrate(engine)
     async with engine.begin() as conn:  # the PostgreSQL database is shared by the session
-        for table in (tool_usage, agent_turns, connections, slack_events):
+        for table in (tool_usage, agent_turns, connections, slack_events, turns):
             await conn.execute(sa.delete(table))
     yield engine
     await engine.dispose()

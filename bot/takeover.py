@@ -1,0 +1,61 @@
+"""Closing a turn whose process died, in its thread: the handler the turn journal's sweeper
+calls for each turn it claimed (``mcp_core.turn_journal``).
+
+Each message the turn owned (its progress message, its streamed messages) stops saying
+"Thinking…": a stream the dead process left open is stopped first (``chat.stopStream``; an
+already stopped, expired or plain message just answers an error), then the message is edited
+into :data:`bot.texts.INTERRUPTED` (``chat.update`` works on a stopped streamed message too).
+Then one message in the thread says which calls ran, which may have run (sent, no answer seen)
+and which did not, and to ask again — nothing is run again, and a question that was waiting
+for an answer is said to have expired (its buttons find no turn any more). Every Slack call is
+best effort: a refusal is logged, and the turn is closed all the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import texts
+from bot.turn_display import SLACK_FAILURES, slack_error
+from mcp_core.turn_journal import TurnRow
+
+__all__ = ["closing_text", "interrupted_turns"]
+
+logger = logging.getLogger(__name__)
+
+
+def closing_text(turn: TurnRow) -> str:
+    """The thread's message for ``turn``, from its journaled calls."""
+    ran = [c.name for c in turn.calls if c.started and c.finished]
+    maybe = [c.name for c in turn.calls if c.started and not c.finished]
+    not_run = [c.name for c in turn.calls if not c.started]
+    return texts.interrupted(ran, maybe, not_run, waiting=turn.state == "waiting")
+
+
+def interrupted_turns(client: AsyncWebClient) -> Callable[[TurnRow], Awaitable[None]]:
+    """The sweeper's handler: closes each turn it is given in Slack, with ``client``."""
+
+    async def close(turn: TurnRow) -> None:
+        edited = [SectionBlock(text=MarkdownTextObject(text=texts.INTERRUPTED)).to_dict()]
+        for ts in turn.messages:
+            with contextlib.suppress(*SLACK_FAILURES):  # not streaming (any more): the edit is enough
+                await client.chat_stopStream(channel=turn.channel_id, ts=ts)
+            try:
+                await client.chat_update(
+                    channel=turn.channel_id, ts=ts, text=texts.INTERRUPTED, blocks=edited
+                )
+            except SLACK_FAILURES as exc:
+                logger.info("could not edit message %s of turn %s: %s", ts, turn.turn_id, slack_error(exc))
+        try:
+            await client.chat_postMessage(
+                channel=turn.channel_id, thread_ts=turn.thread_ts, text=closing_text(turn)
+            )
+        except SLACK_FAILURES as exc:
+            logger.info("could not tell thread %s it was interrupted: %s", turn.thread_ts, slack_error(exc))
+
+    return close

@@ -1,0 +1,444 @@
+"""The turn journal: every agent turn in progress is in the database with its owner and a
+lease, so a turn whose process died is found by another process (or the next start) and
+closed honestly instead of saying "Thinking…" forever.
+
+The owner (this process) writes what a takeover needs to say what happened — the Slack
+messages the turn owns and, per tool call, its catalog name and whether it was sent and ended
+— never arguments or results. Writes stay off the hot path: ``begin``, ``own_message``,
+``call_asked``, ``call_finished``, ``waiting`` and ``running`` only change the turn in memory
+and wake a background task that writes every changed turn together (``FLUSH_INTERVAL_S``).
+``call_started`` alone waits for its write (shared with any other call starting meanwhile):
+a call is sent only once the journal says it may have run, so a takeover never says "did not
+run" of a call that ran, and nothing is ever run twice (nothing is ever re-run at all).
+
+The same task renews, every ``lease_s / 3``, the lease of every live turn this process holds
+in one UPDATE. A sweeper (``start_sweeping``) claims turns whose lease ran out, or whose owner
+was a process of this host that is gone (a restart on the same host closes the previous run's
+turns at once), and hands each to the caller's ``on_orphan`` (the Slack side closes it in its
+thread); then the turn is ``closed``. ``drain`` is SIGTERM's: no new turns, the running ones
+get a grace period, the rest are cancelled and released for a sweeper — this process's own
+when it is the only one (SQLite), another live process's otherwise.
+
+If the database stops answering, the leases lapse and other processes close this process's
+turns; its next ``call_started`` then raises ``TurnTakenOverError`` and the turn stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from mcp_core.agent import ToolProgress
+from mcp_core.errors import McpCoreError, StoreError, TurnTakenOverError
+from mcp_core.store._turns import TurnCall, TurnRow, TurnStore
+
+__all__ = ["TurnCall", "TurnJournal", "TurnRow", "process_owner"]
+
+Show = Callable[[ToolProgress], Awaitable[None]]
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 0.25
+"""Changes that need not be durable at once wait this long to share a write."""
+SWEEP_MAX_S = 5.0
+"""The sweeper looks for orphaned turns at least this often (more often with a short lease)."""
+CLAIM_BATCH = 20
+"""Turns one sweep claims at most; the next sweep takes more."""
+PURGE_AFTER = timedelta(days=1)
+"""Ended turns are kept this long (for operators' questions), then deleted by the sweeper."""
+PURGE_EVERY = 100
+"""Sweeps between purges."""
+CANCEL_WAIT_S = 1.0
+"""At the end of a drain, how long cancelled turns get to unwind."""
+
+OrphanHandler = Callable[[TurnRow], Awaitable[None]]
+
+
+def process_owner() -> str:
+    """This process's owner id, ``host:pid:random`` (random: a restarted process that gets the
+    same pid, as in a container, is still a new owner)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class TurnJournal:
+    """This process's turns in the database (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: TurnStore,
+        *,
+        lease_s: float,
+        owner: str | None = None,
+        sole_process: bool = False,
+    ) -> None:
+        """``sole_process``: no other process can be relied on to close what this one
+        releases at shutdown (SQLite), so ``drain`` closes them itself."""
+        self.owner = owner or process_owner()
+        self._store = store
+        self._lease = timedelta(seconds=lease_s)
+        self.heartbeat_s = lease_s / 3
+        self.sweep_s = min(SWEEP_MAX_S, lease_s / 3)
+        self._sole = sole_process
+        self._turns: dict[str, TurnRow] = {}
+        self._tasks: dict[str, asyncio.Task[object]] = {}
+        self._written: set[str] = set()
+        self._dirty: set[str] = set()
+        self._lost: set[str] = set()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._writer: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self._on_orphan: OrphanHandler | None = None
+        self._frozen = False
+        """Set by ``drain`` once it released what was left: nothing more is written."""
+        self._lock = asyncio.Lock()
+        """Held by every write of this process's turns, so an ``end`` never overtakes the
+        write that creates the row."""
+        self.draining = False
+        """True once ``drain`` began: the Slack side starts no new turn."""
+
+    # -- the owner's side ---------------------------------------------------------------------
+
+    def begin(self, turn_id: str, team_id: str, user_id: str, channel_id: str, thread_ts: str) -> None:
+        """A turn starts in this process (written in the background); the calling task is the
+        one ``drain`` cancels if the turn outlives the grace period."""
+        self._turns[turn_id] = TurnRow(turn_id, team_id, user_id, channel_id, thread_ts)
+        with contextlib.suppress(RuntimeError):
+            if (task := asyncio.current_task()) is not None:
+                self._tasks[turn_id] = task
+        self._idle.clear()
+        self._changed(turn_id)
+
+    def own_message(self, turn_id: str, ts: str) -> None:
+        """The turn posted (or started streaming) the Slack message ``ts``."""
+        turn = self._turns.get(turn_id)
+        if turn is not None and ts and ts not in turn.messages:
+            turn.messages.append(ts)
+            self._changed(turn_id)
+
+    def call_asked(self, turn_id: str, index: int, name: str) -> None:
+        """The model asked for call ``index`` (not sent yet)."""
+        if self._call(turn_id, index, name) is not None:
+            self._changed(turn_id)
+
+    async def call_started(self, turn_id: str, index: int, name: str) -> None:
+        """Call ``index`` is about to be sent: returns once the journal says so durably.
+
+        Raises:
+            TurnTakenOverError: another process closed this turn (its lease ran out); the
+                call must not be sent.
+            StoreError: the database did not take the write; the call must not be sent.
+        """
+        if turn_id in self._lost:
+            raise TurnTakenOverError()
+        call = self._call(turn_id, index, name)
+        if call is None:
+            return
+        call.started = True
+        self._changed(turn_id)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+        if turn_id in self._lost:
+            raise TurnTakenOverError()
+
+    def call_finished(self, turn_id: str, index: int, name: str) -> None:
+        """Call ``index`` ended (a result, an error, a refusal before it was sent, a stop)."""
+        if (call := self._call(turn_id, index, name)) is not None and not call.finished:
+            call.finished = True
+            self._changed(turn_id)
+
+    def waiting(self, turn_id: str) -> None:
+        """The turn waits for a person (an approval, a server's question)."""
+        self._set_state(turn_id, "waiting")
+
+    def running(self, turn_id: str) -> None:
+        """The turn works again after a wait."""
+        self._set_state(turn_id, "running")
+
+    async def end(self, turn_id: str) -> None:
+        """The turn ended in its thread (answered, failed, stopped): ``done``, written now so
+        that no sweeper can mistake a shown answer for an orphan. Never raises."""
+        turn = self._forget(turn_id)
+        if turn is None:
+            return
+        try:
+            async with self._lock:
+                if turn_id in self._written and turn_id not in self._lost:
+                    await self._store.finish(turn_id, owner=self.owner, state="done", now=_now())
+        except McpCoreError as exc:
+            logger.warning("could not mark turn %s done (%s); a sweeper may close it", turn_id, exc)
+
+    async def abandon(self, turn_id: str) -> None:
+        """The turn stopped without telling its thread (cancelled at shutdown): its lease is
+        released so a sweeper closes it. Never raises."""
+        turn = self._forget(turn_id)
+        if turn is None or turn_id in self._lost:
+            return
+        try:
+            async with self._lock:
+                now = _now()  # written whole: the sweeper must know what it owned
+                await self._store.save([turn], owner=self.owner, lease_until=now, now=now)
+        except McpCoreError as exc:
+            logger.warning("could not release turn %s (%s); its lease will run out", turn_id, exc)
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, turn_id: str, team_id: str, user_id: str, channel_id: str, thread_ts: str
+    ) -> AsyncIterator[None]:
+        """``begin`` … ``end`` around a turn that tells its thread how it ended; a turn cut
+        short (cancelled, or an error past the Slack side's own handling) is ``abandon``-ed."""
+        self.begin(turn_id, team_id, user_id, channel_id, thread_ts)
+        try:
+            yield
+        except BaseException:
+            await asyncio.shield(self.abandon(turn_id))
+            raise
+        await self.end(turn_id)
+
+    def progress(self, turn_id: str, show: Show) -> Show:
+        """``show`` (the display's ``on_progress``) with each call journaled first: asked,
+        started (durably, before the call is sent: it raises as ``call_started`` does),
+        finished (``done``, ``failed``, ``denied``, ``stopped``)."""
+        numbers: dict[int, int] = {}
+
+        async def journaled(progress: ToolProgress) -> None:
+            index = numbers.setdefault(id(progress.call), len(numbers))
+            name = progress.call.name
+            if progress.state == "pending":
+                self.call_asked(turn_id, index, name)
+            elif progress.state == "running":
+                if progress.note is None:  # a note is news about a call already started
+                    await self.call_started(turn_id, index, name)
+            else:
+                self.call_finished(turn_id, index, name)
+            await show(progress)
+
+        return journaled
+
+    @property
+    def live(self) -> int:
+        """Turns this process is running now."""
+        return len(self._turns)
+
+    # -- background: writes and heartbeat -----------------------------------------------------
+
+    def _call(self, turn_id: str, index: int, name: str) -> TurnCall | None:
+        turn = self._turns.get(turn_id)
+        if turn is None or index < 0:
+            return None
+        while len(turn.calls) <= index:
+            turn.calls.append(TurnCall(name))
+        call = turn.calls[index]
+        call.name = name
+        return call
+
+    def _set_state(self, turn_id: str, state: str) -> None:
+        turn = self._turns.get(turn_id)
+        if turn is not None and turn.state != state:
+            turn.state = "waiting" if state == "waiting" else "running"
+            self._changed(turn_id)
+
+    def _changed(self, turn_id: str) -> None:
+        if self._frozen:
+            return
+        self._dirty.add(turn_id)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="turn-journal")
+
+    def _forget(self, turn_id: str) -> TurnRow | None:
+        turn = self._turns.pop(turn_id, None)
+        self._tasks.pop(turn_id, None)
+        self._dirty.discard(turn_id)
+        if not self._turns:
+            self._idle.set()
+        return turn
+
+    async def _write_loop(self) -> None:
+        """Changed turns written together; the lease of every live turn renewed in time."""
+        loop = asyncio.get_running_loop()
+        renew_at = loop.time() + self.heartbeat_s
+        while True:
+            wait = FLUSH_INTERVAL_S if self._dirty else max(0.0, renew_at - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            await self._flush()
+            if loop.time() >= renew_at:
+                renew_at = loop.time() + self.heartbeat_s
+                await self._renew()
+
+    async def _flush(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        dirty, self._dirty = self._dirty, set()
+        rows = [self._turns[t] for t in sorted(dirty) if t in self._turns and t not in self._lost]
+        failure: McpCoreError | None = None
+        if rows:
+            now = _now()
+            try:
+                async with self._lock:
+                    refused = await self._store.save(
+                        rows, owner=self.owner, lease_until=now + self._lease, now=now
+                    )
+            except McpCoreError as exc:
+                logger.warning("could not write %d turns to the journal: %s", len(rows), exc)
+                failure = exc
+                self._dirty |= {row.turn_id for row in rows}  # tried again with the next change
+            else:
+                self._written |= {row.turn_id for row in rows} - refused
+                for turn_id in refused - self._lost:
+                    logger.warning("turn %s was taken over by another process; it stops here", turn_id)
+                self._lost |= refused
+        for waiter in waiters:
+            if waiter.done():
+                continue
+            if failure is not None:
+                waiter.set_exception(StoreError(str(failure)))
+            else:
+                waiter.set_result(None)
+
+    async def _renew(self) -> None:
+        try:
+            await self._store.renew(owner=self.owner, lease_until=_now() + self._lease)
+        except McpCoreError as exc:
+            logger.warning("could not renew this process's turn leases: %s", exc)
+
+    # -- the sweeper --------------------------------------------------------------------------
+
+    def start_sweeping(self, on_orphan: OrphanHandler) -> None:
+        """Look for orphaned turns every ``sweep_s`` (at once first), closing each through
+        ``on_orphan``. Call from the running event loop; ``aclose`` stops it."""
+        self._on_orphan = on_orphan
+        if self._sweeper is None or self._sweeper.done():
+            self._sweeper = asyncio.create_task(self._sweep_loop(), name="turn-sweeper")
+
+    async def sweep(self) -> int:
+        """One sweep: claim orphaned turns and close each; how many were closed.
+
+        Raises:
+            StoreError: the claim failed (the next sweep tries again).
+        """
+        now = _now()
+        dead = await self._dead_owners_here()
+        claimed = await self._store.claim(
+            owner=self.owner, now=now, lease_until=now + self._lease, limit=CLAIM_BATCH, dead_owners=dead
+        )
+        for turn in claimed:
+            await self._close(turn)
+        return len(claimed)
+
+    async def _sweep_loop(self) -> None:
+        sweeps = 0
+        while True:
+            try:
+                while await self.sweep() == CLAIM_BATCH:
+                    pass
+                if sweeps % PURGE_EVERY == 0:
+                    await self._store.purge(before=_now() - PURGE_AFTER)
+            except McpCoreError as exc:
+                logger.warning("could not look for interrupted turns: %s", exc)
+            sweeps += 1
+            await asyncio.sleep(self.sweep_s)
+
+    async def _dead_owners_here(self) -> list[str]:
+        """Owners on this host whose process is gone (or is this pid, under an older id)."""
+        host, pid = socket.gethostname(), str(os.getpid())
+        dead: list[str] = []
+        for owner in await self._store.live_owners():
+            parts = owner.rsplit(":", 2)
+            if owner == self.owner or len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+                continue
+            if parts[1] == pid or not _alive(int(parts[1])):
+                dead.append(owner)
+        return dead
+
+    async def _close(self, turn: TurnRow) -> None:
+        """Close one claimed turn through ``on_orphan``; ``closed`` however that went (a turn
+        Slack refuses to close must not come back every few seconds)."""
+        try:
+            if self._on_orphan is not None:
+                await self._on_orphan(turn)
+        except Exception:  # boundary: one turn's closing must not stop the sweeper
+            logger.exception("closing interrupted turn %s failed", turn.turn_id)
+        try:
+            await self._store.finish(turn.turn_id, owner=self.owner, state="closed", now=_now())
+        except McpCoreError as exc:
+            logger.warning("could not mark turn %s closed (%s)", turn.turn_id, exc)
+        logger.info("closed interrupted turn %s (%d calls)", turn.turn_id, len(turn.calls))
+
+    # -- shutdown -----------------------------------------------------------------------------
+
+    async def drain(self, grace_s: float) -> None:
+        """SIGTERM: no new turns (``draining``); running turns get ``grace_s`` to end; the
+        rest are cancelled and released. With ``sole_process`` this process then closes them
+        itself; otherwise another process's sweeper does (within its sweep interval)."""
+        self.draining = True
+        if self._turns:
+            logger.info("letting %d turns finish (at most %g s)", len(self._turns), grace_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), grace_s)
+        left = list(self._turns)
+        if not left:
+            return
+        logger.info("%d turns did not finish in time: releasing them", len(left))
+        self._frozen = True
+        await self._stop(self._writer)  # no more renewals of what is released next
+        rows = [self._turns[t] for t in left]
+        tasks = [self._tasks[t] for t in left if t in self._tasks]
+        self._lost |= set(left)  # nothing they do from here is written
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=CANCEL_WAIT_S)
+        for turn_id in left:
+            self._forget(turn_id)
+        try:
+            async with self._lock:  # written whole, with what they owned, already expired
+                now = _now()
+                await self._store.save(rows, owner=self.owner, lease_until=now, now=now)
+            if self._sole:
+                for turn in await self._store.own_expired(owner=self.owner, now=_now()):
+                    await self._close(turn)
+        except McpCoreError as exc:
+            logger.warning("could not release the unfinished turns (%s); their leases will run out", exc)
+
+    async def aclose(self) -> None:
+        """Write what is pending, then stop the writer and the sweeper."""
+        if self._dirty or self._waiters:
+            await self._flush()
+        await self._stop(self._writer)
+        await self._stop(self._sweeper)
+        self._writer = self._sweeper = None
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(StoreError("The bot is shutting down."))
+
+    @staticmethod
+    async def _stop(task: asyncio.Task[None] | None) -> None:
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
