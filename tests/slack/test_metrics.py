@@ -25,8 +25,9 @@ from tests.slack.agent_harness import (
     approval_value,
     mention,
     turn_done,
+    updates,
 )
-from tests.slack.conftest import TEAM, USER, USER_B
+from tests.slack.conftest import TEAM, USER, USER_B, listeners_done
 from tests.support.fake_slack import FakeSlack
 
 pytestmark = pytest.mark.anyio
@@ -125,6 +126,34 @@ async def test_a_question_waiting_for_its_click_is_an_open_approval_and_a_denied
     assert value(after, "open_approvals") == 0
     assert value(after, "turns_total", outcome="answered") == 1
     assert not [key for key in after if key[0] == NS + "tool_calls_total"]  # denied: never sent
+
+
+async def test_a_stopped_turn_and_the_call_it_cancelled_count_as_stopped(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    async with agent_bot(tmp_path, fake) as bot:
+        await always_allow(bot.services, "slow")
+        bot.llm.call_tools(("toy__slow", {"seconds": 60}))
+        await bot.slack.event(mention("take your time"))
+        progress_ts = await fake_progress_ts(bot, fake)
+        with anyio.fail_after(TURN_S):
+            while not any("`toy__slow` …" in u["text"] for u in updates(fake, progress_ts)):  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+            [post] = [body for body, ts in bot.posts.made if ts == progress_ts]
+            [stop] = [b for b in post["blocks"] if b.get("block_id") == "stop"]
+            await bot.slack.click("mcp_agent_stop", stop["elements"][0]["value"])
+            await listeners_done(TURN_S)
+        _, after = await metrics_of(bot)
+
+    assert value(after, "turns_total", outcome="stopped") == 1
+    assert value(after, "turns_total", outcome="answered") == 0
+    assert value(after, "tool_calls_total", outcome="stopped", transport="stdio") == 1
+
+
+async def fake_progress_ts(bot: Bot, fake: FakeSlack) -> str:
+    """The ts of the turn's progress message, once posted."""
+    await fake.await_for("chat.postMessage", 1, timeout_s=TURN_S)
+    return bot.posts.ts_of("🤔")
 
 
 async def test_a_turn_the_model_fails_counts_as_failed(tmp_path: Path, fake: FakeSlack) -> None:
