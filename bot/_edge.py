@@ -17,7 +17,9 @@ Each request, before Bolt sees anything:
    button values, metadata) are the listeners' to judge.
 3. **Bolt** dispatches the request.
 
-A refusal is one short log line (the reason, never the body, never a traceback).
+A refusal is one short log line (the reason, never the body, never a traceback). A request
+Bolt answered is timed from its arrival to the ack (``acked``, the ack latency of ``/metrics``):
+Bolt hands back the ack as soon as the listener calls ``ack()``, and runs the listener on after.
 """
 
 from __future__ import annotations
@@ -173,14 +175,23 @@ class Refused(Exception):
 class SlackEdge:
     """An aiohttp handler that lets only verified, well-formed Slack requests reach ``app``."""
 
-    def __init__(self, app: AsyncApp, signing_secret: str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        app: AsyncApp,
+        signing_secret: str,
+        *,
+        clock: Callable[[], float] = time.time,
+        acked: Callable[[float], None] | None = None,
+    ) -> None:
         if not signing_secret:
             raise ValueError("HTTP mode needs the Slack signing secret")
         self._app = app
         self._secret = signing_secret.encode()
         self._clock = clock
+        self._acked = acked
 
     async def handle(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
         raw = await request.read()
         try:
             self.verify(request.headers, raw)
@@ -191,7 +202,10 @@ class SlackEdge:
             logger.warning("refused a request to %s (%d): %s", request.path, refused.status, refused)
             error = "invalid request" if refused.status == 401 else "malformed request"
             return web.json_response({"error": error}, status=refused.status)
-        return await to_aiohttp_response(await self._app.async_dispatch(bolt_request))
+        response = await self._app.async_dispatch(bolt_request)
+        if self._acked is not None:
+            self._acked(time.perf_counter() - started)
+        return await to_aiohttp_response(response)
 
     def verify(self, headers: Any, raw: bytes) -> None:
         """Check Slack's v0 signature of ``raw``.

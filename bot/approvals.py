@@ -81,6 +81,10 @@ class ApprovalDesk:
     def __init__(self) -> None:
         self._waiting: dict[str, _Question] = {}
 
+    def open_count(self) -> int:
+        """Questions waiting for a click (the open approvals gauge of ``/metrics``)."""
+        return len(self._waiting)
+
     def ask(
         self, team_id: str, user_id: str, call: ToolCall, *, offers_always: bool = False
     ) -> tuple[str, asyncio.Future[Outcome]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -31,6 +32,8 @@ from bot.stops import RunningTurn, TurnDesk, register_stops
 from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
 from mcp_core import errors
 from mcp_core.agent import ToolCall, approval_rule
+from mcp_core.logs import in_turn
+from mcp_core.metrics import TurnOutcome
 from mcp_core.models import ToolResult
 from mcp_core.services import Services
 from mcp_core.turn_journal import TurnJournal
@@ -54,6 +57,7 @@ def register_chat(
     registry = services.registry
     desk = ApprovalDesk()
     register_approvals(app, desk, registry, client)
+    services.metrics.observe_open_approvals(desk.open_count)
     turns = TurnDesk()
     register_stops(app, turns, client)
     settings = services.settings
@@ -110,6 +114,7 @@ def register_chat(
                     questions=questions,
                 )
         except errors.LimitError as exc:
+            services.metrics.turn_ended("refused")
             await thread.post(texts.failed(exc))
 
     return desk
@@ -134,10 +139,38 @@ async def answer_in_thread(
     process uses and which a workspace refused (None: the progress message edited in place).
     ``questions``: where servers' questions mid-call wait (``bot.questions``; without it they
     are cancelled); their progress updates the call's card or line either way. Module-level,
-    so ``bench/agent_turn.py`` times this very code."""
+    so ``bench/agent_turn.py`` times this very code.
+
+    Every line logged meanwhile carries the turn's id (``mcp_core.logs``, LOG_FORMAT=json), and
+    how the turn ended is counted (``mcp_core.metrics``)."""
+    turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
+    started = time.perf_counter()
+    outcome: TurnOutcome = "error"  # unless the turn says otherwise: it raised
+    with in_turn(turn_id):
+        try:
+            outcome = await _turn(
+                services, desk, thread, team_id, user_id, event, context, turn_id, turn, surfaces, questions
+            )
+        finally:
+            services.metrics.turn_ended(outcome, time.perf_counter() - started)
+
+
+async def _turn(
+    services: Services,
+    desk: ApprovalDesk,
+    thread: Thread,
+    team_id: str,
+    user_id: str,
+    event: dict[str, Any],
+    context: Mapping[str, Any],
+    turn_id: str,
+    turn: RunningTurn | None,
+    surfaces: SlackSurfaces | None,
+    questions: QuestionDesk | None,
+) -> TurnOutcome:
+    """``answer_in_thread``'s work; how the turn ended."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
-    turn_id = turn.id if turn is not None else uuid.uuid4().hex  # what feedback on the answer names
     redact = registry.redactor(team_id, user_id)
     display = _display(thread, team_id, user_id, turn, surfaces, redact)
     journal = services.turns if turn is not None else None  # bot.takeover closes it if we die
@@ -192,14 +225,15 @@ async def answer_in_thread(
         )
     except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
         await display.fail(texts.failed(exc))
-        return
+        return "failed"
     except Exception:  # boundary: the thread must not be left saying "thinking"
         logger.exception("agent turn failed")
         await display.fail(texts.INTERNAL_ERROR)
-        return
+        return "error"
     sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
     await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins, feedback=turn_id)
     await post_rich_results(thread, reply.attachments)
+    return "stopped" if reply.stopped else "answered"
 
 
 async def journaled_answer(journal: TurnJournal | None, turn: RunningTurn, *args: Any, **kwargs: Any) -> None:

@@ -20,6 +20,7 @@ from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot,
 from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rotate_credentials
 from mcp_core.credentials.transfer import migrate_credentials
 from mcp_core.errors import McpCoreError
+from mcp_core.logs import TEXT_FORMAT, use_format
 from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH, default_redirect_url
 from mcp_core.security import LOOPBACK_HOSTS
 from mcp_core.settings import Settings
@@ -46,7 +47,8 @@ From an app manifest), install it to your workspace, then put in .env:
 
 
 def _load_settings() -> Settings:
-    """Settings from the environment and ``.env``; LOG_LEVEL applies unless --log-level was given."""
+    """Settings from the environment and ``.env``; LOG_LEVEL applies unless --log-level was
+    given, and LOG_FORMAT from here on (lines logged before are few, and text)."""
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -57,6 +59,7 @@ def _load_settings() -> Settings:
             logging.getLogger().setLevel(settings.log_level.upper())
         except ValueError:
             raise click.ClickException(f"LOG_LEVEL: unknown level {settings.log_level!r}") from None
+    use_format(settings.log_format)
     return settings
 
 
@@ -78,10 +81,8 @@ def _missing(settings: Settings, fields: tuple[str, ...]) -> list[str]:
 @click.option("--log-level", default=None, help="Override LOG_LEVEL.")
 def main(log_level: str | None) -> None:
     """slack-mcp-bot: every Slack member's own MCP servers, used through an LLM agent."""
-    # LOG_LEVEL (environment or .env) is applied once the settings are read (_load_settings).
-    logging.basicConfig(
-        level=(log_level or "INFO").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    # LOG_LEVEL and LOG_FORMAT (environment or .env) apply once the settings are read (_load_settings).
+    logging.basicConfig(level=(log_level or "INFO").upper(), format=TEXT_FORMAT)
 
 
 @main.command()

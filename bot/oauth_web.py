@@ -182,7 +182,8 @@ async def start_sign_in_listener(
     web_app: web.Application, port: int, host: str = LISTENER_HOST_LOCAL
 ) -> web.AppRunner | None:
     """Serve ``web_app`` on ``host:port`` (Socket Mode, where no other web server runs).
-    A port that cannot be bound is one log line and None: the bot works on without sign-ins."""
+    A port that cannot be bound is one log line and None: the bot works on without sign-ins
+    (and without what else ``web_app`` serves: Socket Mode's ``/healthz`` and ``/metrics``)."""
     runner = web.AppRunner(web_app, shutdown_timeout=LISTENER_SHUTDOWN_TIMEOUT_S)
     await runner.setup()
     try:
@@ -191,7 +192,7 @@ async def start_sign_in_listener(
         await runner.cleanup()
         logger.warning(
             "OAuth sign-in callbacks will not work: cannot listen on %s:%d (OAUTH_PORT): %s. "
-            "Set OAUTH_PORT to a free port and restart.",
+            "Set OAUTH_PORT to a free port and restart (/healthz and /metrics are served there too).",
             host,
             port,
             exc.strerror or type(exc).__name__,

@@ -1,11 +1,13 @@
 """Start the bot in Socket Mode or HTTP mode and shut it down cleanly on SIGINT/SIGTERM.
 
 HTTP mode serves Slack at ``POST /slack/events``, a health check at ``GET /healthz``
-(200 when the database answers and Slack accepted the bot token, 503 otherwise) and the OAuth
-sign-in routes (``bot.oauth_web``: ``/oauth/callback``, ``/oauth/client-metadata.json``);
-sign-ins come back to ``OAUTH_REDIRECT_URL``, else to this port's own callback. Socket Mode
-serves the sign-in routes on a small listener of their own on ``OAUTH_PORT``, started and
-stopped with the bot (a port in use is one log line: the bot works on, without sign-ins).
+(200 when the database answers and Slack accepted the bot token, 503 otherwise), Prometheus
+metrics at ``GET /metrics`` (both ``bot.monitoring``) and the OAuth sign-in routes
+(``bot.oauth_web``: ``/oauth/callback``, ``/oauth/client-metadata.json``); sign-ins come back
+to ``OAUTH_REDIRECT_URL``, else to this port's own callback. Socket Mode serves the sign-in
+routes, ``/healthz`` and ``/metrics`` on a small listener of their own on ``OAUTH_PORT``,
+started and stopped with the bot (a port in use is one log line: the bot works on, without
+sign-ins or metrics). Both modes time each Slack request from arrival to its ack.
 Shutdown closes every MCP session (reaping stdio children) and flushes usage rows before the
 process exits.
 
@@ -40,6 +42,7 @@ import contextlib
 import gc
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,11 +53,14 @@ from aiohttp import web
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot._edge import SlackEdge
 from bot._respond import SharedSession
 from bot.app import create_app
+from bot.monitoring import SlackHealth, add_monitoring_routes
 from bot.oauth_web import (
     SignInPages,
     add_oauth_routes,
@@ -64,6 +70,7 @@ from bot.oauth_web import (
 )
 from bot.takeover import interrupted_turns
 from mcp_core.errors import McpCoreError
+from mcp_core.metrics import Metrics
 from mcp_core.oauth import default_redirect_url
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
@@ -98,7 +105,6 @@ SOCKET_CLOSE_TIMEOUT_S = 1.0
 """Closing the WebSocket politely; past this the process exits anyway."""
 HTTP_SHUTDOWN_TIMEOUT_S = 2.0
 """Requests still in flight at SIGTERM get this long (Slack wants its ack within 3 s anyway)."""
-HEALTH_TIMEOUT_S = 2.0
 EVENT_MEMORY_S = 3600.0
 """Slack retries an event for about 5 minutes; remembering ids for an hour is plenty."""
 EVENT_PURGE_INTERVAL_S = 600.0
@@ -151,13 +157,6 @@ class BotIdentity:
 
     def __str__(self) -> str:
         return f"bot user @{self.user} ({self.user_id}) in {self.team} ({self.team_id})"
-
-
-@dataclass
-class SlackHealth:
-    """Whether Slack has accepted the bot token yet (``/healthz`` reports it)."""
-
-    ok: bool = False
 
 
 def slack_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
@@ -269,34 +268,42 @@ def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | Non
     app = create_app(services, client=client, signing_secret=secret, responses=responses, cards=cards)
     # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
     web_app = web.Application()
-    web_app.router.add_post("/slack/events", SlackEdge(app, secret or "").handle)
+    edge = SlackEdge(app, secret or "", acked=services.metrics.slack_acked)
+    web_app.router.add_post("/slack/events", edge.handle)
     add_oauth_routes(web_app, SignInPages(services, client))
+    add_monitoring_routes(web_app, services, slack=slack)
 
     async def close_responses(_: web.Application) -> None:
         await responses.aclose()
 
     web_app.on_cleanup.append(close_responses)
-
-    async def healthz(_: web.Request) -> web.Response:
-        report: dict[str, object] = {"ok": True, "live_sessions": services.pool.live_count}
-        try:
-            await asyncio.wait_for(services.store.healthcheck(), HEALTH_TIMEOUT_S)
-        except Exception:  # boundary: any failure means unhealthy
-            report = {"ok": False, "database": "unreachable"}
-        if slack is not None:
-            report["slack"] = "ok" if slack.ok else "unreachable"
-            report["ok"] = report["ok"] and slack.ok
-        return web.json_response(report, status=200 if report["ok"] else 503)
-
-    web_app.router.add_get("/healthz", healthz)
     return web_app
 
 
-def sign_in_app(services: Services, client: AsyncWebClient) -> web.Application:
-    """Socket Mode's listener application: the OAuth sign-in routes alone."""
+def sign_in_app(
+    services: Services, client: AsyncWebClient, *, slack: SlackHealth | None = None
+) -> web.Application:
+    """Socket Mode's listener application: the OAuth sign-in routes, ``/healthz`` and ``/metrics``."""
     web_app = web.Application()
     add_oauth_routes(web_app, SignInPages(services, client))
+    add_monitoring_routes(web_app, services, slack=slack)
     return web_app
+
+
+class _TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's Socket Mode handler, each request timed from its arrival to the ack sent (Bolt
+    hands back the ack as soon as a listener calls ``ack()``; the listener runs on after)."""
+
+    def __init__(self, app: Any, app_token: str, *, metrics: Metrics, logger: logging.Logger) -> None:
+        super().__init__(app, app_token, logger=logger)
+        self._metrics = metrics
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:
+        started = time.perf_counter()
+        try:
+            await super().handle(client, req)
+        finally:
+            self._metrics.slack_acked(time.perf_counter() - started)
 
 
 async def _purge_events(services: Services) -> None:
@@ -460,9 +467,11 @@ async def _run(
             client = slack_client(settings)
             app = create_app(services, client=client, signing_secret=None, responses=responses, cards=cards)
             sign_ins = await start_sign_in_listener(
-                sign_in_app(services, client), settings.oauth_port, listener_host(redirect)
+                sign_in_app(services, client, slack=health), settings.oauth_port, listener_host(redirect)
             )
-            handler = AsyncSocketModeHandler(app, app_token, logger=_socket_mode_logger)
+            handler = _TimedSocketModeHandler(
+                app, app_token, metrics=services.metrics, logger=_socket_mode_logger
+            )
             await _retrying(
                 "Connecting to Slack over Socket Mode",
                 lambda: _connect_socket_mode(handler, checks, app_token),

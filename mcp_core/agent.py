@@ -62,6 +62,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -72,6 +73,7 @@ from openai import AsyncOpenAI
 from mcp_core import errors, llm_compat, tool_selection, tool_specs
 from mcp_core.conversation_budget import TokenCounter, fit_history
 from mcp_core.llm_stream import TextRelay, read_stream
+from mcp_core.metrics import Metrics
 from mcp_core.models import ApprovalPolicy, CatalogEntry, ToolResult, TurnUsage
 from mcp_core.rich_results import Attachment
 from mcp_core.settings import (
@@ -246,7 +248,9 @@ class Agent:
         max_input_tokens: int = MAX_INPUT_TOKENS,
         parallel_calls: int = PARALLEL_CALLS,
         system_prompt: str = SYSTEM_PROMPT,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``metrics``: where model requests and their tokens are counted (``/metrics``)."""
         self._client = client
         self._model = model
         self._max_steps = max_steps
@@ -255,6 +259,7 @@ class Agent:
         self._max_input_tokens = max_input_tokens
         self._parallel_calls = max(1, parallel_calls)
         self._system_prompt = system_prompt
+        self._metrics = metrics or Metrics()
         self._tokens = TokenCounter()
         """This endpoint's token estimates, calibrated by its usage reports."""
         self._refused: set[str] = set()
@@ -349,7 +354,7 @@ class Agent:
             estimate = TokenCounter.raw_request(history, tools_chars)
             if relay is not None:
                 relay.sent = False
-            message, tokens = await self._complete(history, tools, allow_tools=allow_tools, relay=relay)
+            message, tokens = await self._timed_complete(history, tools, allow_tools=allow_tools, relay=relay)
             if tokens is not None and (allow_tools or "tool_choice" not in self._refused):
                 self._tokens.observe(estimate, tokens[0])  # tools were sent, as estimated
             reply.steps += 1
@@ -507,6 +512,25 @@ class Agent:
         if "stream_options" in self._refused:
             return {"stream": True}
         return {"stream": True, "stream_options": {"include_usage": True}}
+
+    async def _timed_complete(
+        self,
+        history: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        allow_tools: bool,
+        relay: TextRelay | None,
+    ) -> tuple[Any, tuple[int, int] | None]:
+        """``_complete``, counted and timed for ``/metrics`` (a stop's cancellation is not a
+        request that ended: not counted)."""
+        started = time.perf_counter()
+        try:
+            message, tokens = await self._complete(history, tools, allow_tools=allow_tools, relay=relay)
+        except errors.LlmError:
+            self._metrics.model_request_ended(self._model, "failed", time.perf_counter() - started)
+            raise
+        self._metrics.model_request_ended(self._model, "ok", time.perf_counter() - started, tokens)
+        return message, tokens
 
     async def _complete(
         self,

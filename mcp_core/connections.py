@@ -32,7 +32,7 @@ import logging
 import math
 import time
 import uuid
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -50,6 +50,7 @@ from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stoppe
 from mcp_core._transports import OpenTransport, TransportEvents
 from mcp_core._transports import open_transport as _real_transport
 from mcp_core.call_events import CallEvents
+from mcp_core.logs import outside_turns
 from mcp_core.models import SessionSpec
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.security import scrub
@@ -151,6 +152,11 @@ class ConnectionPool:
     @property
     def live_count(self) -> int:
         return len(self._live)
+
+    def live_by_transport(self) -> dict[str, int]:
+        """Live sessions per transport (``stdio``, ``sse``, ``streamable_http``), for the
+        sessions gauge (``mcp_core.metrics``): read when scraped, never polled."""
+        return dict(Counter(live.spec.transport for live in self._live.values()))
 
     def is_live(self, connection_id: uuid.UUID) -> bool:
         live = self._live.get(connection_id)
@@ -314,7 +320,10 @@ class ConnectionPool:
     async def _open(self, spec: SessionSpec) -> _Live:
         live = _Live(spec, self._elicitation_timeout_s)
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        live.task = asyncio.create_task(self._own(live, ready), name=f"mcp:{spec.name}")
+        # The session outlives the turn that opens it: its lines carry no turn id.
+        live.task = asyncio.create_task(
+            self._own(live, ready), name=f"mcp:{spec.name}", context=outside_turns()
+        )
         self._tasks.add(live.task)
         live.task.add_done_callback(self._tasks.discard)
         try:
@@ -429,7 +438,7 @@ class ConnectionPool:
 
     def _ensure_reaper(self) -> None:
         if self._reaper is None or self._reaper.done():
-            self._reaper = asyncio.create_task(self._reap(), name="mcp:idle-reaper")
+            self._reaper = asyncio.create_task(self._reap(), name="mcp:idle-reaper", context=outside_turns())
 
     async def _reap(self) -> None:
         period = max(0.05, min(self._idle_timeout_s / 4, 30.0))

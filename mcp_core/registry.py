@@ -41,6 +41,7 @@ from mcp_core.call_events import CallEvents
 from mcp_core.connection_config import ConnectionConfig
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
+from mcp_core.metrics import Metrics, ToolCallOutcome
 from mcp_core.models import (
     ApprovalPolicy,
     CatalogEntry,
@@ -50,6 +51,7 @@ from mcp_core.models import (
     SessionSpec,
     ToolInfo,
     ToolResult,
+    Transport,
     UsageRecord,
 )
 from mcp_core.rich_results import rich_parts
@@ -126,7 +128,10 @@ class ToolRegistry:
         secrets: SecretSource | None = None,
         limits: UserLimits | None = None,
         oauth: OAuthFlows | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
+        """``metrics``: where calls are counted and timed (``/metrics``); without it, a registry
+        of this registry's own that nobody reads."""
         self.limits = limits or UserLimits(
             max_turns=settings.agent_max_turns_per_user,
             max_calls_per_minute=settings.mcp_max_calls_per_minute,
@@ -148,6 +153,9 @@ class ToolRegistry:
         self._secret_forms: dict[uuid.UUID, tuple[str, ...]] = {}
         self._card_approvals: dict[str, ApprovalPolicy] = {}
         self._oauth = oauth
+        self._metrics = metrics or Metrics()
+        self._transports: dict[uuid.UUID, Transport] = {}
+        """Each catalogued connection's transport, the label of its calls' metrics."""
         self._providers: dict[uuid.UUID, GrantProvider | MachineProvider] = {}
         """The OAuth provider of each connection's newest session: what it ran into explains a
         failure better than the transport can (a sign-in link, a server that cannot register us)."""
@@ -375,7 +383,7 @@ class ToolRegistry:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         except asyncio.CancelledError:  # the person stopped the turn; the server was told
             latency_ms = (time.perf_counter() - started) * 1000
-            self._record(team_id, user_id, entry, latency_ms, False, "Stopped", "stopped by the person")
+            self._record(team_id, user_id, entry, latency_ms, "stopped", "Stopped", "stopped by the person")
             raise
         provider = self._providers.get(entry.connection_id)
         if result.is_error and provider is not None and provider.failure is not None:
@@ -405,7 +413,7 @@ class ToolRegistry:
             user_id,
             entry,
             latency_ms,
-            not result.is_error,
+            "tool_error" if result.is_error else "ok",
             "ToolReportedError" if failure else None,
             failure,
         )
@@ -520,7 +528,7 @@ class ToolRegistry:
         the connection itself is at fault; the error to raise."""
         exc = await self._explained(entry.connection_id, exc)
         latency_ms = (time.perf_counter() - started) * 1000
-        self._record(team_id, user_id, entry, latency_ms, False, type(exc).__name__, str(exc))
+        self._record(team_id, user_id, entry, latency_ms, "failed", type(exc).__name__, str(exc))
         if isinstance(exc, errors.ServerUnavailableError | errors.ServerCrashedError):
             await self._mark_failed(team_id, user_id, entry.connection_id, exc)
         return exc
@@ -551,10 +559,12 @@ class ToolRegistry:
         user_id: str,
         entry: CatalogEntry,
         latency_ms: float,
-        success: bool,
+        outcome: ToolCallOutcome,
         error_class: str | None,
         message: str | None,
     ) -> None:
+        """One call that reached its server: a usage row (queued) and the call's metrics."""
+        self._metrics.tool_call_ended(outcome, self._transports[entry.connection_id], latency_ms / 1000)
         self._usage.record(
             UsageRecord(
                 team_id=team_id,
@@ -562,7 +572,7 @@ class ToolRegistry:
                 connection_id=entry.connection_id,
                 tool_name=entry.tool.name,
                 latency_ms=latency_ms,
-                success=success,
+                success=outcome == "ok",
                 error_class=error_class,
                 error_message=message[:USAGE_MESSAGE_MAX_CHARS] if message else None,
                 created_at=datetime.now(UTC),
@@ -579,6 +589,7 @@ class ToolRegistry:
         entries: dict[str, CatalogEntry] = {}
         taken: set[str] = set()
         for connection in connections:
+            self._transports[connection.id] = connection.transport
             approval = self._card_approvals.get(connection.card_id or "", "writes")
             prefs = connection.tool_prefs
             for tool in sorted(connection.tools, key=lambda t: t.name):

@@ -8,7 +8,7 @@ secrets live in the local credential backend on the same database.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from openai import AsyncOpenAI
@@ -19,6 +19,7 @@ from mcp_core.agent import Agent
 from mcp_core.connection_service import ConnectionService
 from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
+from mcp_core.metrics import Metrics
 from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.sandbox import StdioSandbox
@@ -60,6 +61,9 @@ class Services:
     _llm: AsyncOpenAI | None = None
     _owns_credentials: bool = False
     """True when ``credentials`` was opened here (not passed in as ``secrets``)."""
+    metrics: Metrics = field(default_factory=Metrics)
+    """What ``/metrics`` serves: this bot's own registry (several bots in one process, as in
+    tests, each count their own), fed by the pool, the registry, the agent and the Slack edge."""
 
     @cached_property
     def connections(self) -> ConnectionService:
@@ -128,6 +132,7 @@ async def build_services(
     else:
         credentials = secrets if isinstance(secrets, CredentialStore) else None
     usage = UsageRecorder(store)
+    metrics = Metrics()
     pool = ConnectionPool(
         idle_timeout_s=settings.mcp_idle_timeout_s,
         max_sessions=settings.mcp_max_sessions,
@@ -137,7 +142,8 @@ async def build_services(
     )
     redirect = oauth_redirect_url or default_redirect_url(settings)
     oauth = OAuthFlows(GrantStore(engine, credentials), store, settings, redirect)
-    registry = ToolRegistry(store, pool, usage, settings, secrets, oauth=oauth)
+    metrics.observe_sessions(pool.live_by_transport)
+    registry = ToolRegistry(store, pool, usage, settings, secrets, oauth=oauth, metrics=metrics)
     pool.on_tools_changed = registry.on_tools_changed
     changes = await watch_connection_changes(engine, registry)
     llm = agent = None
@@ -156,6 +162,7 @@ async def build_services(
             preselect_above=settings.agent_tool_preselect_above,
             max_input_tokens=settings.agent_max_input_tokens,
             parallel_calls=settings.agent_parallel_calls,
+            metrics=metrics,
         )
     return Services(
         settings,
@@ -175,4 +182,5 @@ async def build_services(
         engine if owned else None,
         llm,
         _owns_credentials=selection is not None,
+        metrics=metrics,
     )

@@ -164,6 +164,10 @@ class Settings(BaseSettings):
     mcp_stdio_max_processes: int = Field(default=STDIO_MAX_PROCESSES, ge=1)
 
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="text: one line for people; json: one JSON object per line (mcp_core.logs)",
+    )
 
     _split = field_validator("admin_user_ids", "mcp_allowed_hosts", mode="before")(_split_commas)
 

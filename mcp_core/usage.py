@@ -17,6 +17,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Protocol
 
+from mcp_core.logs import outside_turns
 from mcp_core.models import TurnRecord, TurnUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class UsageRecorder:
             return
         self._rows.append(row)
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="usage-recorder")
+            self._task = asyncio.create_task(self._run(), name="usage-recorder", context=outside_turns())
         if len(self._rows) >= self._max_batch:
             self._wake.set()
 

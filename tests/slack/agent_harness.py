@@ -130,6 +130,14 @@ async def agent_bot(tmp_path: Path, fake: FakeSlack, **overrides: Any) -> AsyncI
             await services.aclose()
 
 
+async def always_allow(services: Services, *tools: str) -> None:
+    """USER's toy tools that run without asking from now on (only ``echo`` is read-only)."""
+    connection = await services.store.find_connection(TEAM, USER, "toy")
+    assert connection is not None
+    for tool in tools:
+        await services.registry.set_always_allowed(TEAM, USER, connection.id, tool, True)
+
+
 async def turn_done(bot: Bot) -> None:
     """The model was asked everything scripted and every listener has finished."""
     await bot.llm.drained(TURN_S)

@@ -152,6 +152,51 @@ async def test_socket_mode_connects_answers_commands_then_stops_on_sigterm(
     _assert_stopped_cleanly(process, output, stop_s, "xapp-process-test")
 
 
+def _wait_metric(url: str, name: str, at_least: float) -> str:
+    """Poll /metrics until sample ``name`` is at least ``at_least``; the exposition text."""
+    deadline = time.monotonic() + START_TIMEOUT_S
+    seen = ""
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                seen = response.read().decode()
+        except OSError:
+            seen = ""
+        for line in seen.splitlines():
+            sample, _, value = line.partition(" ")
+            if sample == name and float(value) >= at_least:
+                return seen
+        time.sleep(0.1)
+    pytest.fail(f"{url} never had {name} >= {at_least}:\n{seen[-2000:]}")
+
+
+@pytest.mark.anyio
+async def test_socket_mode_logs_json_lines_and_serves_metrics_on_oauth_port_with_log_format_json(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    port = _free_port()
+    extra = {"SLACK_APP_TOKEN": "xapp-process-test", "LOG_FORMAT": "json", "OAUTH_PORT": str(port)}
+    process = _start(["run"], fake, tmp_path, **extra)
+    try:
+        payload = slash_command("help", user_id="U1", team_id="T1", response_url=fake.response_url("sock"))
+        envelope = await fake.apush_envelope("slash_commands", payload, timeout_s=START_TIMEOUT_S)
+        await fake.await_ack(envelope, timeout_s=START_TIMEOUT_S)
+        metrics = _wait_metric(
+            f"http://127.0.0.1:{port}/metrics", "slack_mcp_bot_slack_ack_duration_seconds_count", 1
+        )
+        health = _wait_health(f"http://127.0.0.1:{port}/healthz", process)
+    finally:
+        output, stop_s = _stop(process)
+
+    assert health == {"ok": True, "live_sessions": 0, "slack": "ok"}
+    assert 'slack_mcp_bot_turns_total{outcome="answered"} 0.0' in metrics
+    lines = [json.loads(line) for line in output.splitlines()]  # every line one JSON object
+    messages = [line["message"] for line in lines]
+    assert "connected to Slack over Socket Mode" in messages
+    assert all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    _assert_stopped_cleanly(process, output, stop_s, "xoxb-process-test", "xapp-process-test")
+
+
 @pytest.mark.anyio
 async def test_http_mode_serves_while_slack_is_unreachable_and_healthz_says_so_until_it_answers(
     fake: FakeSlack, tmp_path: Path
