@@ -452,7 +452,7 @@ async def _run(
         services = await build_services(settings, oauth_redirect_url=redirect)
         if services.turns is not None:
             turns = services.turns
-            turns.start_sweeping(interrupted_turns(slack_client(settings)))
+            turns.start_sweeping(interrupted_turns(slack_client(settings), services.metrics))
             if stopper is not None:
                 stopper.drain = lambda: turns.drain(settings.turn_drain_s)
         if http:

@@ -22,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
 from bot.turn_display import SLACK_FAILURES, slack_error
+from mcp_core.metrics import Metrics
 from mcp_core.turn_journal import TurnRow
 
 __all__ = ["closing_text", "interrupted_turns"]
@@ -37,10 +38,14 @@ def closing_text(turn: TurnRow) -> str:
     return texts.interrupted(ran, maybe, not_run, waiting=turn.state == "waiting")
 
 
-def interrupted_turns(client: AsyncWebClient) -> Callable[[TurnRow], Awaitable[None]]:
+def interrupted_turns(
+    client: AsyncWebClient, metrics: Metrics | None = None
+) -> Callable[[TurnRow], Awaitable[None]]:
     """The sweeper's handler: closes each turn it is given in Slack, with ``client``."""
 
     async def close(turn: TurnRow) -> None:
+        if metrics is not None:
+            metrics.turn_taken_over(waiting=turn.state == "waiting")
         edited = [SectionBlock(text=MarkdownTextObject(text=texts.INTERRUPTED)).to_dict()]
         for ts in turn.messages:
             with contextlib.suppress(*SLACK_FAILURES):  # not streaming (any more): the edit is enough

@@ -16,8 +16,8 @@ Gauges of things other components own (live MCP sessions, open approvals) are re
 Prometheus scrapes (``observe_sessions``, ``observe_open_approvals``): nothing polls, nothing
 can drift from the pool's own count.
 
-Not here yet: a counter of turns taken over from a process that died mid-turn. It comes with
-durable turns; a metric that can never move would only mislead.
+Turns taken over from a process that died mid-turn (``mcp_core.turn_journal``'s sweeper) are
+counted by the process that closed them, by whether they were waiting for a person.
 """
 
 from __future__ import annotations
@@ -132,6 +132,13 @@ class Metrics:
             buckets=ACK_BUCKETS_S,
             registry=registry,
         )
+        self._taken_over = Counter(
+            "turns_taken_over",
+            "Turns of a process that died (or drained) closed by this one, by what they were doing.",
+            ["state"],
+            namespace=NAMESPACE,
+            registry=registry,
+        )
         self._gauges = _Gauges()
         registry.register(self._gauges)
         for outcome in get_args(TurnOutcome):  # every series exists from the start, at 0
@@ -145,6 +152,10 @@ class Metrics:
         self._turns.labels(outcome).inc()
         if seconds is not None:
             self._turn_seconds.observe(seconds)
+
+    def turn_taken_over(self, waiting: bool) -> None:
+        """A dead process's turn was closed here (``waiting``: it was asking a person)."""
+        self._taken_over.labels("waiting" if waiting else "working").inc()
 
     def tool_call_ended(self, outcome: ToolCallOutcome, transport: Transport, seconds: float) -> None:
         """One call sent to a server ended."""

@@ -183,6 +183,11 @@ def kill(bot: Bot) -> None:
 
 
 @pytest.mark.postgres
+def scrape(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.read().decode()
+
+
 async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_nothing_runs_twice(
     fake: FakeSlack, tmp_path: Path
 ) -> None:
@@ -197,6 +202,7 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
             closing = await w.closing_message(event["ts"])
             progress = w.last_edit(w.progress_ts(event["ts"]))
             runs = await w.slow_calls()
+            metrics = await anyio.to_thread.run_sync(scrape, b.url.replace("/slack/events", "/metrics"))
         finally:
             if a.process.poll() is None:
                 kill(a)
@@ -210,6 +216,7 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
     assert len(w.llm.requests) == 1  # the turn was not resumed: nothing asked the model again
     assert "closed interrupted turn" in output
     assert "Traceback" not in output
+    assert 'slack_mcp_bot_turns_taken_over_total{state="working"} 1.0' in metrics
 
 
 async def test_a_restarted_sqlite_bot_closes_the_turn_its_previous_run_left(
