@@ -214,7 +214,6 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
     assert "Thinking" not in json.dumps(progress)
     assert runs == 1
     assert len(w.llm.requests) == 1  # the turn was not resumed: nothing asked the model again
-    assert "closed interrupted turn" in output
     assert "Traceback" not in output
     assert 'slack_mcp_bot_turns_taken_over_total{state="working"} 1.0' in metrics
 
