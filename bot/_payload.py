@@ -31,6 +31,12 @@ def owner(body: dict[str, Any]) -> tuple[str, str]:
     return team_id, user_id
 
 
+def first_action(body: dict[str, Any]) -> dict[str, Any]:
+    """The clicked element of a block_actions payload ({} when the payload has none)."""
+    actions = body.get("actions")
+    return actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+
+
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 

@@ -17,7 +17,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot import texts, views
-from bot._payload import owner
+from bot._payload import first_action, owner
 from bot.replies import privately
 from mcp_core import errors
 from mcp_core.models import Vote
@@ -48,8 +48,7 @@ def register_feedback(app: AsyncApp, store: Store) -> None:
             team_id, user_id = owner(body)
         except errors.McpCoreError:
             return
-        actions = body.get("actions")
-        action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+        action = first_action(body)
         parsed = parse_vote(action.get("value"))
         if parsed is None:
             logger.info("ignored a feedback click whose value is not ours")

@@ -26,7 +26,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
-from bot._payload import owner
+from bot._payload import first_action, owner
 from bot.replies import privately
 from mcp_core import errors
 
@@ -141,8 +141,7 @@ def register_stops(app: AsyncApp, desk: TurnDesk, client: AsyncWebClient) -> Non
             team_id, user_id = owner(body)
         except errors.McpCoreError:
             return
-        actions = body.get("actions")
-        action = actions[0] if isinstance(actions, list) and actions and isinstance(actions[0], dict) else {}
+        action = first_action(body)
         value = action.get("value")
         outcome = desk.stop(value if isinstance(value, str) else "", team_id, user_id)
         if outcome == "not_yours":
