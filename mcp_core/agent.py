@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import time
@@ -84,6 +85,7 @@ from mcp_core.settings import (
     TOOL_PRESELECT_ABOVE,
 )
 from mcp_core.tool_catalog import without_optional_nulls
+from mcp_core.turn_checkpoint import Checkpoint, CheckpointCall, EndedCall, Resume
 
 __all__ = [
     "MAX_STEPS",
@@ -177,6 +179,9 @@ class AgentReply:
     """The current round's calls, in the model's order (what a stop ends, if still open)..."""
     round_ended: dict[int, ToolProgress] = field(default_factory=dict, init=False, repr=False)
     """...and how those that ended did, by ``id()`` of the call."""
+    earlier_steps: int = field(default=0, init=False)
+    """Rounds and calls a resumed turn had made before it waited (counted where they ran)."""
+    earlier_calls: int = field(default=0, init=False)
 
     @property
     def attachments(self) -> list[Attachment]:
@@ -278,6 +283,8 @@ class Agent:
         on_usage: Callable[[TurnUsage], None] | None = None,
         on_text: Callable[[str], Awaitable[None]] | None = None,
         stop: asyncio.Event | None = None,
+        on_wait: Callable[[Checkpoint], Awaitable[None]] | None = None,
+        resume: Resume | None = None,
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
@@ -294,16 +301,18 @@ class Agent:
         their servers, ``notifications/cancelled``), none starts, the model is not asked
         again, and the reply says how far it got ("Stopped — ran 2 of 3 tools.").
 
+        ``on_wait``: given where the turn stands (``mcp_core.turn_checkpoint``) just before
+        each ``ask_approval``, so that the question can be answered on another process;
+        ``resume``: go on from such a checkpoint with the person's answer instead of starting
+        (``messages`` is then not read). A resumed turn's ``on_usage`` counts its own rounds.
+
         Raises:
             LlmError: the model could not be reached or refused the request.
         """
         reply = AgentReply(text="", steps=0, usage=TurnUsage(model=self._model))
         relay = TextRelay(on_text, redact) if on_text is not None else None
-        turn = asyncio.ensure_future(
-            self._turn(
-                reply, messages, catalog, call_tool, on_progress, ask_approval, approval, redact, relay
-            )
-        )
+        hooks = _Hooks(call_tool, on_progress, ask_approval, approval, on_wait)
+        turn = asyncio.ensure_future(self._turn(reply, messages, catalog, hooks, redact, relay, resume))
         try:
             if stop is None:
                 return await turn
@@ -315,9 +324,10 @@ class Agent:
             turn.cancel()  # our own caller gave up: the turn must not run on, unowned
             raise
         finally:
-            counts = {"rounds": reply.steps, "tool_calls": len(reply.calls)}
+            rounds = reply.steps - reply.earlier_steps
+            counts = {"rounds": rounds, "tool_calls": len(reply.calls) - reply.earlier_calls}
             reply.usage = reply.usage.model_copy(update=counts)
-            if on_usage is not None and reply.steps:
+            if on_usage is not None and rounds:
                 on_usage(reply.usage)
 
     async def _turn(
@@ -325,102 +335,141 @@ class Agent:
         reply: AgentReply,
         messages: Sequence[Message],
         catalog: Sequence[CatalogEntry],
-        call_tool: ToolRunner,
-        on_progress: Callable[[ToolProgress], Awaitable[None]] | None,
-        ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None,
-        approval: Callable[[CatalogEntry], bool],
+        hooks: _Hooks,
         redact: Callable[[str], str],
         relay: TextRelay | None,
+        resume: Resume | None,
     ) -> AgentReply:
         by_name = {entry.name: entry for entry in catalog}
-        query = tool_selection.conversation_query(messages)
-        chosen = tool_selection.preselect(
-            catalog, query, max_tools=self._max_tools, above=self._preselect_above
-        )
-        offered = chosen.offered
-        search = [tool_selection.find_tools_spec(len(catalog))] if chosen.searching else []
+        history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
+        restored: _Round | None = None
+        if resume is None:
+            query = tool_selection.conversation_query(messages)
+            chosen = tool_selection.preselect(
+                catalog, query, max_tools=self._max_tools, above=self._preselect_above
+            )
+            offered, searching = chosen.offered, chosen.searching
+            history += [dict(message) for message in messages]
+        else:
+            checkpoint = resume.checkpoint
+            offered = [by_name[name] for name in checkpoint.offered if name in by_name]
+            searching = checkpoint.searching
+            history += [dict(message) for message in checkpoint.history]
+            restored = _restored(reply, checkpoint, resume.answer, by_name)
+        search = [tool_selection.find_tools_spec(len(catalog))] if searching else []
         tools = tool_specs.function_specs(offered) + search
         tools_chars = tool_specs.array_chars(tools)
-        history: list[dict[str, Any]] = [{"role": "system", "content": self._system_prompt}]
-        history += [dict(message) for message in messages]
         while True:
-            allow_tools = bool(tools) and reply.steps < self._max_steps
-            history = fit_history(
-                history,
-                budget=self._max_input_tokens,
-                tools_tokens=self._tokens.chars(tools_chars),
-                counter=self._tokens,
+            if restored is not None:
+                round_, restored = restored, None
+            else:
+                allow_tools = bool(tools) and reply.steps < self._max_steps
+                history = fit_history(
+                    history,
+                    budget=self._max_input_tokens,
+                    tools_tokens=self._tokens.chars(tools_chars),
+                    counter=self._tokens,
+                )
+                estimate = TokenCounter.raw_request(history, tools_chars)
+                if relay is not None:
+                    relay.sent = False
+                message, tokens = await self._timed_complete(
+                    history, tools, allow_tools=allow_tools, relay=relay
+                )
+                if tokens is not None and (allow_tools or "tool_choice" not in self._refused):
+                    self._tokens.observe(estimate, tokens[0])  # tools were sent, as estimated
+                reply.steps += 1
+                reply.usage = reply.usage.plus(tokens)
+                tool_calls = (message.tool_calls or []) if allow_tools else []
+                if not tool_calls:
+                    reply.text = redact(_text(message.content)) or EMPTY_ANSWER
+                    reply.streamed = relay is not None and relay.sent and reply.text != EMPTY_ANSWER
+                    reply.usage = reply.usage.model_copy(update={"answered": True})
+                    return reply
+                calls = [_parse_call(raw, index, by_name) for index, raw in enumerate(tool_calls)]
+                history.append(
+                    {
+                        "role": "assistant",
+                        "content": _text(message.content) or None,
+                        "tool_calls": [call.wire() for call in calls],
+                    }
+                )
+                round_ = _Round(calls)
+                for index, call in enumerate(calls):
+                    if searching and call.name == tool_selection.FIND_TOOLS:
+                        room = self._max_tools - len(tools) - len(round_.added)
+                        found = _find_tools(call, catalog, [*offered, *round_.added], room)
+                        round_.added += found.added
+                        round_.answers[index] = found.text
+                    else:
+                        round_.runs.append(index)
+            checkpoint_of = functools.partial(
+                _checkpoint, reply, history, round_, [*offered, *round_.added], searching
             )
-            estimate = TokenCounter.raw_request(history, tools_chars)
-            if relay is not None:
-                relay.sent = False
-            message, tokens = await self._timed_complete(history, tools, allow_tools=allow_tools, relay=relay)
-            if tokens is not None and (allow_tools or "tool_choice" not in self._refused):
-                self._tokens.observe(estimate, tokens[0])  # tools were sent, as estimated
-            reply.steps += 1
-            reply.usage = reply.usage.plus(tokens)
-            tool_calls = (message.tool_calls or []) if allow_tools else []
-            if not tool_calls:
-                reply.text = redact(_text(message.content)) or EMPTY_ANSWER
-                reply.streamed = relay is not None and relay.sent and reply.text != EMPTY_ANSWER
-                reply.usage = reply.usage.model_copy(update={"answered": True})
-                return reply
-            calls = [_parse_call(raw, index, by_name) for index, raw in enumerate(tool_calls)]
-            history.append(
-                {
-                    "role": "assistant",
-                    "content": _text(message.content) or None,
-                    "tool_calls": [call.wire() for call in calls],
-                }
-            )
-            added: list[CatalogEntry] = []
-            answers = [""] * len(calls)  # by position: the model's ids may repeat
-            runs: list[int] = []
-            for index, call in enumerate(calls):
-                if chosen.searching and call.name == tool_selection.FIND_TOOLS:
-                    room = self._max_tools - len(tools) - len(added)
-                    found = _find_tools(call, catalog, [*offered, *added], room)
-                    added += found.added
-                    answers[index] = found.text
-                else:
-                    runs.append(index)
-
-            async def sent(call: ToolCall) -> ToolResult:
-                try:
-                    result = await call_tool(call)
-                except errors.McpCoreError:
-                    reply.ran += 1
-                    raise
-                reply.ran += 1
-                return result
-
-            async def run_one(call: _ParsedCall) -> ToolProgress:
-                progress = await self._run_call(call, sent, on_progress, ask_approval, approval)
-                reply.round_ended[id(call)] = progress
-                if on_progress is not None:  # every call, run or not, is in the tool summary
-                    await on_progress(progress)
-                return progress
-
-            running = [calls[index] for index in runs]
-            reply.asked += len(running)
-            reply.round_calls, reply.round_ended = running, {}
-            if on_progress is not None:
-                for call in running:
-                    await on_progress(ToolProgress(call, "pending"))
-            ran = await self._run_calls(running, run_one, approval)
-            reply.round_calls, reply.round_ended = [], {}
-            for index, progress in zip(runs, ran, strict=True):
-                reply.calls.append(progress)
-                answers[index] = _for_model(progress)
+            await self._play(reply, round_, hooks, checkpoint_of)
             # In the order of the model's calls, whatever order they finished in.
             history += [
                 {"role": "tool", "tool_call_id": call.id, "content": answer}
-                for call, answer in zip(calls, answers, strict=True)
+                for call, answer in zip(round_.calls, round_.answers, strict=True)
             ]
-            if added:  # appended, so the tools array's start stays as it was (prompt caching)
-                offered = [*offered, *added]
-                tools = [*tools, *tool_specs.function_specs(added)]
+            if round_.added:  # appended, so the tools array's start stays as it was (prompt caching)
+                offered = [*offered, *round_.added]
+                tools = [*tools, *tool_specs.function_specs(round_.added)]
                 tools_chars = tool_specs.array_chars(tools)
+
+    async def _play(
+        self,
+        reply: AgentReply,
+        round_: _Round,
+        hooks: _Hooks,
+        checkpoint_of: Callable[[ToolCall], Checkpoint],
+    ) -> None:
+        """Run the round's calls of the person's tools (from the waiting one on, when the
+        round was restored) and put what the model reads of each into ``round_.answers``."""
+        on_progress = hooks.on_progress
+
+        async def sent(call: ToolCall) -> ToolResult:
+            try:
+                result = await hooks.call_tool(call)
+            except errors.McpCoreError:
+                reply.ran += 1
+                raise
+            reply.ran += 1
+            return result
+
+        async def ask(call: ToolCall) -> bool | str:
+            if hooks.on_wait is not None:
+                await hooks.on_wait(checkpoint_of(call))
+            return await hooks.ask_approval(call) if hooks.ask_approval is not None else False
+
+        ask_approval = ask if hooks.ask_approval is not None else None
+
+        async def run_one(call: _ParsedCall, answered: bool | str | None = None) -> ToolProgress:
+            progress = await self._run_call(call, sent, on_progress, ask_approval, hooks.approval, answered)
+            reply.round_ended[id(call)] = progress
+            if on_progress is not None:  # every call, run or not, is in the tool summary
+                await on_progress(progress)
+            return progress
+
+        running = [round_.calls[index] for index in round_.runs]
+        ended = list(round_.ended)
+        if round_.answer is None:
+            reply.asked += len(running)
+        reply.round_calls = running
+        reply.round_ended = {id(p.call): p for p in ended}
+        rest = running[len(ended) :]
+        if on_progress is not None:
+            for call in rest:
+                await on_progress(ToolProgress(call, "pending"))
+        if round_.answer is not None and rest:  # the restored round's waiting call, answered
+            ended.append(await run_one(rest[0], round_.answer))
+            rest = rest[1:]
+        ran = ended + await self._run_calls(rest, run_one, hooks.approval)
+        reply.round_calls, reply.round_ended = [], {}
+        for index, progress in zip(round_.runs, ran, strict=True):
+            reply.calls.append(progress)
+            restored = round_.restored_answers.get(index)
+            round_.answers[index] = restored if restored is not None else _for_model(progress)
 
     async def _run_calls(
         self,
@@ -470,7 +519,10 @@ class Agent:
         on_progress: Callable[[ToolProgress], Awaitable[None]] | None,
         ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None,
         approval: Callable[[CatalogEntry], bool],
+        answered: bool | str | None = None,
     ) -> ToolProgress:
+        """One call: checked, asked about where ``approval`` says so (unless ``answered``
+        already: a resumed turn's waiting call), then sent."""
         entry = call.entry
         if entry is None:
             return ToolProgress(call, "failed", _error(f"There is no tool named “{call.name[:64]}”."))
@@ -479,7 +531,9 @@ class Agent:
                 call, "failed", _error("The arguments were not a JSON object; nothing was run.")
             )
         answer: bool | str = True
-        if approval(entry):
+        if answered is not None:
+            answer = answered
+        elif approval(entry):
             answer = await ask_approval(call) if ask_approval is not None else False
         if answer is not True:
             why = answer if isinstance(answer, str) else "The person denied this call; it was not run."
@@ -652,6 +706,109 @@ async def _stopped(
         tools = "tool" if reply.asked == 1 else "tools"
         reply.text = f"Stopped — ran {reply.ran} of {reply.asked} {tools}."
     return reply
+
+
+@dataclass(frozen=True)
+class _Hooks:
+    """The surface's side of a turn (see ``Agent.run``)."""
+
+    call_tool: ToolRunner
+    on_progress: Callable[[ToolProgress], Awaitable[None]] | None
+    ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None
+    approval: Callable[[CatalogEntry], bool]
+    on_wait: Callable[[Checkpoint], Awaitable[None]] | None
+
+
+@dataclass
+class _Round:
+    """One model answer's calls: by position, ``runs`` (the person's tools; the others are
+    ``find_tools`` searches, answered at once) and what the model reads of each. A restored
+    round also has the calls that ended before the wait and the person's ``answer``."""
+
+    calls: list[_ParsedCall]
+    runs: list[int] = field(default_factory=list)
+    answers: list[str] = field(default_factory=list)
+    added: list[CatalogEntry] = field(default_factory=list)
+    ended: list[ToolProgress] = field(default_factory=list)
+    restored_answers: dict[int, str] = field(default_factory=dict)
+    answer: bool | str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.answers:
+            self.answers = [""] * len(self.calls)  # by position: the model's ids may repeat
+
+
+def _checkpoint(
+    reply: AgentReply,
+    history: list[dict[str, Any]],
+    round_: _Round,
+    offered: Sequence[CatalogEntry],
+    searching: bool,
+    waiting: ToolCall,
+) -> Checkpoint:
+    """Where the turn stands as it asks about ``waiting`` (``mcp_core.turn_checkpoint``).
+    Approvals are asked one at a time and never beside running calls, so every call of the
+    round before ``waiting`` has ended and none after it has started."""
+    position = next(i for i, call in enumerate(round_.calls) if call is waiting)
+    ran_before = [round_.calls[i] for i in round_.runs if i < position]
+    this_round = [reply.round_ended[id(call)] for call in ran_before]
+    return Checkpoint(
+        history=history[1:],  # the system prompt is the resuming process's own
+        calls=[CheckpointCall(id=c.id, name=c.name, raw_arguments=c.raw_arguments) for c in round_.calls],
+        runs=round_.runs,
+        answers={i: round_.answers[i] for i in range(len(round_.calls)) if i not in round_.runs},
+        waiting=position,
+        offered=[entry.name for entry in offered],
+        searching=searching,
+        steps=reply.steps,
+        asked=reply.asked,
+        ran=reply.ran,
+        ended=[_ended(p) for p in reply.calls] + [_ended(p, _for_model(p)) for p in this_round],
+        round_ended=len(this_round),
+    )
+
+
+def _ended(progress: ToolProgress, answer: str | None = None) -> EndedCall:
+    state = progress.state if progress.state in ("done", "failed", "denied", "stopped") else "failed"
+    return EndedCall(id=progress.call.id, name=progress.call.name, state=state, answer=answer)  # type: ignore[arg-type]
+
+
+def _restored(
+    reply: AgentReply, checkpoint: Checkpoint, answer: bool | str, by_name: Mapping[str, CatalogEntry]
+) -> _Round:
+    """The waiting round of ``checkpoint`` against today's catalog (a tool gone since is a
+    failed call, as any unknown name), with the turn's counts; earlier calls come back as
+    their outcomes only (they are not run again)."""
+    calls = [
+        _parse_call(_Raw(c.id, c.name, c.raw_arguments), i, by_name) for i, c in enumerate(checkpoint.calls)
+    ]
+    earlier = checkpoint.ended[: len(checkpoint.ended) - checkpoint.round_ended]
+    this_round = checkpoint.ended[len(earlier) :]
+    reply.steps = reply.earlier_steps = checkpoint.steps
+    reply.asked, reply.ran = checkpoint.asked, checkpoint.ran
+    reply.calls = [ToolProgress(ToolCall(c.id, c.name, {}, by_name.get(c.name)), c.state) for c in earlier]
+    reply.earlier_calls = len(reply.calls)
+    round_ = _Round(calls, runs=list(checkpoint.runs), answer=answer)
+    for index, text in checkpoint.answers.items():
+        if 0 <= index < len(calls):
+            round_.answers[index] = text
+    for index, ended in zip(round_.runs, this_round, strict=False):
+        round_.ended.append(ToolProgress(calls[index], ended.state))
+        round_.restored_answers[index] = ended.answer or ""
+    return round_
+
+
+@dataclass(frozen=True)
+class _Raw:
+    """A stored call in the shape of the model's (for ``_parse_call``)."""
+
+    id: str
+    name: str
+    arguments: str
+
+    @property
+    def function(self) -> _Raw:
+        return self
 
 
 @dataclass(frozen=True)
