@@ -11,6 +11,9 @@
 
     eid = await fake.apush_envelope("slash_commands", slash_command("list", user_id="U1", team_id=TEAM_ID))
     ack = await fake.await_ack(eid)                             # {"envelope_id": eid, "payload": {...}}
+    [a, b] = await fake.await_connections(2)                    # two processes' Socket Mode connections
+    await fake.apush_envelope("events_api", event, connection=b)  # else the next open one in turn
+    fake.socket_mode.delivered(eid)                             # where it went; unacked events go again
 
     stream = await client.chat_stream(channel="D1", thread_ts=root)   # channels also need recipient_*_id
     await stream.append(markdown_text="hi"); await stream.stop()
@@ -44,6 +47,7 @@ import anyio.to_thread
 from aiohttp import web
 
 from tests.support.fake_slack_ai import AiSurfaces
+from tests.support.fake_socket_mode import SocketModeLinks
 
 __all__ = [
     "API_APP_ID",
@@ -125,13 +129,14 @@ class FakeSlack:
         self.acks: dict[str, dict[str, Any]] = {}
         self.port = 0
         self._cond = threading.Condition()
-        self._sockets: list[web.WebSocketResponse] = []
         self._counter = itertools.count(1)
         self.used_triggers: set[str] = set()
         """trigger_ids a views.open/push already used: Slack's are single-use."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
+        self.socket_mode = SocketModeLinks(self._cond, self.acks, self._run)
+        """The app's Socket Mode connections, deliveries and acks (fake_socket_mode.py)."""
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -186,8 +191,8 @@ class FakeSlack:
         self.port = self._runner.addresses[0][1]
 
     async def _shutdown(self) -> None:
-        for ws in list(self._sockets):
-            await ws.close()
+        self.socket_mode.cancel_timers()
+        await self.socket_mode.close_all()
         assert self._runner is not None
         await self._runner.cleanup()
 
@@ -339,32 +344,15 @@ class FakeSlack:
             parts += [json.dumps(a, default=str) for a in self.acks.values()]
         return "\n".join(parts)
 
-    # -- Socket Mode -----------------------------------------------------------------------------------
+    # -- Socket Mode (tests/support/fake_socket_mode.py) ----------------------------------------------
 
     async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
-        ws = web.WebSocketResponse(timeout=_WS_CLOSE_TIMEOUT_S)
-        await ws.prepare(request)
-        await ws.send_json(
-            {
-                "type": "hello",
-                "num_connections": 1,
-                "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
-                "connection_info": {"app_id": API_APP_ID},
-            }
-        )
-        with self._cond:
-            self._sockets.append(ws)
-            self._cond.notify_all()
-        try:
-            async for msg in ws:
-                if msg.type == aiohttp.WSMsgType.TEXT and "envelope_id" in (data := json.loads(msg.data)):
-                    with self._cond:
-                        self.acks[data["envelope_id"]] = data
-                        self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._sockets.remove(ws)
-        return ws
+        hello = {
+            "type": "hello",
+            "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
+            "connection_info": {"app_id": API_APP_ID},
+        }
+        return await self.socket_mode.serve(request, hello)
 
     def push_envelope(
         self,
@@ -374,21 +362,21 @@ class FakeSlack:
         envelope_id: str | None = None,
         retry_attempt: int = 0,
         retry_reason: str = "",
+        connection: int | None = None,
         timeout_s: float = WAIT_S,
     ) -> str:
-        """Send an envelope to the newest connected Socket Mode client; return its envelope_id.
+        """Deliver an envelope to one open Socket Mode connection (the next in turn, or
+        ``connection``), waiting up to ``timeout_s`` for one to open; return its envelope_id.
+        Not acked within ``socket_mode.ack_timeout_s``, an ``events_api`` envelope is delivered
+        again (see fake_socket_mode.py).
 
         `type` is "slash_commands", "interactive" or "events_api"; `payload` a dict from
         `slash_command`, `block_actions`, `view_submission` or `event_callback`.
 
         Raises:
-            AssertionError: if no client connects within `timeout_s`.
+            AssertionError: if no client (or not ``connection``) is connected within `timeout_s`.
         """
         envelope_id = envelope_id or str(uuid.uuid4())
-        with self._cond:
-            if not self._cond.wait_for(lambda: self._sockets, timeout_s):
-                raise AssertionError(f"no Socket Mode client connected within {timeout_s} s")
-            ws = self._sockets[-1]
         envelope = {
             "envelope_id": envelope_id,
             "type": type,
@@ -397,7 +385,7 @@ class FakeSlack:
             "retry_attempt": retry_attempt,
             "retry_reason": retry_reason,
         }
-        self._run(ws.send_json(envelope))
+        self.socket_mode.push(envelope, connection=connection, timeout_s=timeout_s)
         return envelope_id
 
     async def apush_envelope(self, type: str, payload: dict[str, Any], **kwargs: Any) -> str:
@@ -420,6 +408,20 @@ class FakeSlack:
     async def await_ack(self, envelope_id: str, timeout_s: float = WAIT_S) -> dict[str, Any]:
         """`wait_ack` without blocking the caller's event loop."""
         return await anyio.to_thread.run_sync(partial(self.wait_ack, envelope_id, timeout_s))
+
+    def wait_connections(self, count: int, timeout_s: float = WAIT_S) -> list[int]:
+        """Block until exactly ``count`` Socket Mode connections are open; their numbers."""
+        links = self.socket_mode
+        links.wait(
+            lambda: len(links.open_connections()) == count,
+            timeout_s,
+            lambda: f"expected {count} open Socket Mode connections; open: {links.open_connections()}",
+        )
+        return links.open_connections()
+
+    async def await_connections(self, count: int, timeout_s: float = WAIT_S) -> list[int]:
+        """`wait_connections` without blocking the caller's event loop."""
+        return await anyio.to_thread.run_sync(partial(self.wait_connections, count, timeout_s))
 
 
 MESSAGE_METHODS = frozenset({"chat.postMessage", "chat.update", "chat.postEphemeral", "chat.stopStream"})
