@@ -23,7 +23,8 @@ Stopping: SIGINT/SIGTERM cancel the task running the bot wherever it waits (conn
 retrying, serving), so the process exits within about a second in every state — once agent
 turns in progress had their chance: the first signal drains (``TurnJournal.drain``): no new
 turn starts (``bot.middleware`` answers their events 503, or leaves them unacknowledged in
-Socket Mode, so Slack delivers them again elsewhere), running turns get TURN_DRAIN_S to end,
+Socket Mode, so Slack delivers them again elsewhere; Socket Mode also closes its connection
+first, so Slack sends it no more envelopes), running turns get TURN_DRAIN_S to end,
 and those that did not are cancelled and released for another process's sweeper, or closed
 in their threads by this one on SQLite (``bot.takeover``). With no turn running it stops at
 once; a second signal stops it at once too.
@@ -74,6 +75,7 @@ from mcp_core.metrics import Metrics
 from mcp_core.oauth import default_redirect_url
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
+from mcp_core.turn_journal import TurnJournal
 from run_cards import BUILTIN_DIR, CardCatalog, load_cards
 
 logger = logging.getLogger(__name__)
@@ -360,6 +362,27 @@ async def _close_socket_mode(handler: AsyncSocketModeHandler) -> None:
         await handler.client.aiohttp_client_session.close()
 
 
+def _socket_mode_drain(
+    handler: AsyncSocketModeHandler, turns: TurnJournal, grace_s: float
+) -> Callable[[], Awaitable[None]]:
+    """SIGTERM in Socket Mode: the connection closes first, then the turns drain.
+
+    Slack sends each envelope to one of the app's open connections, picked arbitrarily, and an
+    unacked event's retries too: a draining process that kept its connection would keep getting
+    its share of new events, refuse each, and an event whose retries all landed here would be
+    lost. Closed, it gets nothing more; envelopes it had received but not acked are delivered
+    again on another process's connection. Turn events already in flight here are refused
+    (``draining`` is set before the close), so they are not acked either."""
+
+    async def drain() -> None:
+        turns.draining = True
+        await _close_socket_mode(handler)
+        logger.info("closed the Socket Mode connection: Slack delivers to the app's other connections")
+        await turns.drain(grace_s)
+
+    return drain
+
+
 class _Stopper:
     """SIGINT/SIGTERM cancel the task running the bot, wherever it is waiting."""
 
@@ -477,6 +500,8 @@ async def _run(
                 lambda: _connect_socket_mode(handler, checks, app_token),
             )
             logger.info("connected to Slack over Socket Mode")
+            if stopper is not None and services.turns is not None:
+                stopper.drain = _socket_mode_drain(handler, services.turns, settings.turn_drain_s)
         # Everything imported and built so far lives as long as the process: keep it out of the
         # collector, whose full passes over ~170k start-up objects otherwise stall acks ~80 ms.
         gc.freeze()
@@ -489,7 +514,7 @@ async def _run(
         gc.freeze()
         for task in background:
             task.cancel()
-        if handler is not None:
+        if handler is not None and not handler.client.closed:
             await _close_socket_mode(handler)
         if runner is not None:
             await runner.cleanup()
