@@ -219,3 +219,34 @@ async def test_sigterm_closes_the_connection_at_once_finishes_the_quick_turn_and
     assert 1.0 < stop_s < 4 + 4, output
     assert "Traceback" not in output + out_b
     assert fake.socket_mode.unacked() == []
+
+
+async def test_an_event_a_frozen_process_never_acked_is_answered_once_by_the_other(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    async with socket_world(fake, tmp_path) as w:
+        a, first = w.start_socket(0)
+        b, second = w.start_socket(1)
+        try:
+            w.llm.reply("Answered by the other.")
+            a.send_signal(signal.SIGSTOP)  # alive, connected, and deaf: no ack comes
+            envelope, envelope_id = await w.push_mention("are you there?", connection=first)
+            answer = await w.answered(envelope["event"]["ts"])
+            a.send_signal(signal.SIGCONT)  # wakes up holding the envelope Slack gave up on
+            with anyio.fail_after(WAIT_S):
+                while len(fake.socket_mode.ack_log) < 2:  # noqa: ASYNC110 (the fake's thread)
+                    await anyio.sleep(0.05)
+            await anyio.sleep(1.0)  # time for a wrong second answer to show
+        finally:
+            a.send_signal(signal.SIGCONT)
+            out_a, _ = _stop(a)
+            out_b, _ = _stop(b)
+
+    deliveries = fake.socket_mode.delivered(envelope_id)
+    assert [(d.connection, d.retry_attempt) for d in deliveries] == [(first, 0), (second, 1)]
+    assert answer == "Answered by the other."
+    assert len(w.answers(envelope["event"]["ts"])) == 1
+    assert len(w.llm.requests) == 1
+    acks = {ack.connection: ack.in_time for ack in fake.socket_mode.ack_log}
+    assert acks == {second: True, first: False}  # the late ack changed nothing
+    assert "Traceback" not in out_a + out_b

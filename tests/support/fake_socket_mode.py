@@ -15,10 +15,10 @@ bolt-js #2225; ../shared/reference/slack-testing.md §8-9):
   a reconnect is not the one the envelope came on).
 * An ``events_api`` envelope not acked in time (the app was slow, refused it, or its connection
   closed before it acked) is delivered again after ``retry_delays_s[n]`` with ``retry_attempt``
-  n + 1 and ``retry_reason`` ``"timeout"``, to the next connection in turn — possibly another
-  process. Slack retries nearly at once, after about a minute and after about five (tests
-  shorten the list); after the last, the event is given up (``given_up``). The retry keeps the
-  envelope_id (Bolt acks whatever id it received, and the event_id inside, which apps dedupe
+  n + 1 and ``retry_reason`` ``"timeout"``, to the connection after the one that failed to ack
+  (Slack may pick any; this one makes "another process" the case tests see). Slack retries
+  nearly at once, after about a minute and after about five (tests shorten the list); after
+  the last, the event is given up (``given_up``). The retry keeps the envelope_id (Bolt acks whatever id it received, and the event_id inside, which apps dedupe
   on, is the same either way). No open connection at a retry is one more failed attempt.
 * Other envelopes (commands, clicks, submissions) are not delivered again: a person saw an
   error instead (``expired``).
@@ -83,6 +83,7 @@ class _Envelope:
     body: dict[str, Any]
     deadline: float = 0.0
     acked: bool = False
+    last_connection: int | None = None
     timers: list[asyncio.TimerHandle] = field(default_factory=list)
 
 
@@ -198,7 +199,10 @@ class SocketModeLinks:
             envelope = self._envelopes.setdefault(envelope_id, _Envelope(body))
             envelope.body = body
             open_now = self.open_connections()
-            if connection is None and open_now:
+            if connection is None and open_now and envelope.last_connection is not None:
+                later = [n for n in open_now if n > envelope.last_connection]  # a retry: the one after
+                connection = (later or open_now)[0]
+            elif connection is None and open_now:
                 connection = open_now[self._turn % len(open_now)]
                 self._turn += 1
             link = self._links.get(connection) if connection is not None else None
@@ -209,6 +213,7 @@ class SocketModeLinks:
             await link.ws.send_json(body)
         now = time.time()
         with self._cond:
+            envelope.last_connection = link.number
             envelope.deadline = now + self.ack_timeout_s
             envelope.timers.append(loop.call_later(self.ack_timeout_s, self._timed_out, envelope_id))
             self.deliveries.append(Delivery(envelope_id, link.number, int(body.get("retry_attempt", 0)), now))
