@@ -16,10 +16,11 @@ bolt-js #2225; ../shared/reference/slack-testing.md §8-9):
 * An ``events_api`` envelope not acked in time (the app was slow, refused it, or its connection
   closed before it acked) is delivered again after ``retry_delays_s[n]`` with ``retry_attempt``
   n + 1 and ``retry_reason`` ``"timeout"``, to the connection after the one that failed to ack
-  (Slack may pick any; this one makes "another process" the case tests see). Slack retries
-  nearly at once, after about a minute and after about five (tests shorten the list); after
-  the last, the event is given up (``given_up``). The retry keeps the envelope_id (Bolt acks whatever id it received, and the event_id inside, which apps dedupe
-  on, is the same either way). No open connection at a retry is one more failed attempt.
+  (Slack may pick any; this one makes "another process" the case tests see). Slack retries nearly
+  at once, after about a minute and after about five (tests shorten the list); after the last, the
+  event is given up (``given_up``). The retry keeps the envelope_id (Bolt acks whatever id it
+  received, and the event_id inside, which apps dedupe on, is the same either way). No open
+  connection at a retry is one more failed attempt.
 * Other envelopes (commands, clicks, submissions) are not delivered again: a person saw an
   error instead (``expired``).
 
