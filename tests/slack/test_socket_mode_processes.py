@@ -24,7 +24,7 @@ import pytest
 from bot import texts
 from mcp_core.models import NewConnection
 from tests.credentials.conftest import pg_database
-from tests.slack.test_turn_takeover import KEYS, LEASE_S, SLOW, USER, WAIT_S, World
+from tests.slack.test_turn_takeover import KEYS, SLOW, USER, WAIT_S, World
 from tests.support.fake_openai import fake_openai
 from tests.support.fake_slack import TEAM_ID, FakeSlack, app_mention_event, event_callback
 from tests.support.registry import make_settings, open_services
@@ -46,18 +46,7 @@ class SocketWorld(World):
     """The takeover test's world, with Socket Mode processes: each known by its connection."""
 
     def start_socket(self, connections_before: int, **extra: str) -> tuple[subprocess.Popen[bytes], int]:
-        env = {
-            "SLACK_APP_TOKEN": "xapp-socket-processes",
-            "CREDENTIAL_KEYS": KEYS,
-            "OPENAI_API_KEY": self.llm.api_key,
-            "OPENAI_BASE_URL": self.llm.base_url,
-            "MCP_ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SLACK_STREAMING": "false",
-            "TURN_LEASE_S": LEASE_S,
-            "OAUTH_PORT": str(_free_port()),
-            "DATABASE_URL": str(self.database_url),
-            **extra,
-        }
+        env = self.bot_env(SLACK_APP_TOKEN="xapp-socket-processes", OAUTH_PORT=str(_free_port()), **extra)
         process = _start(["run"], self.fake, self.tmp_path, **env)
         open_now = self.fake.wait_connections(connections_before + 1, timeout_s=WAIT_S)
         return process, open_now[-1]

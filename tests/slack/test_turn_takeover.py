@@ -76,10 +76,9 @@ class World:
     tmp_path: Path
     database_url: str | None
 
-    def start(self, **extra: str) -> Bot:
-        port = _free_port()
-        env = {
-            "SLACK_SIGNING_SECRET": SECRET,
+    def bot_env(self, **extra: str) -> dict[str, str]:
+        """What every bot process of these tests is started with, plus ``extra``."""
+        return {
             "CREDENTIAL_KEYS": KEYS,
             "OPENAI_API_KEY": self.llm.api_key,
             "OPENAI_BASE_URL": self.llm.base_url,
@@ -89,6 +88,10 @@ class World:
             **({"DATABASE_URL": self.database_url} if self.database_url else {}),
             **extra,
         }
+
+    def start(self, **extra: str) -> Bot:
+        port = _free_port()
+        env = self.bot_env(SLACK_SIGNING_SECRET=SECRET, **extra)
         process = _start(["run", "--http", "--port", str(port)], self.fake, self.tmp_path, **env)
         _wait_health(f"http://127.0.0.1:{port}/healthz", process)
         return Bot(process, f"http://127.0.0.1:{port}/slack/events")
