@@ -177,6 +177,11 @@ async def _turn(
     on_progress = display.progress if journal is None else journal.progress(turn_id, display.progress)
     if journal is not None:
         display.on_message = functools.partial(journal.own_message, turn_id)
+        try:  # the row first: a message posted by a turn with no row could never be closed
+            await journal.durable(turn_id)
+        except errors.McpCoreError as exc:
+            await thread.post(texts.failed(exc))
+            return "failed"
     await display.begin()
     others_wrote = False
     allowed_now: set[str] = set()

@@ -7,7 +7,10 @@ messages the turn owns and, per tool call, its catalog name and whether it was s
 — never arguments or results. Writes stay off the hot path: ``begin``, ``own_message``,
 ``call_asked``, ``call_finished``, ``waiting`` and ``running`` only change the turn in memory
 and wake a background task that writes every changed turn together (``FLUSH_INTERVAL_S``).
-``call_started`` alone waits for its write (shared with any other call starting meanwhile):
+``durable`` waits for the write: the Slack side calls it before a turn shows anything, and
+``own_message`` is written at once without waiting, so a message Slack posted is without a row
+that names it only for the one write after Slack's answer. ``call_started`` waits for its
+write too (shared with any other call starting meanwhile):
 a call is sent only once the journal says it may have run, so a takeover never says "did not
 run" of a call that ran, and nothing is ever run twice (nothing is ever re-run at all).
 
@@ -123,6 +126,28 @@ class TurnJournal:
         if turn is not None and ts and ts not in turn.messages:
             turn.messages.append(ts)
             self._changed(turn_id)
+            self._wake.set()  # written at once, not after FLUSH_INTERVAL_S: the message needs its row
+
+    async def durable(self, turn_id: str) -> None:
+        """Returns once the turn, as it is now, is in the database (shared with any write
+        due meanwhile). Before a turn shows anything in Slack: a message posted by a turn
+        with no row yet would be left saying "Thinking…" if the process died then.
+
+        Raises:
+            TurnTakenOverError: another process closed this turn.
+            StoreError: the database did not take the write.
+        """
+        if turn_id in self._lost:
+            raise TurnTakenOverError()
+        if turn_id not in self._turns:
+            return
+        self._changed(turn_id)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._wake.set()
+        await waiter
+        if turn_id in self._lost:
+            raise TurnTakenOverError()
 
     def call_asked(self, turn_id: str, index: int, name: str) -> None:
         """The model asked for call ``index`` (not sent yet)."""
@@ -143,13 +168,7 @@ class TurnJournal:
         if call is None:
             return
         call.started = True
-        self._changed(turn_id)
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._wake.set()
-        await waiter
-        if turn_id in self._lost:
-            raise TurnTakenOverError()
+        await self.durable(turn_id)
 
     def call_finished(self, turn_id: str, index: int, name: str) -> None:
         """Call ``index`` ended (a result, an error, a refusal before it was sent, a stop)."""

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_core import turn_journal
 from mcp_core.errors import TurnTakenOverError
 from mcp_core.store import create_engine
 from mcp_core.store._tables import turns
@@ -81,6 +82,33 @@ async def test_a_started_call_is_in_the_database_when_call_started_returns(engin
         ("toy__slow", True, False),
     ]
     assert lease > datetime.now(UTC) + timedelta(seconds=20)
+    await owner.aclose()
+
+
+async def test_a_begun_turn_is_in_the_database_when_durable_returns(engine) -> None:
+    """Before a turn posts anything: a message without a row could never be closed."""
+    owner = journal(engine)
+    owner.begin("t1", TEAM, USER, "C1", "1.0")
+
+    await owner.durable("t1")
+
+    turn, who, _ = await row(engine, "t1")
+    assert (turn.channel_id, turn.thread_ts, turn.state, who) == ("C1", "1.0", "running", owner.owner)
+    await owner.aclose()
+
+
+async def test_a_posted_message_is_written_before_the_flush_interval(engine, monkeypatch) -> None:
+    monkeypatch.setattr(turn_journal, "FLUSH_INTERVAL_S", 3600.0)
+    owner = journal(engine)
+    owner.begin("t1", TEAM, USER, "C1", "1.0")
+    await owner.durable("t1")
+    owner.own_message("t1", "1.5")
+
+    async def written() -> bool:
+        found = await TurnStore(engine).read("t1")
+        return found is not None and found[0].messages == ["1.5"]
+
+    await until(written)
     await owner.aclose()
 
 
