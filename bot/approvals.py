@@ -1,8 +1,12 @@
 """Approve/Deny in Slack: the question in the thread, the asker's click, and its outcome.
 
 Approvals wait on a future of this process (``ApprovalDesk``); only the asker's click counts,
-and no answer within AGENT_APPROVAL_TIMEOUT_S counts as Deny. With several HTTP workers the
-click must reach the process that asked; Socket Mode has one connection, so it always does.
+and no answer within AGENT_APPROVAL_TIMEOUT_S counts as Deny. A question the turn keeps
+(``KeptQuestion``: its checkpoint sealed into the turn's row) is also open to every other
+process: a click this process's desk does not know is handed to the ``Resumer``
+(``bot.resume``), which takes the question from the database and goes on with the turn there.
+Whoever takes the question in the database — a click here, a click elsewhere, this process's
+own timeout — is the one that goes on; the others let the turn go without a word.
 A question shows the complete arguments (in the message, or whole in a modal when they are
 long) and its buttons carry a digest of them: a click approves those arguments and no others.
 
@@ -16,12 +20,15 @@ that did not offer it is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -38,6 +45,8 @@ from mcp_core.registry import ToolRegistry
 __all__ = [
     "ApprovalDesk",
     "Asking",
+    "KeptQuestion",
+    "Resumer",
     "arguments_digest",
     "ask_approval",
     "may_always_allow",
@@ -67,6 +76,8 @@ class _Question:
     future: asyncio.Future[Outcome] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
+    take: Callable[[], Awaitable[bool]] | None = None
+    """For a kept question: take it in the database first (False: a click elsewhere did)."""
 
 
 def arguments_digest(arguments: dict[str, Any]) -> str:
@@ -103,14 +114,25 @@ class ApprovalDesk:
             return "not_yours"
         return question
 
-    def answer(self, value: str, team_id: str, user_id: str, outcome: Outcome) -> Answer:
+    def keep(self, value: str, take: Callable[[], Awaitable[bool]]) -> None:
+        """The question is in the database too: a click here must take it there first."""
+        question = self._waiting.get(value.partition(".")[0])
+        if question is not None:
+            question.take = take
+
+    async def answer(self, value: str, team_id: str, user_id: str, outcome: Outcome) -> Answer:
         """Record a click; only the asker (same team and user) may answer, only for the
-        arguments the question showed, and with *Always allow* only where it was offered."""
+        arguments the question showed, and with *Always allow* only where it was offered; a
+        kept question only if this process takes it from the database (else: ``gone``)."""
         question = self._find(value, team_id, user_id)
         if isinstance(question, str):
             return question
         if outcome == "always" and not question.offers_always:
             return "not_offered"
+        if question.take is not None and not await question.take():
+            return "gone"
+        if question.future.done():
+            return "gone"
         question.future.set_result(outcome)
         return "ok"
 
@@ -128,10 +150,34 @@ class ApprovalDesk:
         self._waiting.pop(value.partition(".")[0], None)
 
 
+Resumer = Callable[[str, str, str, Outcome, AsyncRespond | None], Awaitable[None]]
+"""``(button value, team, user, outcome, respond)``: a click on a question this process's
+desk does not hold — answered from the database, the turn going on here (``bot.resume``)."""
+
+
 def register_approvals(
-    app: AsyncApp, desk: ApprovalDesk, registry: ToolRegistry, client: AsyncWebClient
+    app: AsyncApp,
+    desk: ApprovalDesk,
+    registry: ToolRegistry,
+    client: AsyncWebClient,
+    resumer: Callable[[], Resumer | None] = lambda: None,
 ) -> None:
-    """Add the Approve, Deny and Show-all-arguments listeners of ``desk``'s questions to ``app``."""
+    """Add the Approve, Deny and Show-all-arguments listeners of ``desk``'s questions to ``app``.
+    ``resumer``: gives what answers the questions of other processes (None: they are gone)."""
+
+    async def elsewhere(
+        answered: Answer,
+        value: str,
+        team_id: str,
+        user_id: str,
+        outcome: Outcome,
+        respond: AsyncRespond | None,
+    ) -> None:
+        go_on = resumer() if answered == "gone" else None
+        if go_on is None:
+            await privately(respond, _REFUSED[answered])
+        else:
+            await go_on(value, team_id, user_id, outcome, respond)
 
     @app.action(views.APPROVE_ACTION)
     @app.action(views.DENY_ACTION)
@@ -139,10 +185,15 @@ def register_approvals(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond | None
     ) -> None:
         await ack()
-        approved = action["action_id"] == views.APPROVE_ACTION
-        answered = desk.answer(*_click(body, action), "approved" if approved else "denied")
+        outcome: Outcome = "approved" if action["action_id"] == views.APPROVE_ACTION else "denied"
+        value, team_id, user_id = _click(body, action)
+        try:
+            answered = await desk.answer(value, team_id, user_id, outcome)
+        except errors.McpCoreError as exc:
+            await privately(respond, texts.failed(exc))
+            return
         if answered != "ok":
-            await privately(respond, _REFUSED[answered])
+            await elsewhere(answered, value, team_id, user_id, outcome, respond)
 
     @app.action(views.ALWAYS_ACTION)
     async def on_always_allow(
@@ -154,7 +205,7 @@ def register_approvals(
         value, team_id, user_id = _click(body, action)
         call = desk.call_for(value, team_id, user_id, always=True)
         if isinstance(call, str):
-            await privately(respond, _REFUSED[call])
+            await elsewhere(call, value, team_id, user_id, "always", respond)
             return
         outcome: Outcome = "always"
         if call.entry is not None:  # a question is only asked about a catalog entry
@@ -164,8 +215,12 @@ def register_approvals(
             except errors.McpCoreError as exc:  # approved once all the same: the person said yes
                 outcome = "approved"
                 await privately(respond, texts.not_remembered(exc))
-        answered = desk.answer(value, team_id, user_id, outcome)
-        if answered != "ok":  # expired while the choice was saved
+        try:
+            answered = await desk.answer(value, team_id, user_id, outcome)
+        except errors.McpCoreError as exc:
+            await privately(respond, texts.failed(exc))
+            return
+        if answered != "ok":  # expired (or answered elsewhere) while the choice was saved
             await privately(respond, _REFUSED[answered])
 
     @app.action(views.ARGUMENTS_ACTION)
@@ -193,6 +248,21 @@ def _click(body: dict[str, Any], action: dict[str, Any]) -> tuple[str, str, str]
 
 
 @dataclass(frozen=True)
+class KeptQuestion:
+    """How a turn keeps its question in the database (``bot.chat`` wires it to the journal)."""
+
+    keep: Callable[[str, datetime, dict[str, Any]], Awaitable[None]]
+    """``(question id, expiry, the question's details)``: seal the turn's checkpoint with them
+    into its row. Raises ``TurnTakenOverError`` if the turn is no longer this process's, and
+    ``StoreError`` if the database failed (the question is then this process's alone)."""
+    take: Callable[[str, bool], Awaitable[bool]]
+    """``(question id, expired_ok)``: take the answered question for this process; False if
+    another process's click took it first."""
+    lost: asyncio.Event
+    """Set when another process took the turn (``TurnJournal.lost_signal``)."""
+
+
+@dataclass(frozen=True)
 class Asking:
     """Where and for whom a turn asks its questions."""
 
@@ -205,6 +275,8 @@ class Asking:
     """Catalog names the asker chose *Always allow* for during this turn: the turn's catalog
     was read before the click, so its later calls of them check here
     (``mcp_core.agent.approval_rule``)."""
+    kept: KeptQuestion | None = None
+    """Set when the question should be open to every process (a checkpoint can be sealed)."""
 
 
 async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, call: ToolCall) -> bool | str:
@@ -228,13 +300,16 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
             return texts.ARGUMENTS_TOO_LONG
         text, blocks = question
         posted = await asking.thread.post(text, blocks)
+        kept: KeptQuestion | None = None
         try:
-            outcome: Outcome | Literal["expired"] = await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            outcome = "expired"
-        except asyncio.CancelledError:  # the asker stopped the turn: the question is closed
-            await asking.thread.edit(posted, texts.approval_stopped(call.name))
-            raise
+            kept = await _keep(asking, question_id, posted, timeout_s, offers_always)
+            if kept is not None:
+                desk.keep(question_id, functools.partial(kept.take, question_id.partition(".")[0], False))
+            outcome = await _click_or_expiry(future, timeout_s, kept, question_id)
+        except asyncio.CancelledError:
+            if asking.kept is None or not asking.kept.lost.is_set():  # stopped: the turn is closed
+                await asking.thread.edit(posted, texts.approval_stopped(call.name))
+            raise  # else released at shutdown: the question stays open to the other processes
     finally:
         desk.close(question_id)
     connection = call.entry.connection_name if call.entry is not None else ""
@@ -243,6 +318,55 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
     if outcome == "always":
         asking.allowed_now.add(call.name)
     return outcome in ("approved", "always")
+
+
+async def _keep(
+    asking: Asking, value: str, posted: str, timeout_s: float, offers_always: bool
+) -> KeptQuestion | None:
+    """Put the question into the turn's row, with what a click elsewhere must check; None
+    when it stays this process's alone (not kept, or the database failed)."""
+    kept = asking.kept
+    if kept is None:
+        return None
+    question_id, _, digest = value.partition(".")
+    details = {"digest": digest, "offers_always": offers_always, "question_ts": posted}
+    expires_at = datetime.now(UTC) + timedelta(seconds=timeout_s)
+    try:
+        await kept.keep(question_id, expires_at, details)
+    except errors.TurnTakenOverError:
+        raise
+    except errors.McpCoreError as exc:
+        logger.warning("the question is open on this process only: %s", exc)
+        return None
+    return kept
+
+
+async def _click_or_expiry(
+    future: asyncio.Future[Outcome], timeout_s: float, kept: KeptQuestion | None, value: str
+) -> Outcome | Literal["expired"]:
+    """The asker's click here (which took a kept question from the database already, see
+    ``ApprovalDesk.answer``), or the expiry — for a kept question, once this process took it.
+
+    Raises:
+        TurnContinuedElsewhereError: a click on another process took the question first.
+    """
+    if kept is None:
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        except TimeoutError:
+            return "expired"
+    lost = asyncio.ensure_future(kept.lost.wait())
+    try:
+        done, _ = await asyncio.wait({future, lost}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        lost.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lost
+    if future in done:
+        return future.result()
+    if kept.lost.is_set() or not await kept.take(value.partition(".")[0], True):
+        raise errors.TurnContinuedElsewhereError()
+    return "expired"
 
 
 def may_always_allow(asking: Asking, call: ToolCall) -> bool:

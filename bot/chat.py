@@ -7,6 +7,11 @@ thread (``bot.approvals``) → the progress message becomes the answer, with a *
 link button for each connection that asked the asker to sign in (again) on the way. When someone other
 than the asker wrote in the thread, every call of the turn is asked about. What the turn cost
 (tokens per round, summed) is queued for the store in the background, answered or not.
+
+A question the turn asks is kept in its journal row with the turn's sealed checkpoint
+(``mcp_core.turn_checkpoint``), when a keyring can seal it: a click on any process takes it
+and the turn goes on there (``Continued``, from ``bot.resume``) — the same progress message
+edited on, or a new stream below the question — while the asking process lets it go.
 """
 
 from __future__ import annotations
@@ -24,18 +29,20 @@ from slack_sdk.models.blocks import ButtonElement
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
-from bot.approvals import ApprovalDesk, Asking, ask_approval, register_approvals
+from bot.approvals import ApprovalDesk, Asking, KeptQuestion, ask_approval, register_approvals
 from bot.questions import QuestionDesk, call_events, register_questions
 from bot.replies import Replies, Thread
+from bot.resume import Continued, resumer
 from bot.rich_results import post_rich_results
 from bot.stops import RunningTurn, TurnDesk, register_stops
 from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
 from mcp_core import errors
-from mcp_core.agent import ToolCall, approval_rule
+from mcp_core.agent import ToolCall, ToolProgress, approval_rule
 from mcp_core.logs import in_turn
 from mcp_core.metrics import TurnOutcome
 from mcp_core.models import ToolResult
 from mcp_core.services import Services
+from mcp_core.turn_checkpoint import Checkpoint, Resume, seal
 from mcp_core.turn_journal import TurnJournal
 
 __all__ = ["answer_in_thread", "register_chat"]
@@ -56,7 +63,10 @@ def register_chat(
     """Add the mention, DM and Approve/Deny listeners to ``app``."""
     registry = services.registry
     desk = ApprovalDesk()
-    register_approvals(app, desk, registry, client)
+    if services.turns is not None and services.checkpoint_keys is not None:
+        services.turns.questions_continue = True
+    answers_elsewhere = resumer(services, replies, lambda continued: go_on(continued))
+    register_approvals(app, desk, registry, client, lambda: answers_elsewhere)
     services.metrics.observe_open_approvals(desk.open_count)
     turns = TurnDesk()
     register_stops(app, turns, client)
@@ -117,6 +127,29 @@ def register_chat(
             services.metrics.turn_ended("refused")
             await thread.post(texts.failed(exc))
 
+    async def go_on(continued: Continued) -> None:
+        """A turn whose question was answered here goes on here, under its own id (its Stop
+        button and 👍 / 👎 keep working)."""
+        row = continued.row
+        thread = replies.thread(row.channel_id, row.thread_ts)
+        with turns.running(
+            row.team_id, row.user_id, row.channel_id, row.thread_ts, turn_id=row.turn_id
+        ) as turn:
+            await journaled_answer(
+                services.turns,
+                turn,
+                services,
+                desk,
+                thread,
+                row.team_id,
+                row.user_id,
+                {},
+                {},
+                surfaces=surfaces,
+                questions=questions,
+                continued=continued,
+            )
+
     return desk
 
 
@@ -132,14 +165,16 @@ async def answer_in_thread(
     turn: RunningTurn | None = None,
     surfaces: SlackSurfaces | None = None,
     questions: QuestionDesk | None = None,
+    continued: Continued | None = None,
 ) -> None:
     """One turn: its display begun (``bot.turn_display``), the thread read back, ``Agent.run``
     with the asker's catalog and callbacks, then the answer (or what went wrong) shown. ``turn``:
     what a Stop sets (``bot.stops``). ``surfaces``: which of Slack's AI surfaces this
     process uses and which a workspace refused (None: the progress message edited in place).
     ``questions``: where servers' questions mid-call wait (``bot.questions``; without it they
-    are cancelled); their progress updates the call's card or line either way. Module-level,
-    so ``bench/agent_turn.py`` times this very code.
+    are cancelled); their progress updates the call's card or line either way. ``continued``:
+    the turn goes on from its checkpoint instead (``event`` and ``context`` are not read).
+    Module-level, so ``bench/agent_turn.py`` times this very code.
 
     Every line logged meanwhile carries the turn's id (``mcp_core.logs``, LOG_FORMAT=json), and
     how the turn ended is counted (``mcp_core.metrics``)."""
@@ -149,7 +184,18 @@ async def answer_in_thread(
     with in_turn(turn_id):
         try:
             outcome = await _turn(
-                services, desk, thread, team_id, user_id, event, context, turn_id, turn, surfaces, questions
+                services,
+                desk,
+                thread,
+                team_id,
+                user_id,
+                event,
+                context,
+                turn_id,
+                turn,
+                surfaces,
+                questions,
+                continued,
             )
         finally:
             services.metrics.turn_ended(outcome, time.perf_counter() - started)
@@ -167,36 +213,73 @@ async def _turn(
     turn: RunningTurn | None,
     surfaces: SlackSurfaces | None,
     questions: QuestionDesk | None,
+    continued: Continued | None,
 ) -> TurnOutcome:
     """``answer_in_thread``'s work; how the turn ended."""
     agent, registry, settings = services.agent, services.registry, services.settings
     assert agent is not None
     redact = registry.redactor(team_id, user_id)
-    display = _display(thread, team_id, user_id, turn, surfaces, redact)
+    extras = continued.checkpoint.extras if continued is not None else {}
+    display = _display(thread, team_id, user_id, turn, surfaces, redact, extras)
     journal = services.turns if turn is not None else None  # bot.takeover closes it if we die
-    on_progress = display.progress if journal is None else journal.progress(turn_id, display.progress)
+    first = len(continued.checkpoint.ended) if continued is not None else 0
+    on_progress = (
+        display.progress if journal is None else journal.progress(turn_id, display.progress, first=first)
+    )
     if journal is not None:
         display.on_message = functools.partial(journal.own_message, turn_id)
+    if journal is not None and continued is None:
         try:  # the row first: a message posted by a turn with no row could never be closed
             await journal.durable(turn_id)
         except errors.McpCoreError as exc:
             await thread.post(texts.failed(exc))
             return "failed"
+    if continued is not None and isinstance(display, EditedDisplay):
+        display.restore(_ended_calls(continued.checkpoint))
     await display.begin()
-    others_wrote = False
-    allowed_now: set[str] = set()
+    others_wrote = extras.get("others_wrote") is True
+    allowed_now: set[str] = {str(name) for name in extras.get("allowed_now") or []}
+    private = extras.get("dm") is True if continued is not None else is_dm(event)
+    waiting_at: list[Checkpoint] = []
+    """Where the turn stands as it asks (``Agent.run``'s ``on_wait``), for its kept question."""
+
+    async def on_wait(checkpoint: Checkpoint) -> None:
+        waiting_at[:] = [checkpoint]
+
+    kept = None
+    if journal is not None and journal.questions_continue and services.checkpoint_keys is not None:
+        keys, lost = services.checkpoint_keys, journal.lost_signal(turn_id)
+
+        async def keep(question_id: str, expires_at: Any, details: dict[str, Any]) -> None:
+            fell_back = isinstance(display, EditedDisplay) or getattr(display, "fell_back", False)
+            shown = {
+                "display": "edited" if fell_back else "streamed",
+                "ts": display.own_ts,
+                "others_wrote": others_wrote,
+                "allowed_now": sorted(allowed_now),
+                "dm": private,
+            }
+            checkpoint = waiting_at[-1].model_copy(update={"extras": {**details, **shown}})
+            sealed = seal(keys, team_id, user_id, turn_id, checkpoint)
+            await journal.suspend(turn_id, question_id, expires_at, sealed)
+
+        async def take(question_id: str, expired_ok: bool) -> bool:
+            return await journal.take_own(turn_id, question_id, expired_ok=expired_ok)
+
+        kept = KeptQuestion(keep, take, lost)
 
     async def ask(call: ToolCall) -> bool | str:
-        asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now)
+        asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now, kept)
         await display.pause()
         if journal is not None:
             journal.waiting(turn_id)
         try:
             return await ask_approval(desk, settings.agent_approval_timeout_s, asking, call)
         finally:
-            if journal is not None:
-                journal.running(turn_id)
-            await display.resume()
+            if kept is None or not kept.lost.is_set():  # else the turn is another process's now
+                if journal is not None:
+                    journal.running(turn_id)
+                await display.resume()
 
     async def call_tool(call: ToolCall) -> ToolResult:
         events = call_events(
@@ -213,9 +296,11 @@ async def _turn(
         return await registry.call(team_id, user_id, call.name, call.arguments, events=events)
 
     try:
-        history, others_wrote = await _thread_history(
-            thread, event, context, display.own_ts, settings.agent_history_messages
-        )
+        history: list[dict[str, str]] = []
+        if continued is None:
+            history, others_wrote = await _thread_history(
+                thread, event, context, display.own_ts, settings.agent_history_messages
+            )
         reply = await agent.run(
             history,
             await registry.catalog(team_id, user_id),
@@ -227,7 +312,13 @@ async def _turn(
             on_usage=functools.partial(services.usage.record_turn, team_id, user_id, turn_id=turn_id),
             on_text=display.text if isinstance(display, StreamedDisplay) else None,
             stop=turn.stop if turn is not None else None,
+            on_wait=on_wait if kept is not None else None,
+            resume=Resume(checkpoint=continued.checkpoint, answer=continued.answer) if continued else None,
         )
+    except errors.TurnContinuedElsewhereError:
+        logger.info("the question was answered on another process; the turn goes on there")
+        display.let_go()
+        return "moved"
     except errors.McpCoreError as exc:  # LlmError and store failures: said in the thread
         await display.fail(texts.failed(exc))
         return "failed"
@@ -235,7 +326,7 @@ async def _turn(
         logger.exception("agent turn failed")
         await display.fail(texts.INTERNAL_ERROR)
         return "error"
-    sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=is_dm(event))
+    sign_ins = await _sign_in_buttons(services, team_id, user_id, reply.sign_ins, private=private)
     await display.finish(reply.text, streamed=reply.streamed, sign_ins=sign_ins, feedback=turn_id)
     await post_rich_results(thread, reply.attachments)
     return "stopped" if reply.stopped else "answered"
@@ -246,7 +337,9 @@ async def journaled_answer(journal: TurnJournal | None, turn: RunningTurn, *args
     if journal is None:
         await answer_in_thread(*args, turn=turn, **kwargs)
         return
-    async with journal.turn(turn.id, turn.team_id, turn.user_id, turn.channel, turn.thread_ts):
+    continued: Continued | None = kwargs.get("continued")
+    taken = continued.row if continued is not None else None
+    async with journal.turn(turn.id, turn.team_id, turn.user_id, turn.channel, turn.thread_ts, taken=taken):
         await answer_in_thread(*args, turn=turn, **kwargs)
 
 
@@ -257,11 +350,20 @@ def _display(
     turn: RunningTurn | None,
     surfaces: SlackSurfaces | None,
     redact: Callable[[str], str],
+    continued: Mapping[str, Any],
 ) -> TurnDisplay:
+    """How the turn shows; a continued turn (``continued``: its checkpoint's extras) edits the
+    progress message it had, or streams anew below its question."""
     stop_value = turn.id if turn is not None else None
-    if surfaces is None or not surfaces.streaming:
-        return EditedDisplay(thread, stop_value)
+    ts = continued.get("ts") if continued.get("display") == "edited" else None
+    if ts is not None or surfaces is None or not surfaces.streaming:
+        return EditedDisplay(thread, stop_value, str(ts) if ts else None)
     return StreamedDisplay(thread, team_id, user_id, surfaces, stop_value, redact)
+
+
+def _ended_calls(checkpoint: Checkpoint) -> list[ToolProgress]:
+    """The calls a continued turn made before it waited, as its progress message showed them."""
+    return [ToolProgress(ToolCall(c.id, c.name, {}, None), c.state) for c in checkpoint.ended]
 
 
 def is_dm(event: dict[str, Any]) -> bool:

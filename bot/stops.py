@@ -58,9 +58,14 @@ class TurnDesk:
         self._turns: dict[str, RunningTurn] = {}
 
     @contextmanager
-    def running(self, team_id: str, user_id: str, channel: str, thread_ts: str) -> Iterator[RunningTurn]:
-        """The turn, findable by a Stop for as long as the block runs."""
+    def running(
+        self, team_id: str, user_id: str, channel: str, thread_ts: str, *, turn_id: str | None = None
+    ) -> Iterator[RunningTurn]:
+        """The turn, findable by a Stop for as long as the block runs. ``turn_id``: a turn
+        that began on another process and goes on here keeps its id (its Stop button's value)."""
         turn = RunningTurn(team_id, user_id, channel, thread_ts)
+        if turn_id is not None:
+            turn.id = turn_id
         self._turns[turn.id] = turn
         try:
             yield turn

@@ -80,6 +80,11 @@ class TurnDisplay(Protocol):
     async def progress(self, progress: ToolProgress) -> None: ...
     async def pause(self) -> None: ...
     async def resume(self) -> None: ...
+    def let_go(self) -> None:
+        """The turn goes on in another process (its question was answered there): stop what
+        runs in the background, change nothing in Slack."""
+        ...
+
     async def finish(
         self,
         answer: str,
@@ -211,6 +216,15 @@ class EditedDisplay:
         self._board.shown()
         text = texts.working(self._board.lines())
         await self._thread.edit(self._ts, *views.agent_working(text, self._stop_value))
+
+    def restore(self, calls: Sequence[ToolProgress]) -> None:
+        """The lines of calls that ended before this process took the turn over (shown with
+        the next edit, as they were)."""
+        for progress in calls:
+            self._board.note(progress)
+
+    def let_go(self) -> None:
+        """Nothing runs in the background."""
 
     async def pause(self) -> None:
         """The question is its own message; this one keeps saying what runs."""
@@ -378,6 +392,9 @@ class StreamedDisplay:
             self.status.session = "suspended" if self.status.sessions else self.status.session
         else:
             await self.status.set_session("suspended")
+
+    def let_go(self) -> None:
+        self._stop_refreshing()
 
     async def resume(self) -> None:
         async with self._lock:

@@ -56,6 +56,7 @@ __all__ = [
     "StoreError",
     "ToolArgumentsError",
     "ToolError",
+    "TurnContinuedElsewhereError",
     "TurnTakenOverError",
     "UnknownToolError",
 ]
@@ -79,6 +80,11 @@ class TurnTakenOverError(StoreError):
 
     def __init__(self) -> None:
         super().__init__("This answer was interrupted and closed in the meantime. Ask again to continue.")
+
+
+class TurnContinuedElsewhereError(TurnTakenOverError):
+    """The turn's question was answered on another process, which goes on with the turn:
+    this process lets it go without a word in the thread."""
 
 
 class DuplicateConnectionError(StoreError):

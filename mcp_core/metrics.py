@@ -52,10 +52,11 @@ __all__ = [
 ]
 
 NAMESPACE = "slack_mcp_bot"
-TurnOutcome = Literal["answered", "stopped", "failed", "error", "refused"]
+TurnOutcome = Literal["answered", "stopped", "failed", "error", "refused", "moved"]
 """How a turn ended: an answer; stopped by the asker; a failure said in the thread (the model
 or the store could not answer); an unexpected error; refused before it began (the asker
-already had AGENT_MAX_TURNS_PER_USER turns running)."""
+already had AGENT_MAX_TURNS_PER_USER turns running); moved: its question was answered on
+another process, which goes on with it (counted there too, as it ends)."""
 ToolCallOutcome = Literal["ok", "tool_error", "failed", "stopped"]
 """How a call sent to a server ended: a result; a result the server marked ``isError``; no
 result (timeout, crash, refused, unreachable); stopped with the turn. Calls never sent (unknown

@@ -18,7 +18,9 @@ from mcp_core._transports import OpenTransport
 from mcp_core.agent import Agent
 from mcp_core.connection_service import ConnectionService
 from mcp_core.connections import ConnectionPool
-from mcp_core.credentials import CredentialStore, detect_backend, open_backend, preflight
+from mcp_core.credentials import CredentialStore, Keyring, detect_backend, open_backend, preflight
+from mcp_core.credentials.keys import load_keyring
+from mcp_core.errors import ConfigError
 from mcp_core.metrics import Metrics
 from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
 from mcp_core.registry import SecretSource, ToolRegistry
@@ -69,6 +71,17 @@ class Services:
     def connections(self) -> ConnectionService:
         """Connect, edit, disconnect and test, on these parts (tests' own parts included)."""
         return ConnectionService(self.store, self.registry, self.credentials, self.settings, self.oauth)
+
+    @cached_property
+    def checkpoint_keys(self) -> Keyring | None:
+        """The keyring that seals waiting turns' checkpoints (``mcp_core.turn_checkpoint``):
+        the credential keyring (CREDENTIAL_KEYS or DATA_DIR's key file). None when there is
+        none (a cloud backend without local keys): questions are then answered only on the
+        process that asked."""
+        try:
+            return load_keyring(self.settings)
+        except ConfigError:
+            return None
 
     async def aclose(self) -> None:
         """Close sessions (reaping children), flush usage, then release the credential backend,

@@ -36,6 +36,7 @@ import secrets
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from mcp_core.agent import ToolProgress
 from mcp_core.errors import McpCoreError, StoreError, TurnTakenOverError
@@ -93,6 +94,7 @@ class TurnJournal:
         self._written: set[str] = set()
         self._dirty: set[str] = set()
         self._lost: set[str] = set()
+        self._lost_signals: dict[str, asyncio.Event] = {}
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -107,13 +109,39 @@ class TurnJournal:
         write that creates the row."""
         self.draining = False
         """True once ``drain`` began: the Slack side starts no new turn."""
+        self.questions_continue = False
+        """Set by the Slack side when waiting turns carry a checkpoint (a keyring is set up):
+        a claimed turn whose question is still open is then parked, not closed."""
 
     # -- the owner's side ---------------------------------------------------------------------
 
-    def begin(self, turn_id: str, team_id: str, user_id: str, channel_id: str, thread_ts: str) -> None:
+    def begin(
+        self,
+        turn_id: str,
+        team_id: str,
+        user_id: str,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        taken: TurnRow | None = None,
+    ) -> None:
         """A turn starts in this process (written in the background); the calling task is the
-        one ``drain`` cancels if the turn outlives the grace period."""
-        self._turns[turn_id] = TurnRow(turn_id, team_id, user_id, channel_id, thread_ts)
+        one ``drain`` cancels if the turn outlives the grace period. ``taken``: the turn is one
+        this process just took from the database (``take_question``), with what it owns."""
+        if taken is not None:
+            row = TurnRow(
+                turn_id,
+                team_id,
+                user_id,
+                channel_id,
+                thread_ts,
+                messages=list(taken.messages),
+                calls=list(taken.calls),
+            )
+            self._written.add(turn_id)
+        else:
+            row = TurnRow(turn_id, team_id, user_id, channel_id, thread_ts)
+        self._turns[turn_id] = row
         with contextlib.suppress(RuntimeError):
             if (task := asyncio.current_task()) is not None:
                 self._tasks[turn_id] = task
@@ -184,6 +212,69 @@ class TurnJournal:
         """The turn works again after a wait."""
         self._set_state(turn_id, "running")
 
+    async def suspend(self, turn_id: str, question: str, expires_at: datetime, checkpoint: Any) -> None:
+        """The turn asks ``question`` and waits, from ``checkpoint`` (sealed): written now, so
+        that a click on any process, or after this one died, can take it (``take_question``).
+
+        Raises:
+            TurnTakenOverError: another process closed this turn.
+            StoreError: the database did not take the write (the question is then this
+                process's alone, as without a checkpoint).
+        """
+        self._set_state(turn_id, "waiting")
+        await self.durable(turn_id)
+        async with self._lock:
+            held = await self._store.suspend(
+                turn_id,
+                owner=self.owner,
+                question=question,
+                expires_at=expires_at,
+                checkpoint=checkpoint,
+                now=_now(),
+            )
+        if not held:
+            self._mark_lost({turn_id})
+            raise TurnTakenOverError()
+
+    async def take_own(self, turn_id: str, question: str, *, expired_ok: bool = False) -> bool:
+        """This process's own turn gets the answer to its question (a click here, or the wait's
+        end): True if it took it, False if a click on another process did first (the turn
+        goes on there; this process lets it go)."""
+        taken = await self.take_question(question, expired_ok=expired_ok)
+        if taken is None or taken.turn_id != turn_id:
+            self._mark_lost({turn_id})
+            return False
+        self._set_state(turn_id, "running")
+        return True
+
+    async def find_question(self, question: str) -> TurnRow | None:
+        """The waiting turn (of any process) whose open question is ``question``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        return await self._store.find_question(question)
+
+    async def take_question(self, question: str, *, expired_ok: bool = False) -> TurnRow | None:
+        """Take the turn waiting on ``question`` for this process (exactly one process gets
+        it); None if it was answered, expired or closed meanwhile.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        now = _now()
+        return await self._store.take_question(
+            question, owner=self.owner, lease_until=now + self._lease, now=now, expired_ok=expired_ok
+        )
+
+    def lost_signal(self, turn_id: str) -> asyncio.Event:
+        """Set once this process learns that its turn was taken by another process (a click
+        there) or closed by one: whatever the turn waits for here, it should stop quietly."""
+        signal = self._lost_signals.setdefault(turn_id, asyncio.Event())
+        if turn_id in self._lost:
+            signal.set()
+        return signal
+
     async def end(self, turn_id: str) -> None:
         """The turn ended in its thread (answered, failed, stopped): ``done``, written now so
         that no sweeper can mistake a shown answer for an orphan. Never raises."""
@@ -212,11 +303,18 @@ class TurnJournal:
 
     @contextlib.asynccontextmanager
     async def turn(
-        self, turn_id: str, team_id: str, user_id: str, channel_id: str, thread_ts: str
+        self,
+        turn_id: str,
+        team_id: str,
+        user_id: str,
+        channel_id: str,
+        thread_ts: str,
+        *,
+        taken: TurnRow | None = None,
     ) -> AsyncIterator[None]:
         """``begin`` … ``end`` around a turn that tells its thread how it ended; a turn cut
         short (cancelled, or an error past the Slack side's own handling) is ``abandon``-ed."""
-        self.begin(turn_id, team_id, user_id, channel_id, thread_ts)
+        self.begin(turn_id, team_id, user_id, channel_id, thread_ts, taken=taken)
         try:
             yield
         except BaseException:
@@ -224,14 +322,15 @@ class TurnJournal:
             raise
         await self.end(turn_id)
 
-    def progress(self, turn_id: str, show: Show) -> Show:
+    def progress(self, turn_id: str, show: Show, *, first: int = 0) -> Show:
         """``show`` (the display's ``on_progress``) with each call journaled first: asked,
         started (durably, before the call is sent: it raises as ``call_started`` does),
-        finished (``done``, ``failed``, ``denied``, ``stopped``)."""
+        finished (``done``, ``failed``, ``denied``, ``stopped``). ``first``: the number of the
+        first call it will see (a continued turn's calls go on after those that ended)."""
         numbers: dict[int, int] = {}
 
         async def journaled(progress: ToolProgress) -> None:
-            index = numbers.setdefault(id(progress.call), len(numbers))
+            index = numbers.setdefault(id(progress.call), first + len(numbers))
             name = progress.call.name
             if progress.state == "pending":
                 self.call_asked(turn_id, index, name)
@@ -274,9 +373,16 @@ class TurnJournal:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="turn-journal")
 
+    def _mark_lost(self, turn_ids: set[str]) -> None:
+        self._lost |= turn_ids
+        for turn_id in turn_ids:
+            if (signal := self._lost_signals.get(turn_id)) is not None:
+                signal.set()
+
     def _forget(self, turn_id: str) -> TurnRow | None:
         turn = self._turns.pop(turn_id, None)
         self._tasks.pop(turn_id, None)
+        self._lost_signals.pop(turn_id, None)
         self._dirty.discard(turn_id)
         if not self._turns:
             self._idle.set()
@@ -316,7 +422,7 @@ class TurnJournal:
                 self._written |= {row.turn_id for row in rows} - refused
                 for turn_id in refused - self._lost:
                     logger.warning("turn %s was taken over by another process; it stops here", turn_id)
-                self._lost |= refused
+                self._mark_lost(refused)
         for waiter in waiters:
             if waiter.done():
                 continue
@@ -326,10 +432,16 @@ class TurnJournal:
                 waiter.set_result(None)
 
     async def _renew(self) -> None:
+        mine = {t for t in self._turns if t in self._written and t not in self._lost}
         try:
-            await self._store.renew(owner=self.owner, lease_until=_now() + self._lease)
+            held = await self._store.renew(owner=self.owner, lease_until=_now() + self._lease)
         except McpCoreError as exc:
             logger.warning("could not renew this process's turn leases: %s", exc)
+            return
+        gone = {t for t in mine - held if t in self._turns}  # not ended here meanwhile
+        for turn_id in gone:
+            logger.info("turn %s goes on in another process (or was closed there)", turn_id)
+        self._mark_lost(gone)
 
     # -- the sweeper --------------------------------------------------------------------------
 
@@ -382,7 +494,16 @@ class TurnJournal:
 
     async def _close(self, turn: TurnRow) -> None:
         """Close one claimed turn through ``on_orphan``; ``closed`` however that went (a turn
-        Slack refuses to close must not come back every few seconds)."""
+        Slack refuses to close must not come back every few seconds). A turn that waits on a
+        question still open, with its checkpoint, is parked instead: it keeps waiting for the
+        click that continues it."""
+        if self.questions_continue and turn.question and turn.checkpoint is not None:
+            try:
+                if await self._store.park(turn.turn_id, owner=self.owner, now=_now()):
+                    logger.info("turn %s keeps waiting for its question's answer", turn.turn_id)
+                    return
+            except McpCoreError as exc:
+                logger.warning("could not keep turn %s waiting (%s); closing it", turn.turn_id, exc)
         try:
             if self._on_orphan is not None:
                 await self._on_orphan(turn)
@@ -413,7 +534,7 @@ class TurnJournal:
         await self._stop(self._writer)  # no more renewals of what is released next
         rows = [self._turns[t] for t in left]
         tasks = [self._tasks[t] for t in left if t in self._tasks]
-        self._lost |= set(left)  # nothing they do from here is written
+        self._mark_lost(set(left))  # nothing they do from here is written
         for task in tasks:
             task.cancel()
         if tasks:

@@ -146,7 +146,11 @@ turns = sa.Table(
     sa.Column("calls", Json, nullable=False),
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("updated_at", UtcDateTime, nullable=False),
+    sa.Column("question", sa.Text),  # 0010_turn_questions
+    sa.Column("question_expires_at", UtcDateTime),
+    sa.Column("checkpoint", Json),
     sa.Index("mcp_turns_state_lease_idx", "state", "lease_until"),
+    sa.Index("mcp_turns_question_idx", "question", unique=True),
 )
 
 slack_events = sa.Table(

@@ -62,6 +62,11 @@ class TurnRow:
     state: TurnState = "running"
     messages: list[str] = field(default_factory=list)
     calls: list[TurnCall] = field(default_factory=list)
+    question: str | None = None
+    """The id the buttons of its open Approve/Deny question carry, while it waits."""
+    question_expires_at: datetime | None = None
+    checkpoint: Any = None
+    """Where it stands, sealed (``mcp_core.turn_checkpoint``); read, never written, by ``save``."""
 
 
 class TurnStore:
@@ -111,11 +116,94 @@ class TurnStore:
                     refused.add(row.turn_id)
         return refused
 
-    async def renew(self, *, owner: str, lease_until: datetime) -> int:
-        """Every live turn ``owner`` holds gets the new lease, in one statement; how many."""
-        update = sa.update(turns).where(_held_by(owner)).values(lease_until=lease_until)
+    async def renew(self, *, owner: str, lease_until: datetime) -> set[str]:
+        """Every live turn ``owner`` holds gets the new lease, in one statement; the ids of
+        those (a turn missing from them was taken by another process)."""
+        update = (
+            sa.update(turns).where(_held_by(owner)).values(lease_until=lease_until).returning(turns.c.turn_id)
+        )
         async with transaction(self._writer) as conn:
-            return (await conn.execute(update)).rowcount
+            return set((await conn.execute(update)).scalars())
+
+    async def suspend(
+        self,
+        turn_id: str,
+        *,
+        owner: str,
+        question: str,
+        expires_at: datetime,
+        checkpoint: Any,
+        now: datetime,
+    ) -> bool:
+        """``owner``'s turn waits for an answer to ``question`` until ``expires_at``, from
+        ``checkpoint`` (sealed); False if ``owner`` no longer holds it."""
+        update = (
+            sa.update(turns)
+            .where(turns.c.turn_id == turn_id, _held_by(owner))
+            .values(
+                state="waiting",
+                question=question,
+                question_expires_at=expires_at,
+                checkpoint=checkpoint,
+                updated_at=now,
+            )
+        )
+        async with transaction(self._writer) as conn:
+            return (await conn.execute(update)).rowcount == 1
+
+    async def find_question(self, question: str) -> TurnRow | None:
+        """The waiting turn whose open question is ``question`` (answered or not, expired or not)."""
+        query = sa.select(turns).where(turns.c.question == question, turns.c.state == "waiting")
+        async with transaction(self._engine) as conn:
+            found = (await conn.execute(query)).mappings().first()
+        return None if found is None else _row(found)
+
+    async def take_question(
+        self, question: str, *, owner: str, lease_until: datetime, now: datetime, expired_ok: bool = False
+    ) -> TurnRow | None:
+        """Answer ``question``: its turn becomes ``owner``'s running turn, whoever held it (its
+        asker's process, a parked row, a live process elsewhere). Exactly one taker gets it:
+        the UPDATE's condition is the open question itself. ``expired_ok``: also after its
+        expiry (the asking process's own timeout). Returns the turn with its checkpoint."""
+        t = turns.c
+        condition = sa.and_(t.question == question, t.state == "waiting")
+        if not expired_ok:
+            condition = sa.and_(condition, t.question_expires_at > now)
+        take = (
+            sa.update(turns)
+            .where(condition)
+            .values(
+                owner=owner,
+                lease_until=lease_until,
+                state="running",
+                question=None,
+                question_expires_at=None,
+                updated_at=now,
+            )
+            .returning(*turns.c)
+        )
+        async with transaction(self._writer) as conn:
+            found = (await conn.execute(take)).mappings().first()
+        return None if found is None else _row(found)
+
+    async def park(self, turn_id: str, *, owner: str, now: datetime) -> bool:
+        """A claimed turn whose owner died while it waited keeps waiting: nobody's (owner
+        ``''``), its lease until the question expires — a click takes it, or the next sweep
+        after the expiry closes it. False (not parked) if it has no open question."""
+        t = turns.c
+        update = (
+            sa.update(turns)
+            .where(
+                t.turn_id == turn_id,
+                _held_by(owner),
+                t.question.is_not(None),
+                t.checkpoint.is_not(None),
+                t.question_expires_at > now,
+            )
+            .values(owner="", lease_until=t.question_expires_at, state="waiting", updated_at=now)
+        )
+        async with transaction(self._writer) as conn:
+            return (await conn.execute(update)).rowcount == 1
 
     async def release(self, *, owner: str, now: datetime, turn_ids: Sequence[str] | None = None) -> int:
         """``owner``'s live turns (or those of ``turn_ids``) expire now, for a sweeper to close."""
@@ -174,7 +262,7 @@ class TurnStore:
         update = (
             sa.update(turns)
             .where(turns.c.turn_id == turn_id, _held_by(owner))
-            .values(state=state, updated_at=now)
+            .values(state=state, question=None, checkpoint=None, updated_at=now)
         )
         async with transaction(self._writer) as conn:
             return (await conn.execute(update)).rowcount == 1
@@ -209,4 +297,7 @@ def _row(found: Any) -> TurnRow:
         state=found["state"],
         messages=[str(ts) for ts in messages],
         calls=[TurnCall.from_json(call) for call in calls],
+        question=found.get("question"),
+        question_expires_at=found.get("question_expires_at"),
+        checkpoint=found.get("checkpoint"),
     )
