@@ -11,7 +11,9 @@ what to do, and never contains a secret or a stack trace::
     │   ├── DuplicateConnectionError    name already used by this user
     │   ├── ConnectionNotFoundError     no such connection for this user
     │   └── TurnTakenOverError          this process lost a turn to another one's sweeper
-    │                                   (its lease ran out): it must not send another call
+    │       │                           (its lease ran out): it must not send another call
+    │       └── TurnContinuedElsewhereError  a click on another process took the turn's
+    │                                        question; that process goes on with the turn
     ├── CredentialError             stored credentials cannot be decrypted (wrong or retired
     │                               master key, tampered or misplaced record); names the connection
     │   └── CredentialBackendError      the secret store is down, slow, throttling or refusing
