@@ -475,7 +475,10 @@ async def _run(
         services = await build_services(settings, oauth_redirect_url=redirect)
         if services.turns is not None:
             turns = services.turns
-            turns.start_sweeping(interrupted_turns(slack_client(settings), services.metrics))
+            closer = interrupted_turns(
+                slack_client(settings), services.metrics, sessions=settings.slack_agent_sessions
+            )
+            turns.start_sweeping(closer)
             if stopper is not None:
                 stopper.drain = lambda: turns.drain(settings.turn_drain_s)
         if http:

@@ -7,8 +7,10 @@ already stopped, expired or plain message just answers an error), then the messa
 into :data:`bot.texts.INTERRUPTED` (``chat.update`` works on a stopped streamed message too).
 Then one message in the thread says which calls ran, which may have run (sent, no answer seen)
 and which did not, and to ask again — nothing is run again, and a question that was waiting
-for an answer is said to have expired (its buttons find no turn any more). Every Slack call is
-best effort: a refusal is logged, and the turn is closed all the same.
+for an answer is said to have expired (its buttons find no turn any more). The thread's status
+line is cleared and, for an agent app, its agent session is closed, so Slack's Stop button and
+"is thinking…" do not outlive the turn. Every Slack call is best effort: a refusal is logged,
+and the turn is closed all the same.
 """
 
 from __future__ import annotations
@@ -39,9 +41,10 @@ def closing_text(turn: TurnRow) -> str:
 
 
 def interrupted_turns(
-    client: AsyncWebClient, metrics: Metrics | None = None
+    client: AsyncWebClient, metrics: Metrics | None = None, *, sessions: bool = True
 ) -> Callable[[TurnRow], Awaitable[None]]:
-    """The sweeper's handler: closes each turn it is given in Slack, with ``client``."""
+    """The sweeper's handler: closes each turn it is given in Slack, with ``client``
+    (``sessions``: the bot uses agent sessions, ``SLACK_AGENT_SESSIONS``)."""
 
     async def close(turn: TurnRow) -> None:
         if metrics is not None:
@@ -62,5 +65,25 @@ def interrupted_turns(
             )
         except SLACK_FAILURES as exc:
             logger.info("could not tell thread %s it was interrupted: %s", turn.thread_ts, slack_error(exc))
+        await _end_thread_status(client, turn, sessions=sessions)
 
     return close
+
+
+async def _end_thread_status(client: AsyncWebClient, turn: TurnRow, *, sessions: bool) -> None:
+    """No status line and no open agent session left by the dead process (a workspace that
+    never allowed them just refuses, quietly)."""
+    with contextlib.suppress(*SLACK_FAILURES):
+        await client.assistant_threads_setStatus(
+            channel_id=turn.channel_id, thread_ts=turn.thread_ts, status=""
+        )
+    if sessions:
+        try:
+            await client.agents_sessions_setStatus(
+                channel_id=turn.channel_id,
+                thread_ts=turn.thread_ts,
+                status="closed",
+                initiator_user_id=turn.user_id,
+            )
+        except SLACK_FAILURES as exc:
+            logger.debug("could not close the agent session of %s: %s", turn.thread_ts, slack_error(exc))

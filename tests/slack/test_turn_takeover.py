@@ -214,6 +214,9 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
     assert f"`{SLOW}` may have run" in closing
     assert "Ask again to continue." in closing
     assert progress["text"] == texts.INTERRUPTED
+    session = w.fake.ai.sessions[(event["channel"], event["ts"])]
+    assert session.history[-1] == "closed"  # Slack's Stop button is gone with the turn
+    assert w.fake.ai.thread_status(event["channel"], event["ts"]) is None
     assert "Thinking" not in json.dumps(progress)
     assert runs == 1
     assert len(w.llm.requests) == 1  # the turn was not resumed: nothing asked the model again
