@@ -12,7 +12,13 @@ import openai
 import pytest
 from openai import AsyncOpenAI
 
-from tests.support.fake_openai import VLLM_NO_AUTO_TOOL_CHOICE, FakeOpenAI, fake_openai
+from tests.support.fake_openai import (
+    VLLM_NO_AUTO_TOOL_CHOICE,
+    FakeOpenAI,
+    fake_openai,
+    text_answer,
+    tool_answer,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +198,33 @@ async def test_refusing_stream_and_stream_options_names_them() -> None:
         llm.reply("ok")
         assert [c async for c in await ask(client, stream=True)]
         await client.close()
+
+
+async def test_a_responder_answers_each_request_from_its_own_messages_after_the_queue(
+    llm: FakeOpenAI, client: AsyncOpenAI
+) -> None:
+    def per_request(body: dict[str, Any]) -> dict[str, Any]:
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            return text_answer(f"Answered after {last['content']}.")
+        return tool_answer(("cal__today", {"who": last["content"]}))
+
+    llm.reply("From the queue.")
+    llm.answer_with(per_request)
+
+    queued = await ask(client)
+    called = await ask(client)
+    [call] = called.choices[0].message.tool_calls or []
+    tool_result = {"role": "tool", "tool_call_id": call.id, "content": "two meetings"}
+    assistant = {"role": "assistant", "tool_calls": [call.model_dump()]}
+    messages = [*QUESTION, assistant, tool_result]
+    answered = await client.chat.completions.create(model="m", messages=messages)  # type: ignore[arg-type]
+    llm.answer_with(None)
+
+    assert queued.choices[0].message.content == "From the queue."
+    assert called.choices[0].finish_reason == "tool_calls"
+    assert call.function.name == "cal__today"
+    assert call.function.arguments == '{"who": "What is in my calendar today?"}'
+    assert answered.choices[0].message.content == "Answered after two meetings."
+    with pytest.raises(openai.InternalServerError, match="no answer scripted"):
+        await ask(client)

@@ -4,9 +4,10 @@ Run as a script (tests start it as a subprocess):
 
     python tests/servers/toy.py [--transport stdio|http|sse] [--port N] [--bearer TOKEN]
                                 [--require-header NAME=VALUE ...] [--require-query NAME=VALUE ...]
-                                [--malformed] [--bad-json-schema] [--pagesize N]
+                                [--malformed] [--bad-json-schema] [--pagesize N] [--snooze]
 
-Tools: echo (read-only), slow, crash, huge, env, add (output schema), fail, pid, grow.
+Tools: echo (read-only), slow, crash, huge, env, add (output schema), fail, pid, grow; with
+`--snooze` also `snooze(seconds, tag)` (read-only, so no approval: bench/scale.py's tool).
 
 stdio keeps stdout for JSON-RPC only; every log line goes to stderr, starting with
 "toy server starting" so tests can prove where a child's stderr ends up.
@@ -16,7 +17,8 @@ HTTP transports bind 127.0.0.1 themselves (port 0 = any free port) and print exa
 legacy HTTP+SSE at `/sse`. `GET /stats` answers `{"tcp_connections": N, "requests": M}`: the
 distinct client (host, port) pairs and the requests seen, not counting `/stats` itself and
 served without the auth checks. `GET /calls` (likewise) answers `{"slow": N}`: how many `slow`
-calls this server started, so a test can prove a call ran exactly once.
+calls this server started, so a test can prove a call ran exactly once (`snooze` counts its
+calls per tag too, as `"snooze:<tag>": N`).
 
 `--require-query NAME=VALUE` makes every request (but `/stats`) answer 401 unless its URL
 carries the query parameter NAME with VALUE, as `--require-header` does for headers.
@@ -79,8 +81,10 @@ def build_server(
     bad_json_schema: bool = False,
     pagesize: int | None = None,
     environ: Mapping[str, str] | None = None,
+    snooze: bool = False,
 ) -> MCPServer:
     """Build the toy MCPServer; `malformed`, `bad_json_schema` and `pagesize` shape every tools/list.
+    `snooze` adds that tool (off by default, so the toy's tool list stays what tests expect).
 
     `environ` is what the `env` tool reads (the process environment when None): served in the
     test process, the server sees the environment its connection would give a child.
@@ -157,6 +161,16 @@ def build_server(
         else:
             await ctx.request_context.session.send_tool_list_changed()
         return name
+
+    if snooze:
+
+        @mcp.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)
+        async def snooze(seconds: float, tag: str) -> str:
+            """Sleep for the given number of seconds, then answer "rested <tag>"."""
+            STARTED["snooze"] += 1
+            STARTED[f"snooze:{tag}"] += 1
+            await anyio.sleep(seconds)
+            return f"rested {tag}"
 
     return mcp
 
@@ -272,10 +286,16 @@ def main(argv: list[str] | None = None) -> None:
         "--bad-json-schema", action="store_true", help="add a tool whose inputSchema is invalid JSON Schema"
     )
     parser.add_argument("--pagesize", type=int, default=None, help="page tools/list N tools at a time")
+    parser.add_argument("--snooze", action="store_true", help="add the read-only snooze(seconds, tag) tool")
     args = parser.parse_args(argv)
 
     print("toy server starting", file=sys.stderr, flush=True)
-    mcp = build_server(malformed=args.malformed, bad_json_schema=args.bad_json_schema, pagesize=args.pagesize)
+    mcp = build_server(
+        malformed=args.malformed,
+        bad_json_schema=args.bad_json_schema,
+        pagesize=args.pagesize,
+        snooze=args.snooze,
+    )
     if args.transport == "stdio":
         mcp.run("stdio")
         return

@@ -38,6 +38,11 @@ time, each tool call as its id and name then its arguments in pieces (by ``index
 choices and the ``usage``, and ``data: [DONE]``. ``stream_options`` without ``stream`` is the
 real API's 400. ``cut`` queues an answer whose stream breaks off half-way (the connection
 closes without ``[DONE]``).
+
+``answer_with(responder)`` serves every request the queue does not cover with
+``responder(request_body)``, an assistant message made by ``text_answer`` or ``tool_answer``:
+a model scripted per request, for many turns in flight at once (bench/scale.py), where one
+queue shared by all of them could not say which answer goes to which turn.
 """
 
 from __future__ import annotations
@@ -46,13 +51,13 @@ import asyncio
 import itertools
 import json
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
 
-__all__ = ["FakeOpenAI", "fake_openai"]
+__all__ = ["FakeOpenAI", "Responder", "fake_openai", "text_answer", "tool_answer"]
 
 API_KEY = "sk-test-fake-openai"
 _RAW = "__raw_body__"
@@ -65,6 +70,28 @@ VLLM_NO_AUTO_TOOL_CHOICE = (
 )
 REFUSABLE = frozenset({"tool_choice", "parallel_tool_calls", "tools", "stream", "stream_options"})
 _CUT = "__cut__"
+_CALL_IDS = itertools.count(1)
+
+Responder = Callable[[dict[str, Any]], dict[str, Any]]
+"""Makes the assistant message that answers one request body."""
+
+
+def text_answer(content: str) -> dict[str, Any]:
+    """An assistant message with text only (the end of a turn)."""
+    return {"role": "assistant", "content": content}
+
+
+def tool_answer(*calls: tuple[str, dict[str, Any] | str], content: str | None = None) -> dict[str, Any]:
+    """An assistant message calling tools; a ``str`` argument is sent as-is (even if not JSON)."""
+    tool_calls = [
+        {
+            "id": f"call_{next(_CALL_IDS)}",
+            "type": "function",
+            "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
+        }
+        for name, args in calls
+    ]
+    return {"role": "assistant", "content": content, "tool_calls": tool_calls}
 
 
 class FakeOpenAI:
@@ -83,24 +110,20 @@ class FakeOpenAI:
         self.streamed: list[bool] = []
         """Per answer served: whether it was streamed."""
         self._script: deque[tuple[int, dict[str, Any] | None]] = deque()
-        self._ids = itertools.count(1)
+        self._responder: Responder | None = None
         self._drained = asyncio.Event()
 
     def reply(self, content: str) -> None:
         """Queue an assistant answer with text only (the end of a turn)."""
-        self._script.append((200, {"role": "assistant", "content": content}))
+        self._script.append((200, text_answer(content)))
 
     def call_tools(self, *calls: tuple[str, dict[str, Any] | str], content: str | None = None) -> None:
         """Queue an assistant answer calling tools; a ``str`` argument is sent as-is (even if not JSON)."""
-        tool_calls = [
-            {
-                "id": f"call_{next(self._ids)}",
-                "type": "function",
-                "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)},
-            }
-            for name, args in calls
-        ]
-        self._script.append((200, {"role": "assistant", "content": content, "tool_calls": tool_calls}))
+        self._script.append((200, tool_answer(*calls, content=content)))
+
+    def answer_with(self, responder: Responder | None) -> None:
+        """Answer each request the queue leaves unanswered with ``responder(body)`` (None: stop)."""
+        self._responder = responder
 
     def fail(self, status: int, message: str = "scripted failure") -> None:
         """Queue an HTTP error in OpenAI's error format."""
@@ -147,10 +170,13 @@ class FakeOpenAI:
         refusal = self._refusal(body)
         if refusal is not None:
             return web.json_response({"error": refusal}, status=400)
-        if not self._script:
+        if self._script:
+            status, payload = self._script.popleft()
+        elif self._responder is not None:
+            status, payload = 200, self._responder(body)
+        else:
             error = {"error": {"message": "fake_openai: no answer scripted for this request", "type": "test"}}
             return web.json_response(error, status=500)
-        status, payload = self._script.popleft()
         if not self._script:
             self._drained.set()
         if payload is None:
