@@ -303,7 +303,10 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
         kept: KeptQuestion | None = None
         try:
             kept = await _keep(asking, question_id, posted, timeout_s, offers_always)
-            if kept is not None:
+            if kept is not None and future.done():  # clicked here while it was being written
+                if not await kept.take(question_id.partition(".")[0], True):
+                    raise errors.TurnContinuedElsewhereError()  # a click elsewhere took the row
+            elif kept is not None:
                 desk.keep(question_id, functools.partial(kept.take, question_id.partition(".")[0], False))
             outcome = await _click_or_expiry(future, timeout_s, kept, question_id)
         except asyncio.CancelledError:
