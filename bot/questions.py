@@ -166,6 +166,10 @@ def call_events(
     async def on_progress(progress: float, total: float | None, message: str | None) -> None:
         await show(ToolProgress(call, "running", note=redact(progress_note(progress, total, message))))
 
+    async def on_task(task_id: str, status: str, message: str | None) -> None:
+        note = redact(f"task {status}" + (f": {message}" if message else ""))
+        await show(ToolProgress(call, "running", note=note, task_id=task_id))
+
     async def on_elicit(request: ElicitRequest) -> ElicitAnswer:
         assert desk is not None
         if pause is not None:
@@ -177,7 +181,9 @@ def call_events(
                 await resume()
 
     where = f"{thread.channel}/{thread.thread}"
-    return CallEvents(on_progress=on_progress, on_elicit=on_elicit if desk else None, surface=where)
+    return CallEvents(
+        on_progress=on_progress, on_elicit=on_elicit if desk else None, surface=where, on_task=on_task
+    )
 
 
 def register_questions(app: AsyncApp, desk: QuestionDesk, client: AsyncWebClient) -> None:

@@ -37,7 +37,8 @@ def closing_text(turn: TurnRow) -> str:
     ran = [c.name for c in turn.calls if c.started and c.finished]
     maybe = [c.name for c in turn.calls if c.started and not c.finished]
     not_run = [c.name for c in turn.calls if not c.started]
-    return texts.interrupted(ran, maybe, not_run, waiting=turn.state == "waiting")
+    tasks = [c.name for c in turn.calls if c.started and not c.finished and c.task]
+    return texts.interrupted(ran, maybe, not_run, waiting=turn.state == "waiting", tasks=tasks)
 
 
 def interrupted_turns(

@@ -427,9 +427,17 @@ INTERRUPTED = "⚠️ Interrupted: I was restarted before I could finish this an
 """What a dead turn's own messages (progress, streamed words) are edited into."""
 
 
-def interrupted(ran: Sequence[str], maybe: Sequence[str], not_run: Sequence[str], *, waiting: bool) -> str:
+def interrupted(
+    ran: Sequence[str],
+    maybe: Sequence[str],
+    not_run: Sequence[str],
+    *,
+    waiting: bool,
+    tasks: Sequence[str] = (),
+) -> str:
     """The thread's message about a turn whose process died: what ran, what may have run (it was
-    sent, no answer came back), what did not; nothing is run again."""
+    sent, no answer came back), what did not; nothing is run again. ``tasks``: calls among those
+    that may have run which their server was running as a task (it may still be at work)."""
     opening = (
         "I was restarted while waiting for an answer to my question, so the question expired"
         if waiting
@@ -441,7 +449,13 @@ def interrupted(ran: Sequence[str], maybe: Sequence[str], not_run: Sequence[str]
         f"{_names(not_run)} did not run" if not_run else "",
     ]
     said = "; ".join(p for p in parts if p)
-    return f"⚠️ {opening}{'; ' + said if said else ''} — nothing was run again. Ask again to continue."
+    still = (
+        f" {_names(tasks)} {'was' if len(tasks) == 1 else 'were'} running as a task on the server and "
+        "may still finish there; its result will not be posted here."
+        if tasks
+        else ""
+    )
+    return f"⚠️ {opening}{'; ' + said if said else ''} — nothing was run again.{still} Ask again to continue."
 
 
 def _names(names: Sequence[str]) -> str:

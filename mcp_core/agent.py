@@ -155,6 +155,9 @@ class ToolProgress:
     note: str | None = None
     """While ``running``: what the server last said about its progress ("2 of 4 — indexing"),
     for the call's line or task card."""
+    task_id: str | None = None
+    """While ``running``: the id of the MCP task the server runs the call as (kept with the
+    turn, so a takeover can say the call may still be running on the server)."""
 
 
 @dataclass

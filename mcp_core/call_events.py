@@ -26,11 +26,14 @@ from dataclasses import dataclass
 
 from mcp_core.elicitation import ElicitAnswer, ElicitRequest
 
-__all__ = ["CallEvents", "ElicitHook", "ProgressHook", "progress_note"]
+__all__ = ["CallEvents", "ElicitHook", "ProgressHook", "TaskHook", "progress_note"]
 
 ProgressHook = Callable[[float, float | None, str | None], Awaitable[None]]
 """``(progress, total, message)``: ``message`` is the server's words, cleaned (or None)."""
 ElicitHook = Callable[[ElicitRequest], Awaitable[ElicitAnswer]]
+TaskHook = Callable[[str, str, str | None], Awaitable[None]]
+"""``(task id, status, message)`` of a call the server runs as a task (``mcp_core._tasks``):
+heard when it is created and whenever its status or message changes; ``message`` cleaned."""
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class CallEvents:
     on_elicit: ElicitHook | None = None
     surface: str = ""
     """Where questions are shown (see the module docstring: legacy sessions' routing)."""
+    on_task: TaskHook | None = None
 
 
 def progress_note(progress: float, total: float | None, message: str | None) -> str:

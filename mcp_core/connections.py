@@ -47,6 +47,7 @@ from mcp_core import errors
 from mcp_core._mid_call import MidCall
 from mcp_core._sanitize import SanitizingReadStream
 from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stopped
+from mcp_core._tasks import call_as_task, takes_tasks
 from mcp_core._transports import OpenTransport, TransportEvents
 from mcp_core._transports import open_transport as _real_transport
 from mcp_core.call_events import CallEvents
@@ -54,7 +55,7 @@ from mcp_core.logs import outside_turns
 from mcp_core.models import SessionSpec
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.security import scrub
-from mcp_core.settings import ELICITATION_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS
+from mcp_core.settings import ELICITATION_TIMEOUT_S, IDLE_TIMEOUT_S, MAX_LIVE_SESSIONS, TASK_TIMEOUT_S
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +133,10 @@ class ConnectionPool:
         sandbox: StdioSandbox | None = None,
         open_transport: OpenTransport | None = None,
         elicitation_timeout_s: float = ELICITATION_TIMEOUT_S,
+        task_timeout_s: float = TASK_TIMEOUT_S,
     ) -> None:
         self._idle_timeout_s = idle_timeout_s
+        self._task_timeout_s = task_timeout_s
         self._elicitation_timeout_s = elicitation_timeout_s
         self._sandbox = sandbox
         self._open_transport: OpenTransport = open_transport or functools.partial(
@@ -171,6 +174,7 @@ class ConnectionPool:
         *,
         timeout_s: float | None = None,
         events: CallEvents | None = None,
+        task_support: str | None = None,
     ) -> types.CallToolResult:
         """Call ``tool`` on the connection's session, opening it first if needed.
 
@@ -183,6 +187,10 @@ class ConnectionPool:
         2025-11-25 session the SDK's own per-request timeout cannot stop, so a call that can
         be asked gets ELICITATION_TIMEOUT_S more of it (one question's worth).
 
+        ``task_support``: the tool's ``execution.taskSupport``; such a tool runs as an MCP task
+        where the session takes them (``mcp_core._tasks``), bounded by ``task_timeout_s`` as
+        a whole (then cancelled on the server) and each of its requests by the call timeout.
+
         Raises:
             McpServerError: the session could not be opened, timed out, died or answered off-spec.
         """
@@ -192,15 +200,30 @@ class ConnectionPool:
             sdk_timeout = timeout + (live.mid_call.timeout_s if asks else 0.0)
             assert live.client is not None
             started = time.monotonic()
+            as_task = takes_tasks(live.client, task_support)
             with live.mid_call.watching(events, timeout) as watch:
                 clock = watch.clock if watch is not None else anyio.CancelScope()
+                if as_task:  # the task's own time, not one request's
+                    clock = anyio.CancelScope(deadline=anyio.current_time() + self._task_timeout_s)
                 hear = watch.progress if watch is not None and watch.events.on_progress else None
                 try:
-                    with anyio.fail_after(sdk_timeout + CALL_GRACE_S):
+                    if as_task:
                         with clock:
-                            result = await live.client.call_tool(
-                                tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
+                            result = await call_as_task(
+                                live.client,
+                                tool,
+                                arguments,
+                                request_timeout_s=sdk_timeout,
+                                scrub=live.scrub,
+                                on_task=events.on_task if events is not None else None,
+                                progress_callback=hear,
                             )
+                    else:
+                        with anyio.fail_after(sdk_timeout + CALL_GRACE_S):
+                            with clock:
+                                result = await live.client.call_tool(
+                                    tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
+                                )
                 except MCPError as exc:
                     if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                         raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout)) from exc
@@ -216,6 +239,12 @@ class ConnectionPool:
                 except Exception as exc:
                     self._retire(connection_id, live)
                     raise call_error(exc, live.facts(), tool, timeout) from exc
+            if clock.cancelled_caught and as_task:
+                raise errors.ServerTimeoutError(
+                    live.spec.name,
+                    f"{tool} ran as a task for longer than {self._task_timeout_s:g} s, so it was "
+                    "cancelled on the server.",
+                )
             if clock.cancelled_caught:  # its own time ran out (questions' waits not counted)
                 raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout))
             return _scrub_result(result, live.scrub) if live.spec.secret_values else result

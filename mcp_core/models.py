@@ -86,6 +86,9 @@ class ToolInfo(BaseModel):
     destructive: bool | None = None
     idempotent: bool | None = None
     open_world: bool | None = None
+    task_support: Literal["forbidden", "optional", "required"] | None = None
+    """``execution.taskSupport`` (2025-11-25): whether the server runs calls of it as tasks
+    (``mcp_core._tasks``). Not in the fingerprint: how a call runs, not what it does."""
 
     @property
     def fingerprint(self) -> str:

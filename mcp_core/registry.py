@@ -377,7 +377,12 @@ class ToolRegistry:
         started = time.perf_counter()
         try:
             result = await self._pool.call_tool(
-                connection_id, opener, entry.tool.name, arguments, events=events
+                connection_id,
+                opener,
+                entry.tool.name,
+                arguments,
+                events=events,
+                task_support=entry.tool.task_support,
             )
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept

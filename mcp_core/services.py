@@ -150,6 +150,7 @@ async def build_services(
         idle_timeout_s=settings.mcp_idle_timeout_s,
         max_sessions=settings.mcp_max_sessions,
         elicitation_timeout_s=settings.elicitation_timeout_s,
+        task_timeout_s=settings.mcp_task_timeout_s,
         sandbox=StdioSandbox.from_settings(settings),
         open_transport=open_transport,
     )

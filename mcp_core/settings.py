@@ -27,6 +27,8 @@ APPROVAL_TIMEOUT_S = 10 * 60.0
 """How long an Approve/Deny question waits; no answer counts as Deny."""
 ELICITATION_TIMEOUT_S = 5 * 60.0
 """How long a server's question (elicitation) waits for the person; no answer is a cancel."""
+TASK_TIMEOUT_S = 30 * 60.0
+"""A tool the server runs as a task (long jobs) may take this long in all, then is cancelled."""
 MAX_AGENT_TOOLS = 128
 """Tools one model request offers at most: OpenAI refuses more than 128 (HTTP 400)."""
 TOOL_PRESELECT_ABOVE = 40
@@ -147,6 +149,7 @@ class Settings(BaseSettings):
     # MCP connection pool
     mcp_connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
     mcp_call_timeout_s: float = Field(default=CALL_TIMEOUT_S, gt=0)
+    mcp_task_timeout_s: float = Field(default=TASK_TIMEOUT_S, gt=0)
     mcp_idle_timeout_s: float = Field(default=IDLE_TIMEOUT_S, gt=0)
     mcp_max_sessions: int = Field(default=MAX_LIVE_SESSIONS, ge=1)
     mcp_max_output_chars: int = Field(default=MAX_OUTPUT_CHARS, ge=1000)

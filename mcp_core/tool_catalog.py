@@ -66,6 +66,7 @@ def tool_info(tool: types.Tool) -> ToolInfo:
         destructive=hints.destructive_hint if hints else None,
         idempotent=hints.idempotent_hint if hints else None,
         open_world=hints.open_world_hint if hints else None,
+        task_support=tool.execution.task_support if tool.execution else None,
     )
 
 

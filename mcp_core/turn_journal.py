@@ -204,6 +204,13 @@ class TurnJournal:
             call.finished = True
             self._changed(turn_id)
 
+    def call_task(self, turn_id: str, index: int, name: str, task_id: str) -> None:
+        """Call ``index`` runs as MCP task ``task_id`` on its server (written with the next flush:
+        the call is already journaled as started, so a takeover never runs it again)."""
+        if (call := self._call(turn_id, index, name)) is not None and call.task != task_id:
+            call.task = task_id[:200]
+            self._changed(turn_id)
+
     def waiting(self, turn_id: str) -> None:
         """The turn waits for a person (an approval, a server's question)."""
         self._set_state(turn_id, "waiting")
@@ -337,6 +344,8 @@ class TurnJournal:
             elif progress.state == "running":
                 if progress.note is None:  # a note is news about a call already started
                     await self.call_started(turn_id, index, name)
+                elif progress.task_id is not None:
+                    self.call_task(turn_id, index, name, progress.task_id)
             else:
                 self.call_finished(turn_id, index, name)
             await show(progress)
@@ -367,11 +376,17 @@ class TurnJournal:
             self._changed(turn_id)
 
     def _changed(self, turn_id: str) -> None:
+        """Mark ``turn_id`` for the next write. The first change after a quiet spell wakes the
+        writer, which otherwise sleeps until the next heartbeat: a call's end or a wait would
+        reach the database up to ``heartbeat_s`` late; later changes batch behind it."""
         if self._frozen:
             return
+        quiet = not self._dirty
         self._dirty.add(turn_id)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="turn-journal")
+        elif quiet:
+            self._wake.set()
 
     def _mark_lost(self, turn_ids: set[str]) -> None:
         self._lost |= turn_ids

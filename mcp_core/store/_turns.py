@@ -34,20 +34,31 @@ LIVE_STATES = ("running", "waiting")
 
 @dataclass
 class TurnCall:
-    """One tool call of a turn: its catalog name, whether it was sent, whether it ended."""
+    """One tool call of a turn: its catalog name, whether it was sent, whether it ended, and
+    the id of the MCP task the server runs it as (if it does)."""
 
     name: str
     started: bool = False
     finished: bool = False
+    task: str | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "started": self.started, "finished": self.finished}
+        data: dict[str, Any] = {"name": self.name, "started": self.started, "finished": self.finished}
+        if self.task is not None:
+            data["task"] = self.task
+        return data
 
     @classmethod
     def from_json(cls, value: Any) -> TurnCall:
         """Read back leniently: a row is ours, but a hand-edited one must not stop a sweep."""
         value = value if isinstance(value, dict) else {}
-        return cls(str(value.get("name", "?")), value.get("started") is True, value.get("finished") is True)
+        task = value.get("task")
+        return cls(
+            str(value.get("name", "?")),
+            value.get("started") is True,
+            value.get("finished") is True,
+            task[:200] if isinstance(task, str) and task else None,
+        )
 
 
 @dataclass

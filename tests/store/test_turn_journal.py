@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core import turn_journal
+from mcp_core.agent import ToolCall, ToolProgress
 from mcp_core.errors import TurnTakenOverError
 from mcp_core.store import create_engine
 from mcp_core.store._tables import turns
@@ -277,3 +278,30 @@ async def test_a_drain_with_other_processes_releases_the_unfinished_turn_for_the
     assert task.cancelled()
     assert (await row(engine, "long"))[0].state == "running"
     assert await journal(second_engine, owner=ELSEWHERE.format("b")).sweep() == 1
+
+
+async def test_a_call_running_as_a_task_has_its_task_id_kept_with_the_turn(engine) -> None:
+    """A takeover reads it to say the call may still be running on its server. Written soon
+    after the call's durable start, not with the next heartbeat (here 1000 s away)."""
+    owner = journal(engine, lease_s=3000.0)
+    owner.begin("t1", TEAM, USER, "C1", "1.0")
+    shown: list[str] = []
+
+    async def show(progress: ToolProgress) -> None:
+        shown.append(progress.state)
+
+    journaled = owner.progress("t1", show)
+    call = ToolCall(id="c1", name="everything__research", arguments={}, entry=None)
+    await journaled(ToolProgress(call, "pending"))
+    await journaled(ToolProgress(call, "running"))
+    await journaled(ToolProgress(call, "running", note="task working", task_id="task-7"))
+
+    async def written() -> bool:
+        found = await TurnStore(engine).read("t1")
+        return found is not None and [c.task for c in found[0].calls] == ["task-7"]
+
+    await until(written)
+    turn, _, _ = await row(engine, "t1")
+    assert (turn.calls[0].started, turn.calls[0].finished) == (True, False)
+    assert shown == ["pending", "running", "running"]
+    await owner.aclose()
