@@ -282,9 +282,9 @@ async def _turn(
                 await display.resume()
 
     async def call_tool(call: ToolCall) -> ToolResult:
-        events = call_events(
+        events = call_events(  # journaled too: a task's id must reach the turn's row
             call,
-            display.progress,
+            on_progress,
             questions,
             thread,
             team_id,

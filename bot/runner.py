@@ -476,7 +476,11 @@ async def _run(
         if services.turns is not None:
             turns = services.turns
             closer = interrupted_turns(
-                slack_client(settings), services.metrics, sessions=settings.slack_agent_sessions
+                slack_client(settings),
+                services.metrics,
+                sessions=settings.slack_agent_sessions,
+                registry=services.registry,
+                journal=turns,
             )
             turns.start_sweeping(closer)
             if stopper is not None:

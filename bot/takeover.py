@@ -11,43 +11,66 @@ for an answer is said to have expired (its buttons find no turn any more). The t
 line is cleared and, for an agent app, its agent session is closed, so Slack's Stop button and
 "is thinking…" do not outlive the turn. Every Slack call is best effort: a refusal is logged,
 and the turn is closed all the same.
+
+A call its remote server was running as an MCP task is followed instead of given up: the
+message says its result will come, the handler hands the journal a ``Follow`` that gets the
+task's result on this process's own session (``ToolRegistry.follow_task``) and posts it in the
+thread (the server's words, inert), or says why it could not. The journal keeps such a turn
+leased, so if this process dies too the next one follows it, without telling the thread again.
+A local (stdio) server's task died with the process that ran it: the message says so.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from slack_sdk.models.blocks import MarkdownTextObject, SectionBlock
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
 from bot.turn_display import SLACK_FAILURES, slack_error
+from mcp_core.errors import McpCoreError
 from mcp_core.metrics import Metrics
-from mcp_core.turn_journal import TurnRow
+from mcp_core.registry import ToolRegistry
+from mcp_core.turn_journal import Follow, TurnJournal, TurnRow
 
 __all__ = ["closing_text", "interrupted_turns"]
 
 logger = logging.getLogger(__name__)
 
 
-def closing_text(turn: TurnRow) -> str:
-    """The thread's message for ``turn``, from its journaled calls."""
+def closing_text(turn: TurnRow, following: Collection[int] = ()) -> str:
+    """The thread's message for ``turn``, from its journaled calls; ``following``: the
+    indexes of calls whose tasks this process follows."""
     ran = [c.name for c in turn.calls if c.started and c.finished]
     maybe = [c.name for c in turn.calls if c.started and not c.finished]
     not_run = [c.name for c in turn.calls if not c.started]
-    tasks = [c.name for c in turn.calls if c.started and not c.finished and c.task]
-    return texts.interrupted(ran, maybe, not_run, waiting=turn.state == "waiting", tasks=tasks)
+    running = [i for i, c in enumerate(turn.calls) if c.started and not c.finished and c.task]
+    tasks = [turn.calls[i].name for i in running if i not in following]
+    followed = [turn.calls[i].name for i in sorted(following)]
+    return texts.interrupted(
+        ran, maybe, not_run, waiting=turn.state == "waiting", tasks=tasks, following=followed
+    )
 
 
 def interrupted_turns(
-    client: AsyncWebClient, metrics: Metrics | None = None, *, sessions: bool = True
-) -> Callable[[TurnRow], Awaitable[None]]:
+    client: AsyncWebClient,
+    metrics: Metrics | None = None,
+    *,
+    sessions: bool = True,
+    registry: ToolRegistry | None = None,
+    journal: TurnJournal | None = None,
+) -> Callable[[TurnRow], Awaitable[Follow | None]]:
     """The sweeper's handler: closes each turn it is given in Slack, with ``client``
-    (``sessions``: the bot uses agent sessions, ``SLACK_AGENT_SESSIONS``)."""
+    (``sessions``: the bot uses agent sessions, ``SLACK_AGENT_SESSIONS``). With ``registry``
+    and ``journal``, calls running as tasks on remote servers are followed to their results."""
 
-    async def close(turn: TurnRow) -> None:
+    async def close(turn: TurnRow) -> Follow | None:
+        if any(call.followed for call in turn.calls):  # its thread was told: follow what is left
+            return _follower(client, registry, journal, turn) if registry and journal else None
+        following = await _followable(registry, turn) if journal is not None else set()
         if metrics is not None:
             metrics.turn_taken_over(waiting=turn.state == "waiting")
         edited = [SectionBlock(text=MarkdownTextObject(text=texts.INTERRUPTED)).to_dict()]
@@ -60,15 +83,66 @@ def interrupted_turns(
                 )
             except SLACK_FAILURES as exc:
                 logger.info("could not edit message %s of turn %s: %s", ts, turn.turn_id, slack_error(exc))
-        try:
-            await client.chat_postMessage(
-                channel=turn.channel_id, thread_ts=turn.thread_ts, text=closing_text(turn)
-            )
-        except SLACK_FAILURES as exc:
-            logger.info("could not tell thread %s it was interrupted: %s", turn.thread_ts, slack_error(exc))
+        await _post(client, turn, closing_text(turn, following))
         await _end_thread_status(client, turn, sessions=sessions)
+        if not following or registry is None or journal is None:
+            return None
+        for index in following:
+            turn.calls[index].followed = True
+        return _follower(client, registry, journal, turn)
 
     return close
+
+
+async def _followable(registry: ToolRegistry | None, turn: TurnRow) -> set[int]:
+    """Indexes of the turn's calls that were running as tasks its process could follow."""
+    found: set[int] = set()
+    if registry is None:
+        return found
+    for index, call in enumerate(turn.calls):
+        if not (call.started and not call.finished and call.task):
+            continue
+        try:
+            if await registry.task_followable(turn.team_id, turn.user_id, call.name):
+                found.add(index)
+        except McpCoreError as exc:  # the catalog could not be read: said not to be followed
+            logger.info("cannot follow %s of turn %s: %s", call.name, turn.turn_id, exc)
+    return found
+
+
+def _follower(client: AsyncWebClient, registry: ToolRegistry, journal: TurnJournal, turn: TurnRow) -> Follow:
+    """Each followed call's task, to its result in the thread, one after another; each call is
+    journaled as finished once its message is posted (taken over again, it is not posted twice,
+    short of a death between the two)."""
+
+    async def follow() -> None:
+        for index, call in enumerate(turn.calls):
+            if not call.followed or call.finished or call.task is None:
+                continue
+            try:
+                result = await registry.follow_task(turn.team_id, turn.user_id, call.name, call.task)
+            except McpCoreError as exc:
+                text = texts.task_lost(call.name, str(exc))
+            else:
+                text = texts.task_ended(call.name, result.text, is_error=result.is_error)
+            await _post(client, turn, text)
+            journal.call_finished(turn.turn_id, index, call.name)
+            await journal.durable(turn.turn_id)
+
+    return follow
+
+
+async def _post(client: AsyncWebClient, turn: TurnRow, text: str) -> None:
+    try:
+        await client.chat_postMessage(
+            channel=turn.channel_id,
+            thread_ts=turn.thread_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+    except SLACK_FAILURES as exc:
+        logger.info("could not post in the thread of turn %s: %s", turn.turn_id, slack_error(exc))
 
 
 async def _end_thread_status(client: AsyncWebClient, turn: TurnRow, *, sessions: bool) -> None:

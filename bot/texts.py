@@ -434,10 +434,12 @@ def interrupted(
     *,
     waiting: bool,
     tasks: Sequence[str] = (),
+    following: Sequence[str] = (),
 ) -> str:
     """The thread's message about a turn whose process died: what ran, what may have run (it was
-    sent, no answer came back), what did not; nothing is run again. ``tasks``: calls among those
-    that may have run which their server was running as a task (it may still be at work)."""
+    sent, no answer came back), what did not; nothing is run again. Among the calls that may
+    have run, their servers ran ``following`` as tasks this process follows (their results
+    come next) and ``tasks`` as tasks it cannot follow (a local server, a tool gone)."""
     opening = (
         "I was restarted while waiting for an answer to my question, so the question expired"
         if waiting
@@ -449,13 +451,52 @@ def interrupted(
         f"{_names(not_run)} did not run" if not_run else "",
     ]
     said = "; ".join(p for p in parts if p)
+    one = len(tasks) == 1
     still = (
-        f" {_names(tasks)} {'was' if len(tasks) == 1 else 'were'} running as a task on the server and "
-        "may still finish there; its result will not be posted here."
+        f" {_names(tasks)} {'was' if one else 'were'} running as {'a task' if one else 'tasks'} on "
+        f"the server and may still finish there; {'its result' if one else 'their results'} will "
+        "not be posted here."
         if tasks
         else ""
     )
-    return f"⚠️ {opening}{'; ' + said if said else ''} — nothing was run again.{still} Ask again to continue."
+    one = len(following) == 1
+    follows = (
+        f" {_names(following)} {'is' if one else 'are'} still running as {'a task' if one else 'tasks'} "
+        f"on the server: I will post {'its result' if one else 'their results'} here when "
+        f"{'it ends' if one else 'they end'}."
+        if following
+        else ""
+    )
+    return (
+        f"⚠️ {opening}{'; ' + said if said else ''} — nothing was run again.{still}{follows} "
+        "Ask again to continue."
+    )
+
+
+TASK_RESULT_CHARS = 2800
+"""A followed task's result shown in the thread (one section's worth)."""
+
+
+def task_ended(name: str, text: str, *, is_error: bool) -> str:
+    """A followed task's result (the server's words, inert: no mentions, links, or an end to
+    the code block), posted in its turn's thread."""
+    body = _inert(text)
+    if len(body) > TASK_RESULT_CHARS:
+        body = body[:TASK_RESULT_CHARS] + "…"
+    head = (
+        f"⚠️ `{shown_tool_name(name)}` ended with an error on its server after my restart"
+        if is_error
+        else f"✅ `{shown_tool_name(name)}` finished on its server after my restart"
+    )
+    if not body.strip():
+        return f"{head} (it returned nothing)."
+    return f"{head}:\n```{body}```\nAsk me about it to continue."
+
+
+def task_lost(name: str, reason: str) -> str:
+    """A followed task whose result could not be had (``reason``: an error's safe text)."""
+    tool = shown_tool_name(name)
+    return f"⚠️ I could not get the result of `{tool}` after my restart: {_inert(reason)[:400]}"
 
 
 def _names(names: Sequence[str]) -> str:

@@ -37,7 +37,7 @@ from mcp_core.call_events import TaskHook
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["call_as_task", "takes_tasks"]
+__all__ = ["call_as_task", "cancel_task", "follow_task", "takes_tasks"]
 
 TASK_TTL_MS = 60 * 60 * 1000
 """How long we ask the server to keep the task and its result (it may keep it shorter)."""
@@ -86,6 +86,54 @@ async def call_as_task(
     if "task" not in raw:  # the server answered at once
         return types.CallToolResult.model_validate(raw)
     task = types.CreateTaskResult.model_validate(raw).task
+    return await _see_through(client, task, request_timeout_s, scrub, on_task, cancel_on_exit=True)
+
+
+async def follow_task(
+    client: Client,
+    task_id: str,
+    *,
+    request_timeout_s: float,
+    scrub: Callable[[str], str],
+    on_task: TaskHook | None = None,
+) -> types.CallToolResult:
+    """Follow task ``task_id``, created by another session (a process that was restarted), to its
+    end: the same polling and result as ``call_as_task``. A cancelled follow leaves the task
+    running (whoever follows it next gets it); ``cancel_task`` ends it on the server.
+
+    Raises:
+        MCPError: the server refused a request (an unknown task: its store forgot it, or it
+            was bound to the session that is gone).
+    """
+    if not 0 < len(task_id) <= MAX_TASK_ID_CHARS:
+        raise ValueError("the task id is empty or too long")
+    task = await client.session.send_request(
+        types.GetTaskRequest(params=types.GetTaskRequestParams(task_id=task_id)),
+        types.GetTaskResult,
+        request_read_timeout_seconds=request_timeout_s,
+    )
+    if task.task_id != task_id:
+        raise ValueError("the server answered tasks/get about another task")
+    return await _see_through(client, task, request_timeout_s, scrub, on_task, cancel_on_exit=False)
+
+
+async def cancel_task(client: Client, task_id: str) -> None:
+    """``tasks/cancel``, shielded and bounded; never raises (already ended, or the session is gone)."""
+    with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
+        await _cancel(client.session, task_id)
+
+
+async def _see_through(
+    client: Client,
+    task: types.Task,
+    request_timeout_s: float,
+    scrub: Callable[[str], str],
+    on_task: TaskHook | None,
+    *,
+    cancel_on_exit: bool,
+) -> types.CallToolResult:
+    """Poll ``task`` until it ends or needs input, then fetch its result."""
+    session = client.session
     task_id = task.task_id
     if not 0 < len(task_id) <= MAX_TASK_ID_CHARS:
         raise ValueError("the server's task id is empty or too long")
@@ -112,8 +160,9 @@ async def call_as_task(
             request_read_timeout_seconds=None,
         )
     except BaseException:
-        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
-            await _cancel(session, task_id)
+        if cancel_on_exit:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
+                await _cancel(session, task_id)
         raise
 
 

@@ -47,10 +47,10 @@ from mcp_core import errors
 from mcp_core._mid_call import MidCall
 from mcp_core._sanitize import SanitizingReadStream
 from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stopped
-from mcp_core._tasks import call_as_task, takes_tasks
+from mcp_core._tasks import call_as_task, cancel_task, follow_task, takes_tasks
 from mcp_core._transports import OpenTransport, TransportEvents
 from mcp_core._transports import open_transport as _real_transport
-from mcp_core.call_events import CallEvents
+from mcp_core.call_events import CallEvents, TaskHook
 from mcp_core.logs import outside_turns
 from mcp_core.models import SessionSpec
 from mcp_core.sandbox import StdioSandbox
@@ -247,6 +247,59 @@ class ConnectionPool:
                 )
             if clock.cancelled_caught:  # its own time ran out (questions' waits not counted)
                 raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout))
+            return _scrub_result(result, live.scrub) if live.spec.secret_values else result
+
+    async def follow_task(
+        self,
+        connection_id: uuid.UUID,
+        open_spec: SpecFactory,
+        tool: str,
+        task_id: str,
+        *,
+        on_task: TaskHook | None = None,
+    ) -> types.CallToolResult:
+        """Follow the MCP task ``task_id`` of ``tool``, which a session of another process (now
+        gone) created, to its result, on this connection's session (opened if needed): for
+        remote servers whose tasks outlive a session. Bounded by ``task_timeout_s``, then
+        cancelled on the server; a follow cancelled from outside leaves the task running.
+
+        Raises:
+            ServerTimeoutError: the task ran past ``task_timeout_s``.
+            McpServerError: the session could not be opened or died, the server does not take
+                tasks on this session, or it refused (an unknown task: it forgot it, or bound
+                it to the session that is gone).
+        """
+        async with self._borrow(connection_id, open_spec) as live:
+            assert live.client is not None
+            client = live.client
+            if client.protocol_version != "2025-11-25":
+                raise errors.McpServerError(
+                    live.spec.name, "the server no longer offers tasks on a new session"
+                )
+            with anyio.move_on_after(self._task_timeout_s) as clock:
+                try:
+                    result = await follow_task(
+                        client,
+                        task_id,
+                        request_timeout_s=live.spec.call_timeout_s,
+                        scrub=live.scrub,
+                        on_task=on_task,
+                    )
+                except MCPError as exc:
+                    said = live.scrub(exc.message)[:300]
+                    raise errors.McpServerError(
+                        live.spec.name, f"the server answered error {exc.code}: {said}"
+                    ) from exc
+                except Exception as exc:
+                    self._retire(connection_id, live)
+                    raise call_error(exc, live.facts(), tool, live.spec.call_timeout_s) from exc
+            if clock.cancelled_caught:
+                await cancel_task(client, task_id)
+                raise errors.ServerTimeoutError(
+                    live.spec.name,
+                    f"{tool} ran as a task for longer than {self._task_timeout_s:g} s, so it was "
+                    "cancelled on the server.",
+                )
             return _scrub_result(result, live.scrub) if live.spec.secret_values else result
 
     async def list_tools(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> ToolListing:

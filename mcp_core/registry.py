@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from mcp_core import errors
 from mcp_core._results import flatten_result
-from mcp_core.call_events import CallEvents
+from mcp_core.call_events import CallEvents, TaskHook
 from mcp_core.connection_config import ConnectionConfig
 from mcp_core.connections import ConnectionPool, SpecFactory
 from mcp_core.limits import UserLimits, too_many_connections
@@ -63,6 +63,8 @@ from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tool
 from mcp_core.usage import UsageRecorder
 
 if TYPE_CHECKING:
+    import mcp_types as types
+
     from mcp_core.oauth import GrantProvider, OAuthFlows
     from mcp_core.oauth.machine import MachineProvider
 
@@ -390,46 +392,48 @@ class ToolRegistry:
             latency_ms = (time.perf_counter() - started) * 1000
             self._record(team_id, user_id, entry, latency_ms, "stopped", "Stopped", "stopped by the person")
             raise
-        provider = self._providers.get(entry.connection_id)
-        if result.is_error and provider is not None and provider.failure is not None:
-            # The server refused the request at the HTTP layer (a step-up 403, a grant that no
-            # longer refreshes) and the transport reported it as a closed connection: the tool
-            # did not run. Say what the person can do instead.
-            await self._pool.discard(entry.connection_id)
-            refused = errors.ServerAuthError(entry.connection_name, "the server refused the call")
-            raise await self._call_failed(team_id, user_id, entry, started, refused)
-        text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
-        structured = None if truncated else result.structured_content
-        tokens = provider.secret_values() if provider is not None else ()
-        if tokens:
-            clean = scrub(text, tokens)  # a server echoing the token it was sent
-            if clean != text:
-                text, structured = clean, None
-        rich = rich_parts(
-            result,
-            max_image_bytes=self._settings.max_upload_bytes,
-            secrets=self._forms_of(connection_id),
-            clean=functools.partial(scrub, secrets=tokens),
-        )
-        latency_ms = (time.perf_counter() - started) * 1000
-        failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
-        self._record(
-            team_id,
-            user_id,
-            entry,
-            latency_ms,
-            "tool_error" if result.is_error else "ok",
-            "ToolReportedError" if failure else None,
-            failure,
-        )
-        return ToolResult(
-            text=text,
-            is_error=result.is_error,
-            truncated=truncated,
-            structured=structured,
-            latency_ms=latency_ms,
-            rich=rich,
-        )
+        return await self._finish(team_id, user_id, entry, started, result)
+
+    async def task_followable(self, team_id: str, user_id: str, tool: str) -> bool:
+        """Whether a call of catalog tool ``tool`` that its server ran as an MCP task can be
+        followed from another process: the tool is still in the person's catalog and its
+        server is remote (a local server's tasks ended with the process that ran it)."""
+        entry = (await self._catalog(team_id, user_id)).entries.get(tool)
+        return entry is not None and self._transports.get(entry.connection_id, "stdio") != "stdio"
+
+    async def follow_task(
+        self,
+        team_id: str,
+        user_id: str,
+        tool: str,
+        task_id: str,
+        *,
+        on_task: TaskHook | None = None,
+    ) -> ToolResult:
+        """The result of the call of ``tool`` that a process now gone sent, which its remote
+        server runs as MCP task ``task_id``: followed on this process's session, as a call's
+        result (scrubbed, cut, recorded once: the dead process recorded nothing). Nothing is
+        sent again.
+
+        Raises:
+            UnknownToolError: the tool left the person's catalog (disconnected, switched off).
+            McpServerError: the server is local, unreachable, or no longer knows the task.
+        """
+        catalog = await self._catalog(team_id, user_id)
+        entry = catalog.entries.get(tool)
+        if entry is None:
+            raise errors.UnknownToolError(tool)
+        if self._transports.get(entry.connection_id, "stdio") == "stdio":
+            raise errors.McpServerError(entry.connection_name, "its local server stopped with my process")
+        opener = self._opener(team_id, user_id, entry.connection_id)
+        started = time.perf_counter()
+        try:
+            result = await self._pool.follow_task(
+                entry.connection_id, opener, entry.tool.name, task_id, on_task=on_task
+            )
+        except errors.McpCoreError as exc:
+            raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
+        return await self._finish(team_id, user_id, entry, started, result)
 
     async def set_tool_enabled(
         self, team_id: str, user_id: str, connection_id: uuid.UUID, tool: str, enabled: bool
@@ -504,6 +508,54 @@ class ToolRegistry:
         return functools.partial(scrub, secrets=forms)
 
     # -- internals -----------------------------------------------------------------------
+
+    async def _finish(
+        self, team_id: str, user_id: str, entry: CatalogEntry, started: float, result: types.CallToolResult
+    ) -> ToolResult:
+        """A server's answer to a call as the model and Slack see it: an auth refusal the
+        transport hid turned into its error, text cut to MCP_MAX_OUTPUT_CHARS, the connection's
+        tokens scrubbed, rich parts kept apart; the call recorded."""
+        connection_id = entry.connection_id
+        provider = self._providers.get(entry.connection_id)
+        if result.is_error and provider is not None and provider.failure is not None:
+            # The server refused the request at the HTTP layer (a step-up 403, a grant that no
+            # longer refreshes) and the transport reported it as a closed connection: the tool
+            # did not run. Say what the person can do instead.
+            await self._pool.discard(entry.connection_id)
+            refused = errors.ServerAuthError(entry.connection_name, "the server refused the call")
+            raise await self._call_failed(team_id, user_id, entry, started, refused)
+        text, truncated = flatten_result(result, self._settings.mcp_max_output_chars)
+        structured = None if truncated else result.structured_content
+        tokens = provider.secret_values() if provider is not None else ()
+        if tokens:
+            clean = scrub(text, tokens)  # a server echoing the token it was sent
+            if clean != text:
+                text, structured = clean, None
+        rich = rich_parts(
+            result,
+            max_image_bytes=self._settings.max_upload_bytes,
+            secrets=self._forms_of(connection_id),
+            clean=functools.partial(scrub, secrets=tokens),
+        )
+        latency_ms = (time.perf_counter() - started) * 1000
+        failure = text[:USAGE_MESSAGE_MAX_CHARS] if result.is_error else None
+        self._record(
+            team_id,
+            user_id,
+            entry,
+            latency_ms,
+            "tool_error" if result.is_error else "ok",
+            "ToolReportedError" if failure else None,
+            failure,
+        )
+        return ToolResult(
+            text=text,
+            is_error=result.is_error,
+            truncated=truncated,
+            structured=structured,
+            latency_ms=latency_ms,
+            rich=rich,
+        )
 
     async def _mark_failed(
         self, team_id: str, user_id: str, connection_id: uuid.UUID, exc: errors.McpCoreError

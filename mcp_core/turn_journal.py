@@ -18,7 +18,10 @@ The same task renews, every ``lease_s / 3``, the lease of every live turn this p
 in one UPDATE. A sweeper (``start_sweeping``) claims turns whose lease ran out, or whose owner
 was a process of this host that is gone (a restart on the same host closes the previous run's
 turns at once), and hands each to the caller's ``on_orphan`` (the Slack side closes it in its
-thread); then the turn is ``closed``. ``drain`` is SIGTERM's: no new turns, the running ones
+thread); then the turn is ``closed`` — unless the handler hands back a ``Follow`` (a call
+its remote server runs as an MCP task is followed to its result): the turn then lives on as this
+process's, leased like any other, so if this process dies too the next one follows it again
+(the thread is told once). ``drain`` is SIGTERM's: no new turns, the running ones
 get a grace period, the rest are cancelled and released for a sweeper — this process's own
 when it is the only one (SQLite), another live process's otherwise.
 
@@ -42,7 +45,7 @@ from mcp_core.agent import ToolProgress
 from mcp_core.errors import McpCoreError, StoreError, TurnTakenOverError
 from mcp_core.store._turns import TurnCall, TurnRow, TurnStore
 
-__all__ = ["TurnCall", "TurnJournal", "TurnRow", "process_owner"]
+__all__ = ["Follow", "TurnCall", "TurnJournal", "TurnRow", "process_owner"]
 
 Show = Callable[[ToolProgress], Awaitable[None]]
 
@@ -61,7 +64,10 @@ PURGE_EVERY = 100
 CANCEL_WAIT_S = 1.0
 """At the end of a drain, how long cancelled turns get to unwind."""
 
-OrphanHandler = Callable[[TurnRow], Awaitable[None]]
+Follow = Callable[[], Awaitable[None]]
+"""What a process that took a turn over still does for it (follow its calls' MCP tasks)."""
+OrphanHandler = Callable[[TurnRow], Awaitable[Follow | None]]
+"""Closes a claimed turn in its thread; returns a ``Follow`` if the turn goes on here."""
 
 
 def process_owner() -> str:
@@ -102,6 +108,7 @@ class TurnJournal:
         self._writer: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._on_orphan: OrphanHandler | None = None
+        self._follows: set[asyncio.Task[None]] = set()
         self._frozen = False
         """Set by ``drain`` once it released what was left: nothing more is written."""
         self._lock = asyncio.Lock()
@@ -519,16 +526,52 @@ class TurnJournal:
                     return
             except McpCoreError as exc:
                 logger.warning("could not keep turn %s waiting (%s); closing it", turn.turn_id, exc)
+        follow: Follow | None = None
         try:
             if self._on_orphan is not None:
-                await self._on_orphan(turn)
+                follow = await self._on_orphan(turn)
         except Exception:  # boundary: one turn's closing must not stop the sweeper
             logger.exception("closing interrupted turn %s failed", turn.turn_id)
+        if follow is not None:
+            await self._keep(turn, follow)
+            return
         try:
             await self._store.finish(turn.turn_id, owner=self.owner, state="closed", now=_now())
         except McpCoreError as exc:
             logger.warning("could not mark turn %s closed (%s)", turn.turn_id, exc)
         logger.info("closed interrupted turn %s (%d calls)", turn.turn_id, len(turn.calls))
+
+    async def _keep(self, turn: TurnRow, follow: Follow) -> None:
+        """A claimed turn goes on here for ``follow`` (written first, with what its handler
+        changed). Shutting down: left released, for the next process or start to follow."""
+        leaving = self.draining or self._frozen
+        now = _now()
+        try:
+            async with self._lock:
+                lease = now if leaving else now + self._lease
+                await self._store.save([turn], owner=self.owner, lease_until=lease, now=now)
+        except McpCoreError as exc:
+            logger.warning("could not keep turn %s (%s); a sweeper takes it again", turn.turn_id, exc)
+            return
+        if leaving:
+            logger.info("turn %s is left for the next process to follow", turn.turn_id)
+            return
+        task = asyncio.create_task(self._follow(turn, follow), name=f"follow-{turn.turn_id}")
+        self._follows.add(task)
+        task.add_done_callback(self._follows.discard)
+
+    async def _follow(self, turn: TurnRow, follow: Follow) -> None:
+        """``follow`` as this process's turn: drained, released and taken over like any other.
+        Its own failure ends it (taken again, it would only fail again)."""
+        self.begin(turn.turn_id, turn.team_id, turn.user_id, turn.channel_id, turn.thread_ts, taken=turn)
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            await asyncio.shield(self.abandon(turn.turn_id))
+            raise
+        except Exception:  # boundary: the follow's handler tells its thread what it can
+            logger.exception("following turn %s failed", turn.turn_id)
+        await self.end(turn.turn_id)
 
     # -- shutdown -----------------------------------------------------------------------------
 
@@ -567,7 +610,10 @@ class TurnJournal:
             logger.warning("could not release the unfinished turns (%s); their leases will run out", exc)
 
     async def aclose(self) -> None:
-        """Write what is pending, then stop the writer and the sweeper."""
+        """Stop following (released, for the next process), write what is pending, then stop
+        the writer and the sweeper."""
+        for task in list(self._follows):
+            await self._stop(task)
         if self._dirty or self._waiters:
             await self._flush()
         await self._stop(self._writer)

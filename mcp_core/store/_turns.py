@@ -34,18 +34,22 @@ LIVE_STATES = ("running", "waiting")
 
 @dataclass
 class TurnCall:
-    """One tool call of a turn: its catalog name, whether it was sent, whether it ended, and
-    the id of the MCP task the server runs it as (if it does)."""
+    """One tool call of a turn: its catalog name, whether it was sent, whether it ended, the id
+    of the MCP task the server runs it as (if it does), and whether a process that took the
+    turn over follows that task (its thread was told the result will come)."""
 
     name: str
     started: bool = False
     finished: bool = False
     task: str | None = None
+    followed: bool = False
 
     def as_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"name": self.name, "started": self.started, "finished": self.finished}
         if self.task is not None:
             data["task"] = self.task
+        if self.followed:
+            data["followed"] = True
         return data
 
     @classmethod
@@ -58,6 +62,7 @@ class TurnCall:
             value.get("started") is True,
             value.get("finished") is True,
             task[:200] if isinstance(task, str) and task else None,
+            value.get("followed") is True,
         )
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import texts
 from bot.takeover import closing_text
 from mcp_core.models import NewConnection
 from mcp_core.store._turns import TurnCall
@@ -45,12 +46,14 @@ async def test_a_task_only_tool_runs_as_a_task_with_its_status_on_the_calls_line
         bot.llm.reply("Researched.")
         await bot.slack.event(mention("research tide pools"))
         await turn_done(bot)
+        followable = await bot.services.registry.task_followable(TEAM, USER, RESEARCH)
 
     [said] = tool_messages(bot.llm.requests[1])
     assert "requires task augmentation" not in said
     assert "tide pools" in said.lower()
     lines = [u["text"] for u in updates(fake, bot.posts.ts_of("🤔"))]
     assert any("task working" in line for line in lines), lines
+    assert not followable  # a local server's task ends with the process that ran it
 
 
 def test_a_taken_over_turn_says_a_call_running_as_a_task_may_still_finish_on_the_server() -> None:
@@ -65,3 +68,48 @@ def test_a_taken_over_turn_says_a_call_running_as_a_task_may_still_finish_on_the
     assert "`long` may have run" in text
     assert "`long` was running as a task on the server and may still finish there" in text
     assert "nothing was run again" in text
+
+
+def test_several_tasks_that_cannot_be_followed_are_named_in_the_plural() -> None:
+    turn = TurnRow("t1", TEAM, USER, "C_TEST", "1.2", calls=[TurnCall("a", True), TurnCall("b", True)])
+    for call in turn.calls:
+        call.task = f"task-{call.name}"
+
+    text = closing_text(turn)
+
+    assert "`a` and `b` were running as tasks on the server and may still finish there" in text
+    assert "their results will not be posted here" in text
+
+
+def test_a_task_this_process_follows_is_announced_with_its_result_to_come() -> None:
+    turn = TurnRow(
+        "t1", TEAM, USER, "C_TEST", "1.2", calls=[TurnCall("local", True), TurnCall("remote", True)]
+    )
+    turn.calls[0].task, turn.calls[1].task = "task-1", "task-2"
+
+    text = closing_text(turn, following={1})
+
+    assert "`local` was running as a task on the server and may still finish there" in text
+    assert (
+        "`remote` is still running as a task on the server: I will post its result here when it ends" in text
+    )
+
+
+def test_a_followed_tasks_result_is_shown_inert_and_cut() -> None:
+    hostile = "<!channel> see <https://evil.example|here> ```break``` " + "x" * 5000
+
+    text = texts.task_ended("keeper__research", hostile, is_error=False)
+    failed = texts.task_ended("keeper__<@U1>research", "", is_error=True)
+    lost = texts.task_lost("keeper__research", "keeper: the server answered error -32602: <!here>")
+
+    assert text.startswith("✅ `keeper__research` finished on its server after my restart:\n```")
+    assert "<!channel>" not in text
+    assert "<https://" not in text
+    assert text.count("```") == 2  # the server's own fences cannot end the block
+    assert len(text) < texts.TASK_RESULT_CHARS + 200
+    assert (
+        failed
+        == "⚠️ `keeper__U1research` ended with an error on its server after my restart (it returned nothing)."
+    )
+    assert "<!here>" not in lost
+    assert "&lt;!here&gt;" in lost

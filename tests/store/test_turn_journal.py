@@ -305,3 +305,84 @@ async def test_a_call_running_as_a_task_has_its_task_id_kept_with_the_turn(engin
     assert (turn.calls[0].started, turn.calls[0].finished) == (True, False)
     assert shown == ["pending", "running", "running"]
     await owner.aclose()
+
+
+async def test_a_turn_its_handler_follows_stays_leased_here_until_the_follow_ends(engine) -> None:
+    """A handler that hands back a Follow (a task to follow) keeps the turn live as the
+    sweeper's own: renewed like any other, done when the follow ends, never closed under it."""
+    dead = journal(engine, owner=ELSEWHERE.format("dead"))
+    dead.begin("t1", TEAM, USER, "C1", "1.0")
+    await dead.call_started("t1", 0, "keeper__research")
+    await dead.aclose()
+    await expire_all(engine)
+    follower = journal(engine, owner=ELSEWHERE.format("b"))
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def follow() -> None:
+        seen.append((await row(engine, "t1"))[0].state)
+        await release.wait()
+        follower.call_finished("t1", 0, "keeper__research")
+        await follower.durable("t1")
+
+    async def close(turn: TurnRow):
+        turn.calls[0].followed = True
+        return follow
+
+    follower._on_orphan = close
+    assert await follower.sweep() == 1
+    await until(lambda: _true(seen))
+    during, owner_during, _ = await row(engine, "t1")
+    release.set()
+
+    async def ended() -> bool:
+        return (await row(engine, "t1"))[0].state == "done"
+
+    await until(ended)
+    assert seen == ["running"]
+    assert (owner_during, during.calls[0].followed) == (follower.owner, True)
+    assert (await row(engine, "t1"))[0].calls[0].finished
+    assert await follower.sweep() == 0
+    await follower.aclose()
+
+
+async def test_a_followed_turn_of_a_process_that_stops_is_left_for_the_next_one(
+    engine, second_engine
+) -> None:
+    dead = journal(engine, owner=ELSEWHERE.format("dead"))
+    dead.begin("t1", TEAM, USER, "C1", "1.0")
+    await dead.call_started("t1", 0, "keeper__research")
+    await dead.aclose()
+    await expire_all(engine)
+    follower = journal(engine, owner=ELSEWHERE.format("b"))
+    handed: list[tuple[str, bool]] = []
+
+    def handler(name: str):
+        async def close(turn: TurnRow):
+            handed.append((name, turn.calls[0].followed))
+            turn.calls[0].followed = True
+
+            async def follow() -> None:
+                await asyncio.sleep(60)
+
+            return follow
+
+        return close
+
+    follower._on_orphan = handler("b")
+    assert await follower.sweep() == 1
+    await asyncio.sleep(0.2)
+    await follower.aclose()  # cancels the follow: released, not done
+    turn, _, lease = await row(engine, "t1")
+    nxt = journal(second_engine, owner=ELSEWHERE.format("c"))
+    nxt._on_orphan = handler("c")
+
+    assert turn.state == "running"
+    assert lease <= datetime.now(UTC)
+    assert await nxt.sweep() == 1
+    assert handed == [("b", False), ("c", True)]  # the next one knows the thread was told
+    await nxt.aclose()
+
+
+async def _true(items: list[str]) -> bool:
+    return bool(items)

@@ -57,12 +57,15 @@ __all__ = [
     "start_http_server_sync",
     "start_npm_http_server",
     "start_npm_http_server_sync",
+    "start_task_keeper",
+    "start_task_keeper_sync",
     "toy_stdio_params",
 ]
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "tests" / "servers" / "toy.py"
 HANG = REPO / "tests" / "servers" / "hang.py"
+TASK_KEEPER = REPO / "tests" / "servers" / "task_keeper.py"
 NPM_DIR = REPO / os.environ.get("MCP_NPM_DIR", ".cache/npm")  # relative paths: from the repo root, as in .ci
 NPM_SCOPE = "@modelcontextprotocol"
 
@@ -163,6 +166,23 @@ def start_http_server_sync(
     command = [sys.executable, str(TOY), "--transport", transport, *flags]
     with _supervised(command, env=env, ready_on="stdout", pattern=_TOY_READY) as (process, match):
         yield RunningServer(match.group(1).decode() + _ENDPOINT[transport], process)
+
+
+@contextmanager
+def start_task_keeper_sync() -> Iterator[RunningServer]:
+    """Run tests/servers/task_keeper.py (tasks that outlive their session) on a free loopback port.
+
+    Raises:
+        RuntimeError: as for ``start_http_server_sync``.
+    """
+    command = [sys.executable, str(TASK_KEEPER)]
+    with _supervised(command, env=None, ready_on="stdout", pattern=_TOY_READY) as (process, match):
+        yield RunningServer(match.group(1).decode() + "/mcp", process)
+
+
+def start_task_keeper() -> AbstractAsyncContextManager[RunningServer]:
+    """Async form of ``start_task_keeper_sync``."""
+    return _in_worker_thread(start_task_keeper_sync())
 
 
 @contextmanager
