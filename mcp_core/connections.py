@@ -43,10 +43,11 @@ import mcp_types as types
 from mcp import Client, MCPError
 from mcp.client.subscriptions import ListenNotSupportedError
 
-from mcp_core import errors
+from mcp_core import _task_extension, errors
 from mcp_core._mid_call import MidCall
 from mcp_core._sanitize import SanitizingReadStream
 from mcp_core._sdk_errors import SessionFacts, call_error, connect_error, stopped
+from mcp_core._task_extension import TaskCall, TasksExtension
 from mcp_core._tasks import call_as_task, cancel_task, follow_task, takes_tasks
 from mcp_core._transports import OpenTransport, TransportEvents
 from mcp_core._transports import open_transport as _real_transport
@@ -190,6 +191,8 @@ class ConnectionPool:
         ``task_support``: the tool's ``execution.taskSupport``; such a tool runs as an MCP task
         where the session takes them (``mcp_core._tasks``), bounded by ``task_timeout_s`` as
         a whole (then cancelled on the server) and each of its requests by the call timeout.
+        On a 2026-07-28 session the server may answer any call with a task of the Tasks
+        extension (``mcp_core._task_extension``): from then on the same deadline applies.
 
         Raises:
             McpServerError: the session could not be opened, timed out, died or answered off-spec.
@@ -219,11 +222,27 @@ class ConnectionPool:
                                 progress_callback=hear,
                             )
                     else:
-                        with anyio.fail_after(sdk_timeout + CALL_GRACE_S):
-                            with clock:
+                        with anyio.fail_after(sdk_timeout + CALL_GRACE_S) as outer, clock:
+                            # A server may answer with a task of the 2026-07-28 extension: then
+                            # the call's time becomes the task's (``mcp_core._task_extension``).
+                            def became_task(outer: anyio.CancelScope = outer, inner: Any = clock) -> None:
+                                deadline = anyio.current_time() + self._task_timeout_s
+                                outer.deadline = deadline + CALL_GRACE_S
+                                inner.deadline = deadline
+
+                            task_call = TaskCall(
+                                scrub=live.scrub,
+                                on_task=events.on_task if events is not None else None,
+                                became_task=became_task,
+                            )
+                            token = _task_extension.CURRENT.set(task_call)
+                            try:
                                 result = await live.client.call_tool(
                                     tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
                                 )
+                            finally:
+                                _task_extension.CURRENT.reset(token)
+                                as_task = task_call.task_id is not None
                 except MCPError as exc:
                     if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                         raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout)) from exc
@@ -272,13 +291,13 @@ class ConnectionPool:
         async with self._borrow(connection_id, open_spec) as live:
             assert live.client is not None
             client = live.client
-            if client.protocol_version != "2025-11-25":
-                raise errors.McpServerError(
-                    live.spec.name, "the server no longer offers tasks on a new session"
-                )
+            extension = client.protocol_version != "2025-11-25"
+            if extension and not _task_extension.offers_tasks(client):
+                raise errors.McpServerError(live.spec.name, "the server no longer offers tasks")
+            follower = _task_extension.follow if extension else follow_task
             with anyio.move_on_after(self._task_timeout_s) as clock:
                 try:
-                    result = await follow_task(
+                    result = await follower(
                         client,
                         task_id,
                         request_timeout_s=live.spec.call_timeout_s,
@@ -294,7 +313,7 @@ class ConnectionPool:
                     self._retire(connection_id, live)
                     raise call_error(exc, live.facts(), tool, live.spec.call_timeout_s) from exc
             if clock.cancelled_caught:
-                await cancel_task(client, task_id)
+                await (_task_extension.cancel if extension else cancel_task)(client, task_id)
                 raise errors.ServerTimeoutError(
                     live.spec.name,
                     f"{tool} ran as a task for longer than {self._task_timeout_s:g} s, so it was "
@@ -441,6 +460,7 @@ class ConnectionPool:
                         message_handler=functools.partial(self._on_message, live),
                         elicitation_callback=live.mid_call.elicit,
                         client_info=CLIENT_INFO,
+                        extensions=[TasksExtension()],
                     )
                     await stack.enter_async_context(client)
                     connect.deadline = math.inf

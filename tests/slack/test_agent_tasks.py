@@ -8,6 +8,7 @@ with the turn, so a takeover after a crash can say the call may still be running
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from mcp_core.turn_journal import TurnRow
 from tests.slack.agent_harness import agent_bot, mention, tool_messages, turn_done, updates
 from tests.slack.conftest import TEAM, USER
 from tests.support.fake_slack import FakeSlack
-from tests.support.servers import npm_stdio_params
+from tests.support.servers import TASK_EXTENSION, npm_stdio_params
 
 pytestmark = [pytest.mark.anyio, pytest.mark.npm]
 
@@ -113,3 +114,23 @@ def test_a_followed_tasks_result_is_shown_inert_and_cut() -> None:
     )
     assert "<!here>" not in lost
     assert "&lt;!here&gt;" in lost
+
+
+async def test_a_call_its_server_answers_with_an_extension_task_runs_as_one_in_the_turn(
+    tmp_path: Path, fake: FakeSlack
+) -> None:
+    """The 2026-07-28 Tasks extension: the server decides to make a task (the tool says
+    nothing about it); the turn shows its status and the model gets its result."""
+    async with agent_bot(tmp_path, fake) as bot:
+        new = NewConnection(name="ext", transport="stdio", command=sys.executable, args=[str(TASK_EXTENSION)])
+        outcome = await bot.services.registry.add_connection(TEAM, USER, new)
+        assert outcome.error is None, outcome.error
+        bot.llm.call_tools(("ext__research", {"topic": "kelp", "seconds": 1}))
+        bot.llm.reply("Researched.")
+        await bot.slack.event(mention("research kelp"))
+        await turn_done(bot)
+
+    [said] = tool_messages(bot.llm.requests[1])
+    assert said == "Report on kelp"
+    lines = [u["text"] for u in updates(fake, bot.posts.ts_of("🤔"))]
+    assert any("task working: Researching..." in line for line in lines), lines

@@ -1,6 +1,7 @@
 """A call its remote server runs as an MCP task outlives the bot process that sent it: real
 `slack-mcp-bot run --http` processes on one PostgreSQL, the fake Slack, the scripted OpenAI
-server and `tests/servers/task_keeper.py` (tasks kept per caller, not per session).
+server and either `tests/servers/task_keeper.py` (2025-11-25 tasks, kept per caller, not per
+session) or `tests/servers/task_extension.py` (the 2026-07-28 Tasks extension).
 
 The process that takes the turn over tells the thread the task is still running and that its
 result will come, follows it on a session of its own (with the person's own token), and posts
@@ -27,7 +28,7 @@ from tests.slack.test_turn_takeover import KEYS, USER, WAIT_S, World, kill
 from tests.support.fake_openai import fake_openai
 from tests.support.fake_slack import TEAM_ID, FakeSlack
 from tests.support.registry import make_settings, open_services
-from tests.support.servers import RunningServer, start_task_keeper
+from tests.support.servers import RunningServer, start_task_extension, start_task_keeper
 
 from .test_process import _stop
 
@@ -44,10 +45,14 @@ def fake() -> AsyncIterator[FakeSlack]:
 
 
 @asynccontextmanager
-async def keeper_world(fake: FakeSlack, tmp_path: Path) -> AsyncIterator[tuple[World, RunningServer]]:
-    """USER's connection, with a bearer token, to a task keeper; PostgreSQL for the bots."""
+async def keeper_world(
+    fake: FakeSlack, tmp_path: Path, server: str = "keeper"
+) -> AsyncIterator[tuple[World, RunningServer]]:
+    """USER's connection, with a bearer token, to a task keeper (2025-11-25 tasks kept per
+    caller) or the Tasks-extension server (2026-07-28); PostgreSQL for the bots."""
     posts = record_posts(fake)
-    async with fake_openai() as llm, start_task_keeper() as keeper, pg_database() as url:
+    start = start_task_keeper if server == "keeper" else start_task_extension
+    async with fake_openai() as llm, start() as keeper, pg_database() as url:
         settings = make_settings(tmp_path / "data", database_url=url, credential_keys=KEYS)
         async with open_services(settings) as services:
             assert services.credentials is not None
@@ -90,10 +95,11 @@ async def result_posted(w: World, thread_ts: str) -> str:
             await anyio.sleep(0.1)
 
 
+@pytest.mark.parametrize("server", ["keeper", "extension"])
 async def test_a_task_running_when_its_process_died_is_followed_by_another_and_its_result_posted(
-    fake: FakeSlack, tmp_path: Path
+    fake: FakeSlack, tmp_path: Path, server: str
 ) -> None:
-    async with keeper_world(fake, tmp_path) as (w, keeper):
+    async with keeper_world(fake, tmp_path, server) as (w, keeper):
         a, b = w.start(), w.start()
         try:
             w.llm.call_tools((RESEARCH, {"topic": "tide pools <!channel>", "seconds": 6}))

@@ -57,6 +57,8 @@ __all__ = [
     "start_http_server_sync",
     "start_npm_http_server",
     "start_npm_http_server_sync",
+    "start_task_extension",
+    "start_task_extension_sync",
     "start_task_keeper",
     "start_task_keeper_sync",
     "toy_stdio_params",
@@ -66,6 +68,7 @@ REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "tests" / "servers" / "toy.py"
 HANG = REPO / "tests" / "servers" / "hang.py"
 TASK_KEEPER = REPO / "tests" / "servers" / "task_keeper.py"
+TASK_EXTENSION = REPO / "tests" / "servers" / "task_extension.py"
 NPM_DIR = REPO / os.environ.get("MCP_NPM_DIR", ".cache/npm")  # relative paths: from the repo root, as in .ci
 NPM_SCOPE = "@modelcontextprotocol"
 
@@ -183,6 +186,23 @@ def start_task_keeper_sync() -> Iterator[RunningServer]:
 def start_task_keeper() -> AbstractAsyncContextManager[RunningServer]:
     """Async form of ``start_task_keeper_sync``."""
     return _in_worker_thread(start_task_keeper_sync())
+
+
+@contextmanager
+def start_task_extension_sync() -> Iterator[RunningServer]:
+    """Run tests/servers/task_extension.py (2026-07-28 Tasks extension) over streamable HTTP.
+
+    Raises:
+        RuntimeError: as for ``start_http_server_sync``.
+    """
+    command = [sys.executable, str(TASK_EXTENSION), "--transport", "http"]
+    with _supervised(command, env=None, ready_on="stdout", pattern=_TOY_READY) as (process, match):
+        yield RunningServer(match.group(1).decode() + "/mcp", process)
+
+
+def start_task_extension() -> AbstractAsyncContextManager[RunningServer]:
+    """Async form of ``start_task_extension_sync``."""
+    return _in_worker_thread(start_task_extension_sync())
 
 
 @contextmanager
