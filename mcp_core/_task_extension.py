@@ -11,8 +11,11 @@ whose resolver finishes the call:
   terminal; each status is reported to the call's ``on_task`` (scrubbed, cut short). The
   completed task carries the result inline; a failed one its JSON-RPC error; a cancelled one
   nothing.
-* A task that needs input (``input_required``) is cancelled and the call answers an error
-  saying so: its ``inputRequests`` are not answered yet.
+* A task that needs input (``input_required``): each new elicitation of its ``inputRequests``
+  is asked of the person as any mid-call question is (``mcp_core._mid_call``; keys already
+  answered are not asked again) and the answers sent with ``tasks/update``. A task that asks
+  for something else (sampling, roots), too much, or when nobody can answer (followed after a
+  restart) is cancelled, and the call answers an error saying so.
 * Cancelled by the caller (Stop, the task's deadline) → ``tasks/cancel``, shielded and bounded.
 
 The resolver runs inside ``Client.call_tool``, in the caller's task, so what the pool knows
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -44,6 +47,8 @@ logger = logging.getLogger(__name__)
 __all__ = ["EXTENSION", "TaskCall", "TasksExtension", "follow", "offers_tasks"]
 
 EXTENSION = "io.modelcontextprotocol/tasks"
+MAX_INPUT_REQUESTS = 20
+"""Questions one task may ask in all (a hostile server cannot keep the person busy forever)."""
 
 
 class _Task(types.Result):
@@ -84,6 +89,15 @@ class _CancelTask(types.Request[_TaskParams, Literal["tasks/cancel"]]):
     params: _TaskParams
 
 
+class _UpdateParams(_TaskParams):
+    input_responses: dict[str, Any] = Field(alias="inputResponses")
+
+
+class _UpdateTask(types.Request[_UpdateParams, Literal["tasks/update"]]):
+    method: Literal["tasks/update"] = "tasks/update"
+    params: _UpdateParams
+
+
 @dataclass
 class TaskCall:
     """What the pool knows about the call in flight, for the resolver (``CURRENT``)."""
@@ -92,6 +106,8 @@ class TaskCall:
     on_task: TaskHook | None = None
     became_task: Callable[[], None] | None = None
     """Called once when the server answers with a task: the call's deadline becomes the task's."""
+    elicit: Callable[[Any], Awaitable[types.ElicitResult]] | None = None
+    """Asks the call's surface one of the task's questions (the session's mid-call routing)."""
     task_id: str | None = field(default=None, init=False)
 
 
@@ -151,18 +167,27 @@ async def _see_through(
     session: ClientSession, task: _Task, call: TaskCall, timeout_s: float | None, *, cancel_on_exit: bool
 ) -> types.CallToolResult:
     task_id = task.task_id
+    answered: set[str] = set()
     try:
         await _heard(call, task)
         said = (task.status, task.status_message)
         while not isinstance(task, DetailedTask) or task.status not in TERMINAL:
             if isinstance(task, DetailedTask) and task.status == "input_required":
-                with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
-                    await _cancel(session, task_id)
-                return _error(
-                    "The server asked for input in the middle of the task, which I cannot "
-                    "answer yet, so the task was cancelled."
-                )
-            if task.status in TERMINAL:  # created already ended: its payload comes with tasks/get
+                asked = {k: v for k, v in (task.input_requests or {}).items() if k not in answered}
+                if asked:
+                    responses = await _answers(asked, call)
+                    if responses is None:
+                        with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
+                            await _cancel(session, task_id)
+                        return _error(
+                            "The server asked for input in the middle of the task that I cannot give "
+                            "here, so the task was cancelled."
+                        )
+                    await _update(session, task_id, responses, timeout_s)
+                    answered |= asked.keys()
+                    if len(answered) > MAX_INPUT_REQUESTS:
+                        raise ValueError("the server keeps asking for input")
+            elif task.status in TERMINAL:  # created already ended: its payload comes with tasks/get
                 task = await _get(session, task_id, timeout_s)
                 continue
             await anyio.sleep(_interval(task.poll_interval_ms))
@@ -176,6 +201,21 @@ async def _see_through(
             with anyio.CancelScope(shield=True), anyio.move_on_after(CANCEL_TIMEOUT_S):
                 await _cancel(session, task_id)
         raise
+
+
+async def _answers(asked: dict[str, Any], call: TaskCall) -> dict[str, Any] | None:
+    """The person's answers to the task's questions (elicitations, asked as any mid-call
+    question is), or None when it asks something else (sampling, roots) or nobody can answer
+    (a task followed after a restart)."""
+    if call.elicit is None or len(asked) > MAX_INPUT_REQUESTS:
+        return None
+    responses: dict[str, Any] = {}
+    for key, request in asked.items():
+        if not isinstance(request, dict) or request.get("method") != "elicitation/create" or len(key) > 200:
+            return None
+        answer = await call.elicit(request.get("params") or {})
+        responses[key] = answer.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return responses
 
 
 def _outcome(task: DetailedTask, scrub: Callable[[str], str]) -> types.CallToolResult:
@@ -197,6 +237,16 @@ async def _get(session: ClientSession, task_id: str, timeout_s: float | None) ->
     if task.task_id != task_id:
         raise ValueError("the server answered tasks/get about another task")
     return task
+
+
+async def _update(
+    session: ClientSession, task_id: str, responses: dict[str, Any], timeout_s: float | None
+) -> None:
+    await session.send_request(
+        _UpdateTask(params=_UpdateParams(task_id=task_id, input_responses=responses)),
+        types.EmptyResult,
+        request_read_timeout_seconds=timeout_s,
+    )
 
 
 async def _cancel(session: ClientSession, task_id: str) -> None:

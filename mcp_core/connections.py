@@ -234,6 +234,7 @@ class ConnectionPool:
                                 scrub=live.scrub,
                                 on_task=events.on_task if events is not None else None,
                                 became_task=became_task,
+                                elicit=functools.partial(live.mid_call.elicit, None),
                             )
                             token = _task_extension.CURRENT.set(task_call)
                             try:

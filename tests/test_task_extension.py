@@ -23,6 +23,7 @@ import pytest
 from mcp_core import errors
 from mcp_core.call_events import CallEvents
 from mcp_core.connections import ConnectionPool
+from mcp_core.elicitation import ElicitAnswer, ElicitRequest, FormRequest
 from mcp_core.models import SessionSpec
 from tests.support.pool import WAIT_S, http_spec, opener, stdio_spec, text_of
 from tests.support.servers import REPO, TASK_EXTENSION, RunningServer, start_task_extension
@@ -133,6 +134,7 @@ DIES_MID_TASK = """
 import os, sys, anyio
 from mcp_core.call_events import CallEvents
 from mcp_core.connections import ConnectionPool
+from mcp_core.elicitation import ElicitAnswer, ElicitRequest, FormRequest
 from tests.support.pool import http_spec, opener
 
 async def main():
@@ -173,3 +175,42 @@ async def test_another_process_follows_the_task_by_id_after_a_restart(pool: Conn
     assert text_of(result) == "Report on kelp"
     assert seen == {"research": 1}
     assert "Task not found" in str(unknown.value)
+
+
+async def test_a_task_that_needs_input_asks_the_person_and_goes_on_with_the_answer(
+    pool: ConnectionPool,
+) -> None:
+    asked: list[ElicitRequest] = []
+
+    async def answer(request: ElicitRequest) -> ElicitAnswer:
+        asked.append(request)
+        return ElicitAnswer("accept", {"kind": "giant"})
+
+    heard = Heard()
+    async with start_task_extension() as server:
+        spec = http_spec(server.url, mode="auto", name="ext")
+        events = CallEvents(on_task=heard, on_elicit=answer, surface="C1/1.0")
+        with anyio.fail_after(WAIT_S):
+            result = await pool.call_tool(
+                spec.connection_id, opener(spec), "survey", {"topic": "kelp"}, events=events
+            )
+        seen = await anyio.to_thread.run_sync(counts, server)
+        await pool.discard(spec.connection_id)
+
+    assert text_of(result) == "Survey of giant kelp"
+    [question] = asked
+    assert isinstance(question, FormRequest)
+    assert question.message == "Which kind of kelp?"
+    assert [f.name for f in question.fields] == ["kind"]
+    assert ("input_required", "Waiting for an answer") in [(s, m) for _, s, m in heard.said]
+    assert seen == {"survey": 1, "answers": 1}  # asked once, though polled while it waited
+
+
+async def test_a_task_question_nobody_can_show_is_answered_cancel(pool: ConnectionPool) -> None:
+    spec = stdio()
+    with anyio.fail_after(WAIT_S):
+        result = await pool.call_tool(
+            spec.connection_id, opener(spec), "survey", {"topic": "kelp"}, events=CallEvents(on_task=Heard())
+        )
+
+    assert text_of(result) == "Survey cancelled"

@@ -17,6 +17,7 @@ import pytest
 from mcp_core import _tasks, errors
 from mcp_core.call_events import CallEvents
 from mcp_core.connections import ConnectionPool
+from mcp_core.elicitation import ElicitAnswer, ElicitRequest, FormRequest
 from mcp_core.models import SessionSpec
 from tests.support.pool import WAIT_S, http_spec, opener, stdio_spec, text_of
 from tests.support.servers import npm_stdio_params, start_npm_http_server
@@ -163,3 +164,34 @@ async def test_tools_without_task_support_are_called_plainly(pool: ConnectionPoo
 )
 def test_a_servers_poll_interval_is_kept_within_bounds(interval_ms: int | None, seconds: float) -> None:
     assert _tasks._interval(interval_ms) == seconds
+
+
+async def test_a_task_that_needs_input_asks_the_person_through_tasks_result_and_goes_on(
+    pool: ConnectionPool,
+) -> None:
+    """server-everything's ambiguous query: `input_required`, then its question arrives with
+    `tasks/result` (related-task), is asked of the call's surface, and the answer is used."""
+    asked: list[ElicitRequest] = []
+
+    async def answer(request: ElicitRequest) -> ElicitAnswer:
+        asked.append(request)
+        return ElicitAnswer("accept", {"interpretation": "snake"})
+
+    spec = everything()
+    heard = Heard()
+    events = CallEvents(on_task=heard, on_elicit=answer, surface="C1/1.0")
+    with anyio.fail_after(TASK_S):
+        result = await pool.call_tool(
+            spec.connection_id,
+            opener(spec),
+            RESEARCH,
+            {"topic": "python", "ambiguous": True},
+            events=events,
+            task_support="required",
+        )
+
+    [question] = asked
+    assert isinstance(question, FormRequest)
+    assert [c.value for c in question.fields[0].choices] == ["programming", "snake", "comedy"]
+    assert "input_required" in [status for _, status, _ in heard.said]
+    assert "# Research Report: python (snake)" in text_of(result)

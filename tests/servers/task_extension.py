@@ -10,11 +10,14 @@ its per-request capabilities, it answers `resultType: "task"` (a `CreateTaskResu
 completes after `seconds` with the text "Report on <topic>"; a client that does not declare it
 gets JSON-RPC error -32021 (missing required client capability). `tasks/get` answers the task
 (with `result` once completed), `tasks/cancel` acknowledges with an empty result and cancels,
-`tasks/update` acknowledges; an unknown task is error -32602. `echo(text)` is a plain tool.
+an unknown task is error -32602. `survey(topic)` runs as a task that soon needs input: its
+`tasks/get` shows `input_required` with one elicitation (key `q1`, a `kind` field); the answer
+sent with `tasks/update` completes it with "Survey of <kind> <topic>" (or "Survey declined" /
+"Survey cancelled"); answers to unknown or answered keys are ignored. `echo(text)` is plain.
 
 Tasks are kept in the process, not per session (2026-07-28 has no sessions): a client that
 restarted follows its task by id. Over HTTP, `GET /calls` answers `{"research": N, "cancelled":
-M}` so a test can prove a task was created once and cancelled on the server.
+M, "answers": K}` so a test can prove a task was created once and cancelled on the server.
 """
 
 from __future__ import annotations
@@ -49,18 +52,61 @@ class TaskParams(RequestParams):
     task_id: str = Field(alias="taskId")
 
 
+QUESTION = {
+    "method": "elicitation/create",
+    "params": {
+        "mode": "form",
+        "message": "Which kind of kelp?",
+        "requestedSchema": {
+            "type": "object",
+            "properties": {"kind": {"type": "string", "title": "Kind"}},
+            "required": ["kind"],
+        },
+    },
+}
+
+
+ENDED = {"decline": "declined", "cancel": "cancelled"}
+
+
+ENDED = {"decline": "declined", "cancel": "cancelled"}
+
+
 class Task:
-    def __init__(self, topic: str, seconds: float) -> None:
+    def __init__(self, topic: str, seconds: float, *, asks: bool = False) -> None:
         self.task_id = secrets.token_hex(12)
         self.status = "working"
         self.message: str | None = "Researching..."
         self.created = self.updated = _stamp()
         self.result: dict[str, Any] | None = None
-        self.runner = asyncio.get_running_loop().create_task(self._run(topic, seconds))
+        self.asked: dict[str, Any] = {}
+        self.answers: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        run = self._survey(topic) if asks else self._run(topic, seconds)
+        self.runner = asyncio.get_running_loop().create_task(run)
 
     async def _run(self, topic: str, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        self.result = {"content": [{"type": "text", "text": f"Report on {topic}"}], "isError": False}
+        self._complete(f"Report on {topic}")
+
+    async def _survey(self, topic: str) -> None:
+        """Asks one question (key q1), then completes with what the answer said."""
+        await asyncio.sleep(0.2)
+        self.asked = {"q1": QUESTION}
+        self.status, self.message, self.updated = "input_required", "Waiting for an answer", _stamp()
+        answer = await self.answers.get()
+        self.asked = {}
+        self.status, self.message, self.updated = "working", "Surveying...", _stamp()
+        await asyncio.sleep(0.2)
+        kind = (answer.get("content") or {}).get("kind")
+        said = (
+            f"Survey of {kind} {topic}"
+            if answer.get("action") == "accept"
+            else f"Survey {ENDED.get(str(answer.get('action')), 'failed')}"
+        )
+        self._complete(said)
+
+    def _complete(self, text: str) -> None:
+        self.result = {"content": [{"type": "text", "text": text}], "isError": False}
         self.status, self.message, self.updated = "completed", "Done", _stamp()
 
     def wire(self) -> dict[str, Any]:
@@ -76,6 +122,8 @@ class Task:
             data["statusMessage"] = self.message
         if self.status == "completed":
             data["result"] = self.result
+        if self.status == "input_required":
+            data["inputRequests"] = self.asked
         return data
 
 
@@ -95,14 +143,15 @@ class Tasks(Extension):
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        if params.name != "research":
+        if params.name not in ("research", "survey"):
             return await call_next(ctx)
         if not _declares_extension(ctx):
             raise MCPError(MISSING_CAPABILITY, "Missing required client capability")
         arguments = params.arguments or {}
-        task = Task(str(arguments.get("topic", "")), float(arguments.get("seconds", 0)))
+        topic = str(arguments.get("topic", ""))
+        task = Task(topic, float(arguments.get("seconds", 0)), asks=params.name == "survey")
         TASKS[task.task_id] = task
-        COUNTS["research"] += 1
+        COUNTS[params.name] += 1
         return {"resultType": "task", **task.wire()}
 
     async def get(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
@@ -117,7 +166,12 @@ class Tasks(Extension):
         return {}
 
     async def update(self, ctx: ServerRequestContext[Any, Any], params: TaskParams) -> HandlerResult:
-        _task(params)
+        task = _task(params)
+        responses = (params.model_extra or {}).get("inputResponses") or {}
+        for key, answer in responses.items():
+            if key in task.asked:  # unknown or already answered keys are ignored
+                COUNTS["answers"] += 1
+                task.answers.put_nowait(answer)
         return {}
 
 
@@ -140,6 +194,11 @@ def build_server() -> MCPServer:
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)
     def research(topic: str, seconds: float) -> str:
         """Research a topic for the given number of seconds (runs as a task)."""
+        raise RuntimeError("served by the tasks extension")
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)
+    def survey(topic: str) -> str:
+        """Survey a topic; asks which kind first (runs as a task)."""
         raise RuntimeError("served by the tasks extension")
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True), structured_output=False)
