@@ -15,13 +15,14 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.models.blocks import Block
 
-from bot import texts, views
+from bot import stats_views, texts, views
 from bot._payload import owner
 from bot.connect import OpenConnect
 from bot.failures import Failures
 from bot.home import Home
 from mcp_core.models import Connection
 from mcp_core.services import Services
+from mcp_core.stats import stats_report, window
 
 __all__ = ["SUBCOMMANDS", "USAGE", "CommandRequest", "Subcommand", "register_commands"]
 
@@ -119,6 +120,17 @@ async def confirm_disconnect(request: CommandRequest) -> None:
         await request.say(texts.disconnect_prompt(connection.name), views.connection_blocks([connection]))
 
 
+async def show_stats(request: CommandRequest) -> None:
+    days = window(request.arg)
+    if days is None:
+        await request.say(texts.STATS_WINDOWS)
+        return
+    services = request.services
+    report = await stats_report(services.store, services.settings, *request.owner, days)
+    blocks = stats_views.stats_blocks(report.stats, report.suggestions, priced=report.priced)
+    await request.say(stats_views.stats_summary(report.stats), blocks)
+
+
 async def show_help(request: CommandRequest) -> None:
     await request.say(USAGE)
 
@@ -131,6 +143,7 @@ SUBCOMMANDS = (
     ),
     Subcommand("test", "[name]", "health check of one or all connections", run_tests),
     Subcommand("disconnect", "<name>", "remove a connection and its stored credentials", confirm_disconnect),
+    Subcommand("stats", "[7d|30d]", "your tool calls, errors, latency, tokens and suggestions", show_stats),
     Subcommand("help", "", "this message", show_help),
 )
 USAGE = texts.usage([s.usage_line() for s in SUBCOMMANDS])

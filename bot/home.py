@@ -1,4 +1,5 @@
-"""The App Home tab: the person's connections, refreshed when opened and after each change."""
+"""The App Home tab: the person's connections and their last week's usage, refreshed when
+opened and after each change."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import views
 from bot.failures import Failures
+from bot.stats_views import home_stats_blocks
+from mcp_core.errors import StoreError
+from mcp_core.stats import person_stats
 from mcp_core.store import Store
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Home", "register_home"]
+
+HOME_DAYS = 7
 
 
 class Home:
@@ -37,7 +43,12 @@ class Home:
         makes a new one).
         """
         connections = await self._store.list_connections(team_id, user_id)
-        view = views.home_view(connections, sign_in_links=sign_in_links)
+        try:
+            usage = home_stats_blocks(await person_stats(self._store, team_id, user_id, HOME_DAYS, {}))
+        except StoreError as exc:  # the tab is still worth showing without its usage section
+            logger.warning("could not read the usage of %s for the Home tab: %s", user_id, exc)
+            usage = []
+        view = views.home_view(connections, sign_in_links=sign_in_links, usage=usage)
         try:
             await self._client.views_publish(user_id=user_id, view=view)
         except SlackApiError as exc:

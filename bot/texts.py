@@ -502,3 +502,6 @@ def task_lost(name: str, reason: str) -> str:
 def _names(names: Sequence[str]) -> str:
     quoted = [f"`{name[:80]}`" for name in names]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+STATS_WINDOWS = "Stats cover `7d` (the default) or `30d`: try `/mcp stats 30d`."

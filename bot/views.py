@@ -436,18 +436,24 @@ def sign_in_links(connection: Connection, error: Exception | None) -> dict[uuid.
 
 
 def home_view(
-    connections: Sequence[Connection], *, sign_in_links: Mapping[uuid.UUID, str] | None = None
+    connections: Sequence[Connection],
+    *,
+    sign_in_links: Mapping[uuid.UUID, str] | None = None,
+    usage: Sequence[Block] = (),
 ) -> View:
     """The Home tab: a Connect button, then each connection (``sign_in_links``: see
-    ``connection_blocks``)."""
+    ``connection_blocks``), then ``usage`` (``bot.stats_views.home_stats_blocks``)."""
+    room = VIEW_BLOCK_LIMIT - 3 - (len(usage) + 1 if usage else 0)
     blocks: list[Block] = [
         HeaderBlock(text="Your MCP servers"),
         ActionsBlock(
             elements=[ButtonElement(text="Connect a server", action_id="mcp_connect_open", style="primary")]
         ),
         DividerBlock(),
-        *connection_blocks(connections, limit=VIEW_BLOCK_LIMIT - 3, sign_in_links=sign_in_links),
+        *connection_blocks(connections, limit=room, sign_in_links=sign_in_links),
     ]
+    if usage:
+        blocks += [DividerBlock(), *usage]
     return View(type="home", blocks=blocks)
 
 

@@ -29,7 +29,7 @@ from mcp_core.settings import Settings
 from mcp_core.store import ConnectionChanges, Store, create_engine, migrate, watch_connection_changes
 from mcp_core.store._turns import TurnStore
 from mcp_core.turn_journal import TurnJournal
-from mcp_core.usage import UsageRecorder
+from mcp_core.usage import UsagePruner, UsageRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,8 @@ class Services:
     _llm: AsyncOpenAI | None = None
     _owns_credentials: bool = False
     """True when ``credentials`` was opened here (not passed in as ``secrets``)."""
+    pruner: UsagePruner | None = None
+    """Deletes raw usage rows past USAGE_RETENTION_DAYS (the daily rollups stay)."""
     metrics: Metrics = field(default_factory=Metrics)
     """What ``/metrics`` serves: this bot's own registry (several bots in one process, as in
     tests, each count their own), fed by the pool, the registry, the agent and the Slack edge."""
@@ -92,6 +94,8 @@ class Services:
         if self.turns is not None:
             await self.turns.aclose()
         await self.pool.aclose()
+        if self.pruner is not None:
+            await self.pruner.aclose()
         await self.usage.aclose()
         await self.oauth.aclose()
         if self._owns_credentials and self.credentials is not None:
@@ -145,6 +149,7 @@ async def build_services(
     else:
         credentials = secrets if isinstance(secrets, CredentialStore) else None
     usage = UsageRecorder(store)
+    pruner = UsagePruner(store, settings.usage_retention_days)
     metrics = Metrics()
     pool = ConnectionPool(
         idle_timeout_s=settings.mcp_idle_timeout_s,
@@ -178,6 +183,7 @@ async def build_services(
             parallel_calls=settings.agent_parallel_calls,
             metrics=metrics,
         )
+    pruner.start()  # last: nothing above can fail and leave it running
     return Services(
         settings,
         store,
@@ -196,5 +202,6 @@ async def build_services(
         engine if owned else None,
         llm,
         _owns_credentials=selection is not None,
+        pruner=pruner,
         metrics=metrics,
     )

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["CONNECT_TIMEOUT_S", "Settings"]
+__all__ = ["CONNECT_TIMEOUT_S", "Settings", "parse_prices"]
 
 CONNECT_TIMEOUT_S = 15.0
 CALL_TIMEOUT_S = 60.0
@@ -70,6 +70,26 @@ def _split_commas(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def parse_prices(text: str) -> dict[str, tuple[float, float]]:
+    """``MODEL_PRICES``: ``model=prompt/completion,…`` in US dollars per million tokens.
+
+    Raises:
+        ValueError: an entry is not ``name=number/number`` with numbers ≥ 0.
+    """
+    prices: dict[str, tuple[float, float]] = {}
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        name, _, value = entry.partition("=")
+        prompt, _, completion = value.partition("/")
+        try:
+            pair = (float(prompt), float(completion))
+        except ValueError:
+            raise ValueError(f"MODEL_PRICES entry {entry!r} is not model=prompt/completion") from None
+        if not name.strip() or min(pair) < 0:
+            raise ValueError(f"MODEL_PRICES entry {entry!r} is not model=prompt/completion")
+        prices[name.strip()] = pair
+    return prices
 
 
 class Settings(BaseSettings):
@@ -150,6 +170,8 @@ class Settings(BaseSettings):
     mcp_connect_timeout_s: float = Field(default=CONNECT_TIMEOUT_S, gt=0)
     mcp_call_timeout_s: float = Field(default=CALL_TIMEOUT_S, gt=0)
     mcp_task_timeout_s: float = Field(default=TASK_TIMEOUT_S, gt=0)
+    usage_retention_days: int = Field(default=90, ge=1, le=3650)
+    model_prices: str = ""
     mcp_idle_timeout_s: float = Field(default=IDLE_TIMEOUT_S, gt=0)
     mcp_max_sessions: int = Field(default=MAX_LIVE_SESSIONS, ge=1)
     mcp_max_output_chars: int = Field(default=MAX_OUTPUT_CHARS, ge=1000)
@@ -173,6 +195,12 @@ class Settings(BaseSettings):
     )
 
     _split = field_validator("admin_user_ids", "mcp_allowed_hosts", mode="before")(_split_commas)
+
+    @field_validator("model_prices")
+    @classmethod
+    def _valid_prices(cls, text: str) -> str:
+        parse_prices(text)
+        return text
 
     @field_validator("mcp_allowed_hosts")
     @classmethod

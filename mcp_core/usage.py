@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from mcp_core.logs import outside_turns
@@ -22,7 +22,7 @@ from mcp_core.models import TurnRecord, TurnUsage, UsageRecord
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["UsageRecorder"]
+__all__ = ["UsagePruner", "UsageRecorder"]
 
 FLUSH_INTERVAL_S = 0.5
 MAX_BATCH = 500
@@ -33,8 +33,15 @@ MAX_QUEUED = 50_000
 Row = UsageRecord | TurnRecord
 
 
+PRUNE_EVERY_S = 3600.0
+
+
 class UsageSink(Protocol):
     async def record_usage(self, rows: list[Row]) -> None: ...
+
+
+class PruneSink(Protocol):
+    async def prune_usage(self, before: datetime) -> int: ...
 
 
 class UsageRecorder:
@@ -113,3 +120,42 @@ class UsageRecorder:
             self._wake.clear()
             async with self._lock:
                 await self._write_queued()
+
+
+class UsagePruner:
+    """Deletes raw usage rows older than ``retention_days`` (``USAGE_RETENTION_DAYS``) at start
+    and then every ``every_s``; the daily rollups stay, so stats keep their history. Every
+    process prunes; the deletes are idempotent and batched (``Store.prune_usage``)."""
+
+    def __init__(self, sink: PruneSink, retention_days: int, *, every_s: float = PRUNE_EVERY_S) -> None:
+        self._sink = sink
+        self._retention = timedelta(days=retention_days)
+        self._every_s = every_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Call from the running event loop; ``aclose`` stops it."""
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="usage-pruner", context=outside_turns())
+
+    async def prune(self) -> int:
+        """One pass now; how many raw rows went. Never raises."""
+        try:
+            removed = await self._sink.prune_usage(datetime.now(UTC) - self._retention)
+        except Exception:  # boundary: analytics housekeeping must not take the bot down
+            logger.exception("could not prune old usage rows")
+            return 0
+        if removed:
+            logger.info("pruned %d usage rows older than %d days", removed, self._retention.days)
+        return removed
+
+    async def _run(self) -> None:
+        while True:
+            await self.prune()
+            await asyncio.sleep(self._every_s)
+
+    async def aclose(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -32,10 +32,15 @@ from mcp_core.models import (
     normalize_connection_name,
 )
 from mcp_core.store._engine import check_engine, transaction, writer
-from mcp_core.store._tables import agent_turns, answer_feedback, connections, slack_events
+from mcp_core.store._rollups import write_rollups
+from mcp_core.store._stats import RollupRows, read_rollups
+from mcp_core.store._tables import agent_turns, answer_feedback, connections, slack_events, tool_usage
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
+
+PRUNE_BATCH = 10_000
+"""Raw usage rows one pruning transaction deletes at most."""
 
 # The connection fields a user may edit after creating it.
 UPDATABLE_FIELDS = frozenset({"name", "transport", "url", "args", "config", "credential_ref"})
@@ -300,15 +305,16 @@ class Store:
         """Write a batch of tool calls and agent turns, and bump each touched connection's
         counters, atomically.
 
-        Called by a background batcher, so it costs at most three batched statements whatever
-        the size. A tool call whose connection is gone (or belongs to someone else) is kept
-        with no link.
+        Called by a background batcher, so it costs at most seven batched statements whatever
+        the size (the raw rows, and the daily rollups they add to: ``_rollups``). A tool call
+        whose connection is gone (or belongs to someone else) is kept with no link.
 
         Raises:
             StoreError: the database failed; nothing from the batch was written.
         """
         calls = [row for row in rows if isinstance(row, UsageRecord)]
-        turns = [row.model_dump() for row in rows if isinstance(row, TurnRecord)]
+        turn_records = [row for row in rows if isinstance(row, TurnRecord)]
+        turns = [row.model_dump() for row in turn_records]
         if not calls and not turns:
             return
         counters, inserts = batch_params(calls)
@@ -321,6 +327,53 @@ class Store:
                 await conn.execute(INSERT_ROWS, inserts)
             if turns:
                 await conn.execute(sa.insert(agent_turns), turns)
+            await write_rollups(conn, calls, turn_records)
+
+    async def prune_usage(self, before: datetime, *, batch: int = PRUNE_BATCH) -> int:
+        """Delete raw tool-call and agent-turn rows older than ``before`` (their daily rollups
+        stay), ``batch`` rows per transaction so no lock is held for long; how many went.
+
+        Raises:
+            StoreError: the database failed (what was deleted before stays deleted).
+        """
+        removed = 0
+        for table in (tool_usage, agent_turns):
+            while True:
+                old = sa.select(table.c.id).where(table.c.created_at < before).limit(batch)
+                async with self._transaction(write=True) as conn:
+                    delete = sa.delete(table).where(table.c.id.in_(old.scalar_subquery()))
+                    gone = (await conn.execute(delete)).rowcount
+                removed += gone
+                if gone < batch:
+                    break
+        return removed
+
+    async def card_use(self, team_id: str) -> dict[str, int]:
+        """How many people of the team have a connection made from each run card (counts
+        only: no names), for the "your teammates use …" suggestion.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        c = connections.c
+        query = (
+            sa.select(c.card_id, sa.func.count(sa.distinct(c.user_id)))
+            .where(c.team_id == team_id, c.card_id.is_not(None))
+            .group_by(c.card_id)
+        )
+        async with self._transaction() as conn:
+            return {str(card): int(n) for card, n in (await conn.execute(query)).all()}
+
+    async def usage_rollups(self, team_id: str, user_id: str, since: date) -> RollupRows:
+        """One person's daily rollups from ``since`` (UTC day) on: per tool with latency
+        buckets, errors by class, tokens per model, calls per day, 👍 / 👎 (``mcp_core.stats``
+        makes them readable).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await read_rollups(conn, team_id, user_id, since)
 
     async def list_turns(self, team_id: str, user_id: str, since: datetime | None = None) -> list[TurnRecord]:
         """The person's recorded agent turns (tokens, rounds, tool calls), oldest first,

@@ -28,6 +28,10 @@ __all__ = [
     "slack_events",
     "tool_usage",
     "turns",
+    "turns_daily",
+    "usage_daily",
+    "usage_errors_daily",
+    "usage_latency_daily",
 ]
 
 
@@ -116,6 +120,7 @@ agent_turns = sa.Table(
     sa.Column("turn_id", sa.Text),  # 0008_answer_feedback
     sa.Index("mcp_agent_turns_owner_created_idx", "team_id", "user_id", "created_at"),
     sa.Index("mcp_agent_turns_turn_idx", "team_id", "turn_id"),
+    sa.Index("mcp_agent_turns_created_idx", "created_at"),  # 0011_usage_rollups
 )
 
 # 👍 / 👎 on answers, one vote per (team, turn, voter); 0008_answer_feedback.
@@ -236,4 +241,58 @@ schema_migrations = sa.Table(
     sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("applied_at", UtcDateTime, nullable=False),
+)
+
+
+def _rollup_key() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("team_id", sa.Text, primary_key=True),
+        sa.Column("user_id", sa.Text, primary_key=True),
+        sa.Column("connection_id", sa.Uuid, primary_key=True),
+        sa.Column("tool_name", sa.Text, primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+    ]
+
+
+# Daily sums of tool calls, kept when raw rows are pruned (mcp_core.usage_rollups); 0011.
+usage_daily = sa.Table(
+    "mcp_usage_daily",
+    metadata,
+    *_rollup_key(),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms_sum", sa.Double, nullable=False),
+    sa.Index("mcp_usage_daily_team_day_idx", "team_id", "day"),
+)
+
+usage_latency_daily = sa.Table(
+    "mcp_usage_latency_daily",
+    metadata,
+    *_rollup_key(),
+    sa.Column("bucket", sa.SmallInteger, primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Index("mcp_usage_latency_daily_team_day_idx", "team_id", "day"),
+)
+
+usage_errors_daily = sa.Table(
+    "mcp_usage_errors_daily",
+    metadata,
+    *_rollup_key(),
+    sa.Column("error_class", sa.Text, primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Index("mcp_usage_errors_daily_team_day_idx", "team_id", "day"),
+)
+
+turns_daily = sa.Table(
+    "mcp_turns_daily",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("model", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("turns", sa.BigInteger, nullable=False),
+    sa.Column("answered", sa.BigInteger, nullable=False),
+    sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
+    sa.Column("completion_tokens", sa.BigInteger, nullable=False),
+    sa.Index("mcp_turns_daily_team_day_idx", "team_id", "day"),
 )

@@ -16,7 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_core.models import Connection, NewConnection
 from mcp_core.store import Store, create_engine, migrate
-from mcp_core.store._tables import agent_turns, connections, slack_events, tool_usage, turns
+from mcp_core.store._tables import (
+    agent_turns,
+    answer_feedback,
+    connections,
+    slack_events,
+    tool_usage,
+    turns,
+    turns_daily,
+    usage_daily,
+    usage_errors_daily,
+    usage_latency_daily,
+)
 from tests.support.postgres import PgServer, reachable_pg_server
 
 BACKENDS = [
@@ -72,7 +83,8 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     engine = create_engine(database_url)
     await migrate(engine)
     async with engine.begin() as conn:  # the PostgreSQL database is shared by the session
-        for table in (tool_usage, agent_turns, connections, slack_events, turns):
+        tables = (tool_usage, agent_turns, connections, slack_events, turns, answer_feedback)
+        for table in (*tables, usage_daily, usage_latency_daily, usage_errors_daily, turns_daily):
             await conn.execute(sa.delete(table))
     yield engine
     await engine.dispose()
