@@ -193,6 +193,10 @@ def table(results: dict[str, Any]) -> str:
             f"{take['total_ms']:.0f} ms ({take['orphans']}) | "
             + (f"{hop['median_ms']:.2f} ms | {hop['p95_ms']:.2f} ms |" if hop else "— | — |")
         )
+    for database, got in results.items():
+        if hop := got.get("queue_hop"):
+            ratio = hop["median_ms"] / got["journal_per_turn"]["median_ms"]
+            lines.append(f"\n{database}: queue hop / journal per turn (medians) = {ratio:.2f}x")
     return "\n".join(lines)
 
 
