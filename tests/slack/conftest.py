@@ -80,13 +80,19 @@ def slack_settings(tmp_path: Path, fake: FakeSlack, **overrides: Any) -> Setting
     return make_settings(tmp_path, **(values | overrides))
 
 
+def _qualname(task: asyncio.Task[Any]) -> str:
+    """The task's coroutine name; a task closing an async generator runs an ``athrow``
+    awaitable, which has none."""
+    return getattr(task.get_coro(), "__qualname__", "")
+
+
 async def listeners_done(timeout_s: float = WAIT_S) -> None:
     """Wait until every listener Bolt is still running after its ack has finished."""
     with anyio.fail_after(timeout_s):
         while pending := [
             task
             for task in asyncio.all_tasks()
-            if not task.done() and _LISTENER_TASK in task.get_coro().__qualname__
+            if not task.done() and _LISTENER_TASK in _qualname(task)
         ]:
             await asyncio.wait(pending)
 
