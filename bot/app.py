@@ -7,9 +7,11 @@ payload naming someone else's connection finds nothing and is refused.
 
 Where each listener lives: ``/mcp`` in ``bot.commands``, connection buttons in
 ``bot.buttons``, the connect flow in ``bot.connect`` (and an admin's OAuth client form in
-``bot.admin_clients``), the Home tab in ``bot.home``, mentions,
-DMs and approvals in ``bot.chat`` and ``bot.approvals``. The browser's side of an OAuth
-sign-in is not Slack's and not Bolt's: ``bot.oauth_web`` (served by ``bot.runner``).
+``bot.admin_clients``), ``/mcp admin`` and the workspace policy in ``bot.admin``, the Home
+tab in ``bot.home`` and its usage chart in ``bot.usage_chart``, mentions, DMs and approvals
+in ``bot.chat`` and ``bot.approvals``.
+The browser's side of an OAuth sign-in is not Slack's and not Bolt's: ``bot.oauth_web``
+(served by ``bot.runner``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot._respond import SharedSession
+from bot.admin import AdminPanel, register_admin
+from bot.admin_access import SlackRoles
 from bot.admin_clients import register_admin_clients
 from bot.buttons import register_buttons
 from bot.chat import register_chat
@@ -33,6 +37,7 @@ from bot.feedback import register_feedback
 from bot.home import Home, register_home
 from bot.middleware import OwnedConnection, install_middleware
 from bot.replies import Replies
+from bot.usage_chart import register_usage_chart
 from mcp_core.oauth import PreRegisteredClient
 from mcp_core.services import Services
 from mcp_core.settings import Settings
@@ -78,6 +83,8 @@ def create_app(
     failures = Failures(replies)
     home = Home(store, client)
     owned = OwnedConnection(store, replies, failures)
+    roles = SlackRoles(client, settings.admin_user_ids)
+    admin = AdminPanel(services, client, roles, cards, replies)
     failures.install(app)
     turns = services.turns
     install_middleware(
@@ -97,13 +104,18 @@ def create_app(
         home=home,
         owned=owned,
         failures=failures,
+        roles=roles,
     )
-    register_commands(app, services=services, home=home, open_connect=open_connect, failures=failures)
+    register_commands(
+        app, services=services, home=home, open_connect=open_connect, admin=admin, failures=failures
+    )
+    register_admin(app, admin, failures)
     register_buttons(app, services=services, replies=replies, home=home, owned=owned, failures=failures)
     register_admin_clients(
         app, services=services, client=client, replies=replies, home=home, owned=owned, failures=failures
     )
     register_home(app, home, failures)
+    register_usage_chart(app, services=services, client=client, replies=replies, home=home, failures=failures)
     register_chat(app, services, client, replies)
     register_feedback(app, store)
     return app

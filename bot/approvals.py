@@ -40,6 +40,7 @@ from bot._payload import owner
 from bot.replies import Thread, privately
 from mcp_core import errors
 from mcp_core.agent import ToolCall
+from mcp_core.audit import Auditor
 from mcp_core.registry import ToolRegistry
 
 __all__ = [
@@ -277,6 +278,8 @@ class Asking:
     (``mcp_core.agent.approval_rule``)."""
     kept: KeptQuestion | None = None
     """Set when the question should be open to every process (a checkpoint can be sealed)."""
+    audit: Auditor | None = None
+    """Where the answer is logged for the workspace's admins (``mcp_core.audit``)."""
 
 
 async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, call: ToolCall) -> bool | str:
@@ -318,6 +321,16 @@ async def ask_approval(desk: ApprovalDesk, timeout_s: float, asking: Asking, cal
     connection = call.entry.connection_name if call.entry is not None else ""
     outcome_text = texts.approval_outcome(call.name, asking.user_id, outcome, connection)
     await asking.thread.edit(posted, outcome_text)
+    if asking.audit is not None and call.entry is not None:
+        await asking.audit.decision(
+            asking.team_id,
+            asking.user_id,
+            connection=connection,
+            tool=call.entry.tool.name,
+            decision=outcome,
+            arguments=call.arguments,
+            redact=asking.redact,
+        )
     if outcome == "always":
         asking.allowed_now.add(call.name)
     return outcome in ("approved", "always")

@@ -38,9 +38,11 @@ from bot.stops import RunningTurn, TurnDesk, register_stops
 from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
 from mcp_core import errors
 from mcp_core.agent import ToolCall, ToolProgress, approval_rule
+from mcp_core.audit import Auditor
 from mcp_core.logs import in_turn
 from mcp_core.metrics import TurnOutcome
-from mcp_core.models import ToolResult
+from mcp_core.models import CatalogEntry, ToolResult
+from mcp_core.policy import channel_catalog, load_policy
 from mcp_core.services import Services
 from mcp_core.turn_checkpoint import Checkpoint, Resume, seal
 from mcp_core.turn_journal import TurnJournal
@@ -201,6 +203,26 @@ async def answer_in_thread(
             services.metrics.turn_ended(outcome, time.perf_counter() - started)
 
 
+async def _channel_catalog(
+    services: Services, thread: Thread, team_id: str, user_id: str, *, tell: bool
+) -> list[CatalogEntry]:
+    """The asker's catalog as the workspace's policy allows it in this channel (no tools, or
+    read-only ones); the asker is told privately what was left out (``tell``: once a turn)."""
+    catalog = await services.registry.catalog(team_id, user_id)
+    allowed, rule = channel_catalog(await load_policy(services.store, team_id), thread.channel, catalog)
+    if tell and len(allowed) < len(catalog):
+        note = texts.channel_tools_note(rule, len(catalog) - len(allowed))
+        try:
+            await thread.client.chat_postEphemeral(
+                channel=thread.channel, user=user_id, thread_ts=thread.thread, text=note
+            )
+        except SlackApiError as exc:
+            logger.warning(
+                "could not tell %s about the channel's tool rule: %s", user_id, exc.response.get("error")
+            )
+    return allowed
+
+
 async def _turn(
     services: Services,
     desk: ApprovalDesk,
@@ -269,7 +291,9 @@ async def _turn(
         kept = KeptQuestion(keep, take, lost)
 
     async def ask(call: ToolCall) -> bool | str:
-        asking = Asking(team_id, user_id, thread, others_wrote, redact, allowed_now, kept)
+        asking = Asking(
+            team_id, user_id, thread, others_wrote, redact, allowed_now, kept, Auditor(services.store)
+        )
         await display.pause()
         if journal is not None:
             journal.waiting(turn_id)
@@ -303,7 +327,7 @@ async def _turn(
             )
         reply = await agent.run(
             history,
-            await registry.catalog(team_id, user_id),
+            await _channel_catalog(services, thread, team_id, user_id, tell=continued is None),
             call_tool,
             on_progress=on_progress,
             ask_approval=ask,

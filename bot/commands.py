@@ -17,6 +17,7 @@ from slack_sdk.models.blocks import Block
 
 from bot import stats_views, texts, views
 from bot._payload import owner
+from bot.admin import AdminPanel
 from bot.connect import OpenConnect
 from bot.failures import Failures
 from bot.home import Home
@@ -37,6 +38,7 @@ class CommandRequest:
     services: Services
     home: Home
     open_connect: OpenConnect
+    admin: AdminPanel
 
     @property
     def owner(self) -> tuple[str, str]:
@@ -131,6 +133,10 @@ async def show_stats(request: CommandRequest) -> None:
     await request.say(stats_views.stats_summary(report.stats), blocks)
 
 
+async def show_admin(request: CommandRequest) -> None:
+    await request.admin.show(request.body, request.respond, request.arg)
+
+
 async def show_help(request: CommandRequest) -> None:
     await request.say(USAGE)
 
@@ -144,6 +150,7 @@ SUBCOMMANDS = (
     Subcommand("test", "[name]", "health check of one or all connections", run_tests),
     Subcommand("disconnect", "<name>", "remove a connection and its stored credentials", confirm_disconnect),
     Subcommand("stats", "[7d|30d]", "your tool calls, errors, latency, tokens and suggestions", show_stats),
+    Subcommand("admin", "[7d|30d]", "workspace usage, policy and audit log (admins only)", show_admin),
     Subcommand("help", "", "this message", show_help),
 )
 USAGE = texts.usage([s.usage_line() for s in SUBCOMMANDS])
@@ -151,7 +158,13 @@ _BY_NAME = {s.name: s for s in SUBCOMMANDS}
 
 
 def register_commands(
-    app: AsyncApp, *, services: Services, home: Home, open_connect: OpenConnect, failures: Failures
+    app: AsyncApp,
+    *,
+    services: Services,
+    home: Home,
+    open_connect: OpenConnect,
+    admin: AdminPanel,
+    failures: Failures,
 ) -> None:
     """Add the ``/mcp`` listener: ack at once, then run the subcommand (help when unknown)."""
 
@@ -161,5 +174,5 @@ def register_commands(
         await ack()
         words = (body.get("text") or "").split()
         subcommand = _BY_NAME.get(words[0].lower() if words else "help", _BY_NAME["help"])
-        request = CommandRequest(body, respond, " ".join(words[1:]), services, home, open_connect)
+        request = CommandRequest(body, respond, " ".join(words[1:]), services, home, open_connect, admin)
         await subcommand.handler(request)

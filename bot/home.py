@@ -1,5 +1,5 @@
-"""The App Home tab: the person's connections and their last week's usage, refreshed when
-opened and after each change."""
+"""The App Home tab: the person's connections and their last week's usage (with a link to the
+newest usage chart, ``bot.usage_chart``), refreshed when opened and after each change."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from bot import views
 from bot.failures import Failures
 from bot.stats_views import home_stats_blocks
 from mcp_core.errors import StoreError
-from mcp_core.stats import person_stats
+from mcp_core.stats import home_stats
 from mcp_core.store import Store
 
 logger = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ class Home:
         """
         connections = await self._store.list_connections(team_id, user_id)
         try:
-            usage = home_stats_blocks(await person_stats(self._store, team_id, user_id, HOME_DAYS, {}))
+            usage = home_stats_blocks(*await home_stats(self._store, team_id, user_id, HOME_DAYS))
         except StoreError as exc:  # the tab is still worth showing without its usage section
             logger.warning("could not read the usage of %s for the Home tab: %s", user_id, exc)
             usage = []

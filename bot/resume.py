@@ -14,6 +14,7 @@ task cards and Stop button.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from bot import texts
 from bot.approvals import Outcome, Resumer
 from bot.replies import Replies, privately
 from mcp_core import errors
+from mcp_core.audit import Auditor
 from mcp_core.services import Services
 from mcp_core.turn_checkpoint import Checkpoint, unseal
 from mcp_core.turn_journal import TurnRow
@@ -112,6 +114,17 @@ def resumer(
         if isinstance(question_ts, str) and question_ts:
             connection = entry.connection_name if entry is not None else ""
             await thread.edit(question_ts, texts.approval_outcome(name, user_id, outcome, connection))
+        if entry is not None:
+            call = checkpoint.calls[checkpoint.waiting]
+            await Auditor(services.store).decision(
+                team_id,
+                user_id,
+                connection=entry.connection_name,
+                tool=entry.tool.name,
+                decision=outcome,
+                arguments=_arguments(call.raw_arguments),
+                redact=services.registry.redactor(team_id, user_id),
+            )
         await go_on(Continued(taken, checkpoint, outcome in ("approved", "always")))
 
     return resume
@@ -125,3 +138,12 @@ async def _catalog(services: Services, team_id: str, user_id: str) -> list[Any]:
     except errors.McpCoreError as exc:
         logger.info("could not read the catalog for a continued turn: %s", exc)
         return []
+
+
+def _arguments(raw: str) -> dict[str, Any] | None:
+    """A kept call's arguments as the model wrote them, if they are a JSON object."""
+    try:
+        found = json.loads(raw)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None

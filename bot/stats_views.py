@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from slack_sdk.models.blocks import (
+    ActionsBlock,
     Block,
+    ButtonElement,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
@@ -18,11 +20,23 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 
+from bot import texts
 from bot.question_views import entities as _escape
 from bot.views import SECTION_TEXT_LIMIT, clip
+from mcp_core.models import UsageChart
 from mcp_core.stats import PersonStats, Suggestion, ToolStats
 
-__all__ = ["MAX_TOOLS_SHOWN", "home_stats_blocks", "stats_blocks", "stats_summary"]
+__all__ = [
+    "CHART_ACTION",
+    "MAX_TOOLS_SHOWN",
+    "chart_button",
+    "home_stats_blocks",
+    "stats_blocks",
+    "stats_summary",
+]
+
+CHART_ACTION = "mcp_stats_chart"
+"""*Send me a chart* (``bot.usage_chart``); its value is the window, ``7d`` or ``30d``."""
 
 MAX_TOOLS_SHOWN = 25
 HOME_TOOLS_SHOWN = 5
@@ -43,6 +57,8 @@ def stats_blocks(stats: PersonStats, hints: Sequence[Suggestion], *, priced: boo
         HeaderBlock(text=f"Your MCP usage, last {stats.days} days"),
         SectionBlock(text=MarkdownTextObject(text=stats_summary(stats))),
     ]
+    if stats.calls:
+        blocks.append(ActionsBlock(elements=[chart_button(stats.days)]))
     if stats.tools:
         lines = [_tool_line(tool) for tool in stats.tools[:MAX_TOOLS_SHOWN]]
         if len(stats.tools) > MAX_TOOLS_SHOWN:
@@ -76,8 +92,13 @@ def stats_blocks(stats: PersonStats, hints: Sequence[Suggestion], *, priced: boo
     return blocks
 
 
-def home_stats_blocks(stats: PersonStats) -> list[Block]:
-    """The App Home's section: the summary and the busiest few tools (at most 3 blocks)."""
+def chart_button(days: int) -> ButtonElement:
+    return ButtonElement(text=texts.CHART_BUTTON, action_id=CHART_ACTION, value=f"{days}d")
+
+
+def home_stats_blocks(stats: PersonStats, chart: UsageChart | None = None) -> list[Block]:
+    """The App Home's section: the summary, the busiest few tools, and the newest chart with
+    *Send me a chart* (at most 4 blocks)."""
     blocks: list[Block] = [
         HeaderBlock(text=f"Usage, last {stats.days} days"),
         SectionBlock(text=MarkdownTextObject(text=stats_summary(stats))),
@@ -88,6 +109,14 @@ def home_stats_blocks(stats: PersonStats) -> list[Block]:
         blocks.append(
             SectionBlock(text=MarkdownTextObject(text=clip("\n".join(lines) + more, SECTION_TEXT_LIMIT)))
         )
+    if chart is not None or stats.calls:
+        line = (
+            texts.newest_chart(chart.permalink, chart.days, chart.created_at)
+            if chart is not None
+            else texts.CHART_OFFER
+        )
+        button = chart_button(stats.days) if stats.calls else None
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=line), accessory=button))
     return blocks
 
 

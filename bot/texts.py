@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 
 from mcp_core.agent import ToolProgress
 from mcp_core.models import Connection
@@ -505,3 +506,109 @@ def _names(names: Sequence[str]) -> str:
 
 
 STATS_WINDOWS = "Stats cover `7d` (the default) or `30d`: try `/mcp stats 30d`."
+CHART_BUTTON = "Send me a chart"
+CHART_OFFER = "A chart of your calls and errors per day, sent to our DM:"
+
+
+def chart_nothing_yet(days: int) -> str:
+    return f"📈 No tool calls in the last {days} days, so there is nothing to chart yet."
+
+
+def chart_comment(days: int, calls: int, errors: int) -> str:
+    """The line above the chart in the person's DM."""
+    return f"📈 Your MCP tool calls and errors per day, last {days} days: {calls:,} calls, {errors:,} errors."
+
+
+def chart_sent(permalink: str, days: int) -> str:
+    where = f"<{permalink}|in our DM>" if _linkable(permalink) else "in our DM"
+    return f"📈 Sent your chart of the last {days} days {where}."
+
+
+def chart_not_sent(error: str, scope: str) -> str:
+    """The DM or the upload of a chart was refused (``bot.dm_files.FileNotSent``)."""
+    why = _not_sent_why(error, scope)
+    return f"⚠️ Your usage chart could not be sent: {why}. `/mcp stats` shows the same numbers as text."
+
+
+def newest_chart(permalink: str, days: int, sent_at: datetime) -> str:
+    """The Home's line about the newest chart; the date shows in the reader's time zone."""
+    label = f"Usage, last {days} days"
+    chart = f"<{permalink}|{label}>" if _linkable(permalink) else f"{label} (in our DM)"
+    when = f"<!date^{int(sent_at.timestamp())}^{{date_short_pretty}}|{sent_at:%Y-%m-%d}>"
+    return f"Newest chart: {chart} (sent {when})"
+
+
+def _linkable(url: str) -> bool:
+    """A link Slack gave us that is safe inside ``<url|label>``."""
+    return url.startswith("https://") and not any(c in url for c in "|<> ")
+
+
+# -- workspace policy (bot.admin, bot.connect, bot.chat) -------------------------------------------
+
+CARD_NOT_IN_POLICY = "Your workspace's admins have not allowed this server. Ask them, or pick another card."
+NO_CARDS_ALLOWED = "Your workspace's admins allow no servers to be connected right now."
+
+
+def may_not_add(who: str, usergroup_id: str | None) -> str:
+    if who == "usergroup" and usergroup_id:
+        return (
+            f"In this workspace only members of <!subteam^{usergroup_id}> may add MCP connections. "
+            "Ask an admin to add you."
+        )
+    return "In this workspace only admins may add MCP connections. Ask an admin to add it for you."
+
+
+def card_not_allowed(card: str, offered: Sequence[str]) -> str:
+    also = f" You may connect: {', '.join(f'`{c}`' for c in offered)}." if offered else ""
+    return f"Your workspace's admins have not allowed “{card}”.{also}"
+
+
+def channel_tools_note(rule: str, left_out: int) -> str:
+    if rule == "none":
+        return (
+            "In this channel your workspace's admins allow no tools, "
+            f"so I answer without your {left_out} tool(s)."
+        )
+    return (
+        "In this channel your workspace's admins allow only read-only tools: "
+        f"{left_out} of your tools that may change things are left out."
+    )
+
+
+# -- /mcp admin (bot.admin) -------------------------------------------------------------------------
+
+ADMINS_ONLY = (
+    "`/mcp admin` is for this workspace's admins: Slack workspace admins and owners, and the "
+    "people in the bot's ADMIN_USER_IDS."
+)
+ADMIN_WINDOWS = "Workspace stats cover `7d` (the default) or `30d`: try `/mcp admin 30d`."
+POLICY_UNCHANGED = "The workspace policy is unchanged (nothing was different)."
+
+
+def policy_saved(changed: Sequence[str]) -> str:
+    names = ", ".join(f"`{name}`" for name in changed)
+    return f"✅ Workspace policy saved. Changed: {names}. The change is in the audit log."
+
+
+def export_comment(title: str, rows: int) -> str:
+    return f"{title}: {rows:,} rows. Requested with `/mcp admin`."
+
+
+def export_sent(title: str, permalink: str) -> str:
+    where = f"<{permalink}|in your DM with me>" if permalink.startswith("https://") else "in your DM with me"
+    return f"📄 {title} is {where}."
+
+
+def file_not_sent(error: str, scope: str) -> str:
+    """An admin's export was refused (``bot.dm_files.FileNotSent``)."""
+    return f"⚠️ The file could not be sent: {_not_sent_why(error, scope)}."
+
+
+def _not_sent_why(error: str, scope: str) -> str:
+    """Slack's refusal to open the DM or take an upload: ``error`` is Slack's word ("" when the
+    upload itself failed), ``scope`` the one that step needs."""
+    if error == "missing_scope":
+        return f"the app lacks Slack's `{scope}` scope (reinstall it from the current manifest.yml)"
+    if error:
+        return f"Slack said `{_inert(error)[:80]}`"
+    return "the upload to Slack failed"

@@ -26,6 +26,7 @@ __all__ = [
     "CONNECTION_NAME_RE",
     "AnswerFeedback",
     "ApprovalPolicy",
+    "AuditEntry",
     "CatalogEntry",
     "Connection",
     "ConnectionStatus",
@@ -37,6 +38,7 @@ __all__ = [
     "Transport",
     "TurnRecord",
     "TurnUsage",
+    "UsageChart",
     "UsageRecord",
     "Vote",
     "normalize_connection_name",
@@ -348,3 +350,32 @@ class AnswerFeedback(BaseModel):
     """Who voted (the verified clicker), not necessarily who asked."""
     vote: Vote
     updated_at: datetime
+
+
+class UsageChart(BaseModel):
+    """The newest usage chart sent to one person: a PNG of their calls and errors per day,
+    uploaded into their DM with the bot, which the App Home links to."""
+
+    model_config = ConfigDict(frozen=True)
+
+    team_id: str
+    user_id: str
+    file_id: str
+    """Slack's id of the uploaded file."""
+    permalink: str
+    """Slack's link to the file ("" when Slack's answer had none)."""
+    days: int
+    """The window it shows: 7 or 30 days."""
+    created_at: datetime
+
+
+class AuditEntry(BaseModel):
+    """One line of a workspace's audit log (``mcp_core.audit``): never a secret."""
+
+    id: int
+    team_id: str
+    actor_id: str
+    action: str
+    """``policy_changed``, ``tool_approved`` or ``tool_denied``."""
+    detail: dict[str, Any]
+    created_at: datetime

@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 
-from mcp_core.models import Connection
+from mcp_core.models import Connection, UsageChart
 from mcp_core.settings import Settings, parse_prices
 from mcp_core.store import Store
 from mcp_core.store._rollups import LATENCY_EDGES_MS, NO_CONNECTION
+from mcp_core.store._stats import RollupRows
 
 __all__ = [
     "ModelStats",
@@ -31,6 +32,8 @@ __all__ = [
     "Suggestion",
     "ToolStats",
     "estimate_quantile",
+    "home_stats",
+    "model_stats",
     "parse_prices",
     "person_stats",
     "stats_report",
@@ -126,9 +129,31 @@ async def person_stats(
     Raises:
         StoreError: the database failed.
     """
-    today = today or datetime.now(UTC).date()
-    since = today - timedelta(days=days - 1)
-    raw = await store.usage_rollups(team_id, user_id, since)
+    since = _since(days, today)
+    return _person_stats(await store.usage_rollups(team_id, user_id, since), days, since, prices)
+
+
+async def home_stats(
+    store: Store, team_id: str, user_id: str, days: int, *, today: date | None = None
+) -> tuple[PersonStats, UsageChart | None]:
+    """The App Home's section in one read: the person's usage over the last ``days`` UTC days
+    (without prices) and the newest chart sent to them.
+
+    Raises:
+        StoreError: the database failed.
+    """
+    since = _since(days, today)
+    raw, chart = await store.home_usage(team_id, user_id, since)
+    return _person_stats(raw, days, since, {}), chart
+
+
+def _since(days: int, today: date | None) -> date:
+    return (today or datetime.now(UTC).date()) - timedelta(days=days - 1)
+
+
+def _person_stats(
+    raw: RollupRows, days: int, since: date, prices: Mapping[str, tuple[float, float]]
+) -> PersonStats:
     tools = [
         ToolStats(
             connection_id=None if row.connection_id == NO_CONNECTION else row.connection_id,
@@ -144,10 +169,7 @@ async def person_stats(
         for row in raw.tools
     ]
     tools.sort(key=lambda t: (-t.calls, t.connection_name or "~", t.tool))
-    models = [
-        ModelStats(model, turns, prompt, completion, _cost(prices.get(model), prompt, completion))
-        for model, turns, prompt, completion in raw.models
-    ]
+    models = model_stats(raw.models, prices)
     by_day = {day: (calls, errors) for day, calls, errors in raw.per_day}
     per_day = [(day, *by_day.get(day, (0, 0))) for day in (since + timedelta(days=n) for n in range(days))]
     return PersonStats(
@@ -160,6 +182,16 @@ async def person_stats(
         feedback_down=raw.feedback.get("down", 0),
         per_day=per_day,
     )
+
+
+def model_stats(
+    rows: Sequence[tuple[str, int, int, int]], prices: Mapping[str, tuple[float, float]]
+) -> list[ModelStats]:
+    """(model, turns, prompt tokens, completion tokens) rows with their estimated cost."""
+    return [
+        ModelStats(model, turns, prompt, completion, _cost(prices.get(model), prompt, completion))
+        for model, turns, prompt, completion in rows
+    ]
 
 
 def _cost(price: tuple[float, float] | None, prompt: int, completion: int) -> float | None:

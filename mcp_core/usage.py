@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -122,15 +123,28 @@ class UsageRecorder:
                 await self._write_queued()
 
 
-class UsagePruner:
-    """Deletes raw usage rows older than ``retention_days`` (``USAGE_RETENTION_DAYS``) at start
-    and then every ``every_s``; the daily rollups stay, so stats keep their history. Every
-    process prunes; the deletes are idempotent and batched (``Store.prune_usage``)."""
+PRUNE_FIRST_AFTER_S = 120.0
 
-    def __init__(self, sink: PruneSink, retention_days: int, *, every_s: float = PRUNE_EVERY_S) -> None:
+
+class UsagePruner:
+    """Deletes raw usage rows older than ``retention_days`` (``USAGE_RETENTION_DAYS``) a little
+    after start and then every ``every_s``; the daily rollups stay, so stats keep their history.
+    Every process prunes; the deletes are idempotent and batched (``Store.prune_usage``). The
+    first pass waits ``first_after_s`` plus up to as much again at random, so processes started
+    together (a deploy) do not all delete at once, and a start stays free of housekeeping."""
+
+    def __init__(
+        self,
+        sink: PruneSink,
+        retention_days: int,
+        *,
+        every_s: float = PRUNE_EVERY_S,
+        first_after_s: float = PRUNE_FIRST_AFTER_S,
+    ) -> None:
         self._sink = sink
         self._retention = timedelta(days=retention_days)
         self._every_s = every_s
+        self._first_after_s = first_after_s
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -150,6 +164,7 @@ class UsagePruner:
         return removed
 
     async def _run(self) -> None:
+        await asyncio.sleep(self._first_after_s * (1 + random.random()))
         while True:
             await self.prune()
             await asyncio.sleep(self._every_s)

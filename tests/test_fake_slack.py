@@ -327,3 +327,76 @@ async def test_views_open_needs_a_trigger_id_and_uses_it_once(
 
     assert missing.value.response["error"] == "invalid_arguments"
     assert again.value.response["error"] == "exchanged_trigger_id"
+
+
+async def _refused(call: Any) -> str:
+    with pytest.raises(SlackApiError) as raised:
+        await call
+    return str(raised.value.response["error"])
+
+
+@pytest.mark.anyio
+async def test_conversations_open_gives_each_user_one_stable_dm_and_validates_users(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    first = await client.conversations_open(users="U0ALICE")
+    again = await client.conversations_open(users="U0ALICE")
+    other = await client.conversations_open(users="U0BOB")
+    group = await client.conversations_open(users="U0ALICE,U0BOB")
+    resumed = await client.conversations_open(channel=first["channel"]["id"])
+    refusals = [
+        await _refused(client.api_call("conversations.open", params={})),  # slack_sdk checks this too
+        await _refused(client.conversations_open(users="alice")),
+        await _refused(client.conversations_open(users="U_BOT")),
+        await _refused(client.conversations_open(users=",".join(f"U0{n}AA" for n in range(9)))),
+        await _refused(client.conversations_open(channel="D0NEVER")),
+    ]
+
+    assert first["channel"]["id"] == again["channel"]["id"] == FakeSlack.dm_channel("U0ALICE") == "D0ALICE"
+    assert "no_op" not in first.data
+    assert (again["no_op"], again["already_open"]) == (True, True)
+    assert other["channel"]["id"] == "D0BOB"
+    assert group["channel"]["id"].startswith("G")
+    assert resumed["channel"]["id"] == "D0ALICE"
+    assert refusals == [
+        "users_list_not_supplied",
+        "user_not_found",
+        "cannot_dm_bot",
+        "too_many_users",
+        "channel_not_found",
+    ]
+    assert fake.opened["D0ALICE"] == ("U0ALICE",)
+
+
+@pytest.mark.anyio
+async def test_usergroups_users_list_answers_members_and_refuses_as_slack_does(
+    fake: FakeSlack, client: AsyncWebClient
+) -> None:
+    fake.usergroups["S0ENG"] = ["U0ALICE"]
+    members = await client.usergroups_users_list(usergroup="S0ENG")
+    refusals = [
+        await _refused(client.usergroups_users_list(usergroup="S0NONE")),
+        await _refused(client.api_call("usergroups.users.list", params={})),
+    ]
+    fake.scopes.remove("usergroups:read")
+    no_scope = await _refused(client.usergroups_users_list(usergroup="S0ENG"))
+
+    assert members["users"] == ["U0ALICE"]
+    assert refusals == ["no_such_subteam", "invalid_arguments"]
+    assert no_scope == "missing_scope"
+
+
+@pytest.mark.anyio
+async def test_users_info_needs_users_read(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.users["U0ADMIN"] = {"id": "U0ADMIN", "team_id": "T_TEST", "is_admin": True}
+    assert (await client.users_info(user="U0ADMIN"))["user"]["is_admin"] is True
+    fake.scopes.remove("users:read")
+    assert await _refused(client.users_info(user="U0ADMIN")) == "missing_scope"
+
+
+@pytest.mark.anyio
+async def test_conversations_open_needs_im_write(fake: FakeSlack, client: AsyncWebClient) -> None:
+    fake.scopes.remove("im:write")
+    with pytest.raises(SlackApiError) as raised:
+        await client.conversations_open(users="U0ALICE")
+    assert (raised.value.response["error"], raised.value.response["needed"]) == ("missing_scope", "im:write")

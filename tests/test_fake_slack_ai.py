@@ -13,7 +13,7 @@ from slack_sdk.models.messages.chunk import MarkdownTextChunk, PlanUpdateChunk, 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from tests.support.fake_slack import BOT_ID, TEAM_ID, FakeSlack
-from tests.support.fake_slack_ai import MARKDOWN_LIMIT, ManualClock
+from tests.support.fake_slack_ai import MARKDOWN_LIMIT, WORKSPACE_URL, ManualClock
 
 CHANNEL, DM, ROOT, ASKER = "C_AI", "D_AI", "1700000000.000100", "U_ASKER"
 RECIPIENT = {"recipient_user_id": ASKER, "recipient_team_id": TEAM_ID}
@@ -414,6 +414,9 @@ async def test_files_upload_v2_uploads_the_bytes_and_shares_them_in_the_thread(
 
     upload = fake.ai.uploads[done["file"]["id"]]
     assert (upload.data, upload.title, upload.filename) == (png, "Chart", "chart.png")
+    assert done["file"]["permalink"] == upload.permalink
+    assert upload.permalink == f"{WORKSPACE_URL}files/U_BOT/{upload.file_id}/chart.png"
+    assert (done["file"]["user"], done["file"]["size"]) == ("U_BOT", len(png))
     assert (upload.channel_id, upload.thread_ts, upload.completed) == (CHANNEL, ROOT, True)
     [post] = fake.calls(f"/upload/{upload.file_id}")
     assert post["body"] == {"bytes": len(png)}

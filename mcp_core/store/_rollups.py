@@ -7,23 +7,44 @@ upsert that adds to what the day already holds (``ON CONFLICT … DO UPDATE SET 
 calls + excluded.calls``, the same on PostgreSQL and SQLite). So stats read a few rows per
 day whatever the volume, and survive the pruning of raw rows (``USAGE_RETENTION_DAYS``).
 Keys are sorted so concurrent batches lock rows in one order.
+
+The calls are summed once more per (team, server, tool, day) for ``/mcp admin`` (0012): the
+server is the connection's run card, its URL's host or its stdio command's name
+(``server_key``; never a path, query or argument, which may hold secrets), looked up in the
+same transaction.
 """
 
 from __future__ import annotations
 
 import bisect
+import posixpath
 import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mcp_core.models import TurnRecord, UsageRecord
-from mcp_core.store._tables import turns_daily, usage_daily, usage_errors_daily, usage_latency_daily
+from mcp_core.store._tables import (
+    connections,
+    team_usage_daily,
+    turns_daily,
+    usage_daily,
+    usage_errors_daily,
+    usage_latency_daily,
+)
 
-__all__ = ["LATENCY_EDGES_MS", "NO_CONNECTION", "latency_bucket", "write_rollups"]
+__all__ = [
+    "LATENCY_EDGES_MS",
+    "NO_CONNECTION",
+    "REMOVED_SERVER",
+    "latency_bucket",
+    "server_key",
+    "write_rollups",
+]
 
 LATENCY_EDGES_MS = (
     1, 2, 5, 10, 20, 50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 7500, 10000,
@@ -34,6 +55,22 @@ LATENCY_EDGES_MS = (
 NO_CONNECTION = uuid.UUID(int=0)
 """The connection id of a call whose connection was gone before its row was written."""
 DEFAULT_ERROR_CLASS = "Error"
+CUSTOM_CARD = "custom"
+REMOVED_SERVER = "removed"
+"""The server of calls whose connection is gone."""
+
+
+def server_key(card_id: str | None, url: str | None, command: str | None) -> str:
+    """Which server a connection talks to, for workspace stats: ``card:<id>``, ``url:<host>``
+    or ``stdio:<command name>``. The built-in ``custom`` card's connections are each a server
+    of the person's choosing, so they count by host. Migration 0012's backfill computes the
+    same in SQL."""
+    if card_id and card_id != CUSTOM_CARD:
+        return f"card:{card_id}"
+    if url:
+        host = urlsplit(url).netloc.split("@")[-1]
+        return f"url:{host.split(':')[0].lower()}"
+    return f"stdio:{posixpath.basename(command or '')}"
 
 
 def latency_bucket(latency_ms: float) -> int:
@@ -74,6 +111,7 @@ async def write_rollups(
         sums_t[3] += turn.completion_tokens or 0
     owner = ("team_id", "user_id", "connection_id", "tool_name", "day")
     if daily:
+        await _write_team_rollup(conn, daily)
         rows = [
             {**dict(zip(owner, key, strict=True)), "calls": c, "errors": e, "latency_ms_sum": s}
             for key, (c, e, s) in sorted(daily.items(), key=_order)
@@ -105,6 +143,29 @@ async def write_rollups(
         ]
         columns = ("turns", "answered", "prompt_tokens", "completion_tokens")
         await conn.execute(_adding(conn, turns_daily, columns), rows)
+
+
+async def _write_team_rollup(conn: AsyncConnection, daily: dict[tuple[Any, ...], list[float]]) -> None:
+    ids = sorted({key[2] for key in daily if key[2] != NO_CONNECTION})
+    servers: dict[tuple[str, uuid.UUID], str] = {}
+    if ids:
+        c = connections.c
+        query = sa.select(c.team_id, c.id, c.card_id, c.url, c.command).where(c.id.in_(ids))
+        for team_id, cid, card_id, url, command in (await conn.execute(query)).all():
+            servers[(team_id, cid)] = server_key(card_id, url, command)
+    team: dict[tuple[Any, ...], list[float]] = {}
+    for (team_id, _user, cid, tool, day), (calls, errors, total) in daily.items():
+        key = (team_id, servers.get((team_id, cid), REMOVED_SERVER), tool, day)
+        sums = team.setdefault(key, [0, 0, 0.0])
+        sums[0] += calls
+        sums[1] += errors
+        sums[2] += total
+    names = ("team_id", "server", "tool_name", "day")
+    rows = [
+        {**dict(zip(names, key, strict=True)), "calls": c, "errors": e, "latency_ms_sum": t}
+        for key, (c, e, t) in sorted(team.items(), key=_order)
+    ]
+    await conn.execute(_adding(conn, team_usage_daily, ("calls", "errors", "latency_ms_sum")), rows)
 
 
 def _adding(conn: AsyncConnection, table: sa.Table, counted: Sequence[str]) -> Any:

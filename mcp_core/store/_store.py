@@ -21,12 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mcp_core.errors import ConnectionNotFoundError, DuplicateConnectionError
 from mcp_core.models import (
     AnswerFeedback,
+    AuditEntry,
     Connection,
     ConnectionStatus,
     NewConnection,
     ToolInfo,
     ToolPrefs,
     TurnRecord,
+    UsageChart,
     UsageRecord,
     Vote,
     normalize_connection_name,
@@ -34,7 +36,17 @@ from mcp_core.models import (
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._rollups import write_rollups
 from mcp_core.store._stats import RollupRows, read_rollups
-from mcp_core.store._tables import agent_turns, answer_feedback, connections, slack_events, tool_usage
+from mcp_core.store._tables import (
+    agent_turns,
+    answer_feedback,
+    audit_log,
+    connections,
+    slack_events,
+    tool_usage,
+    usage_charts,
+    workspace_policy,
+)
+from mcp_core.store._team_stats import TeamRows, read_team_rollups
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
 
 __all__ = ["UPDATABLE_FIELDS", "Store", "ToolUsageSummary"]
@@ -375,6 +387,81 @@ class Store:
         async with self._transaction() as conn:
             return await read_rollups(conn, team_id, user_id, since)
 
+    async def team_rollups(self, team_id: str, since: date) -> TeamRows:
+        """The workspace's usage from ``since`` (UTC day) on, for its admins: calls per server
+        and tool and per day, errors by class, tokens per model, people asking, connections
+        per card and server, connections waiting for a sign-in (``mcp_core.team_stats``).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await read_team_rollups(conn, team_id, since)
+
+    # -- workspace policy and audit log ----------------------------------------------------------
+
+    async def workspace_policy(self, team_id: str) -> dict[str, Any] | None:
+        """The workspace's saved policy (``mcp_core.policy.Policy`` as JSON), None if never set.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        query = sa.select(workspace_policy.c.policy).where(workspace_policy.c.team_id == team_id)
+        async with self._transaction() as conn:
+            found = (await conn.execute(query)).scalar_one_or_none()
+        return dict(found) if found is not None else None
+
+    async def save_policy(
+        self, team_id: str, actor_id: str, policy: dict[str, Any], change: dict[str, Any]
+    ) -> None:
+        """Replace the workspace's policy and log ``change`` by ``actor_id``, atomically.
+
+        Raises:
+            StoreError: the database failed; neither was written.
+        """
+        now = _utcnow()
+        insert = (postgresql.insert if self._engine.dialect.name == "postgresql" else sqlite.insert)(
+            workspace_policy
+        ).values(team_id=team_id, policy=policy, updated_by=actor_id, updated_at=now)
+        upsert = insert.on_conflict_do_update(
+            index_elements=["team_id"],
+            set_={"policy": insert.excluded.policy, "updated_by": actor_id, "updated_at": now},
+        )
+        async with self._transaction(write=True) as conn:
+            await conn.execute(upsert)
+            await conn.execute(
+                sa.insert(audit_log).values(
+                    team_id=team_id, actor_id=actor_id, action="policy_changed", detail=change, created_at=now
+                )
+            )
+
+    async def add_audit(self, team_id: str, actor_id: str, action: str, detail: dict[str, Any]) -> None:
+        """Append one entry to the workspace's audit log.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        row = {"team_id": team_id, "actor_id": actor_id, "action": action, "detail": detail}
+        async with self._transaction(write=True) as conn:
+            await conn.execute(sa.insert(audit_log).values(**row, created_at=_utcnow()))
+
+    async def list_audit(
+        self, team_id: str, *, limit: int = 50, since: datetime | None = None
+    ) -> list[AuditEntry]:
+        """The workspace's newest audit entries first, at most ``limit``, optionally from ``since``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        a = audit_log.c
+        query = sa.select(audit_log).where(a.team_id == team_id)
+        if since is not None:
+            query = query.where(a.created_at >= since)
+        query = query.order_by(a.created_at.desc(), a.id.desc()).limit(limit)
+        async with self._transaction() as conn:
+            rows = (await conn.execute(query)).all()
+        return [AuditEntry.model_validate(dict(row._mapping)) for row in rows]
+
     async def list_turns(self, team_id: str, user_id: str, since: datetime | None = None) -> list[TurnRecord]:
         """The person's recorded agent turns (tokens, rounds, tool calls), oldest first,
         optionally from ``since``.
@@ -406,6 +493,59 @@ class Store:
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [ToolUsageSummary.model_validate(dict(row._mapping)) for row in rows]
+
+    # -- usage charts --------------------------------------------------------------------------
+
+    async def save_usage_chart(
+        self, team_id: str, user_id: str, *, file_id: str, permalink: str, days: int
+    ) -> UsageChart:
+        """Remember the chart just sent to this person; it replaces the one before.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        chart = UsageChart(
+            team_id=team_id,
+            user_id=user_id,
+            file_id=file_id,
+            permalink=permalink,
+            days=days,
+            created_at=_utcnow(),
+        )
+        u = usage_charts.c
+        values = chart.model_dump()
+        query = (
+            self._insert(usage_charts)
+            .values(values)
+            .on_conflict_do_update(
+                index_elements=[u.team_id, u.user_id],
+                set_={k: values[k] for k in ("file_id", "permalink", "days", "created_at")},
+            )
+        )
+        async with self._transaction(write=True) as conn:
+            await conn.execute(query)
+        return chart
+
+    async def usage_chart(self, team_id: str, user_id: str) -> UsageChart | None:
+        """The newest chart sent to this person, if any.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await _read_usage_chart(conn, team_id, user_id)
+
+    async def home_usage(
+        self, team_id: str, user_id: str, since: date
+    ) -> tuple[RollupRows, UsageChart | None]:
+        """The App Home's usage section in one read: ``usage_rollups`` and ``usage_chart``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            rows = await read_rollups(conn, team_id, user_id, since)
+            return rows, await _read_usage_chart(conn, team_id, user_id)
 
     # -- Slack events --------------------------------------------------------------------------
 
@@ -527,6 +667,13 @@ def _owned(team_id: str, user_id: str, connection_id: uuid.UUID) -> tuple[sa.Col
         connections.c.team_id == team_id,
         connections.c.user_id == user_id,
     )
+
+
+async def _read_usage_chart(conn: AsyncConnection, team_id: str, user_id: str) -> UsageChart | None:
+    u = usage_charts.c
+    query = sa.select(*usage_charts.c).where(u.team_id == team_id, u.user_id == user_id)
+    row = (await conn.execute(query)).first()
+    return UsageChart.model_validate(dict(row._mapping)) if row is not None else None
 
 
 def _connection(row: sa.Row[Any]) -> Connection:

@@ -17,6 +17,7 @@ __all__ = [
     "UtcDateTime",
     "agent_turns",
     "answer_feedback",
+    "audit_log",
     "catalog_versions",
     "connections",
     "credentials",
@@ -26,12 +27,15 @@ __all__ = [
     "oauth_pending",
     "schema_migrations",
     "slack_events",
+    "team_usage_daily",
     "tool_usage",
     "turns",
     "turns_daily",
+    "usage_charts",
     "usage_daily",
     "usage_errors_daily",
     "usage_latency_daily",
+    "workspace_policy",
 ]
 
 
@@ -295,4 +299,53 @@ turns_daily = sa.Table(
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False),
     sa.Index("mcp_turns_daily_team_day_idx", "team_id", "day"),
+)
+
+# The newest usage chart sent to each person, linked from the App Home; 0012_admin_policy.
+usage_charts = sa.Table(
+    "mcp_usage_charts",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("file_id", sa.Text, nullable=False),
+    sa.Column("permalink", sa.Text, nullable=False),
+    sa.Column("days", sa.Integer, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+)
+
+# One workspace's policy (mcp_core.policy.Policy); 0012_admin_policy.
+workspace_policy = sa.Table(
+    "mcp_workspace_policy",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("policy", Json, nullable=False),
+    sa.Column("updated_by", sa.Text, nullable=False),
+    sa.Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# Policy changes and tool approvals / denials (mcp_core.audit); 0012_admin_policy.
+audit_log = sa.Table(
+    "mcp_audit_log",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("actor_id", sa.Text, nullable=False),
+    sa.Column("action", sa.Text, nullable=False),
+    sa.Column("detail", Json, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_audit_log_team_created_idx", "team_id", "created_at"),
+)
+
+# A workspace's daily calls per server and tool, for /mcp admin (_rollups.server_key); 0012.
+team_usage_daily = sa.Table(
+    "mcp_team_usage_daily",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("server", sa.Text, primary_key=True),
+    sa.Column("tool_name", sa.Text, primary_key=True),
+    sa.Column("day", sa.Date, primary_key=True),
+    sa.Column("calls", sa.BigInteger, nullable=False),
+    sa.Column("errors", sa.BigInteger, nullable=False),
+    sa.Column("latency_ms_sum", sa.Double, nullable=False),
+    sa.Index("mcp_team_usage_daily_team_day_idx", "team_id", "day"),
 )

@@ -68,16 +68,16 @@ def cost(slack: SlackDriver, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cost]:
     sa.event.remove(engine, "begin", on_begin)
 
 
-async def test_one_connect_costs_eight_transactions_and_one_policy_check(
+async def test_one_connect_costs_nine_transactions_and_one_policy_check(
     slack: SlackDriver, fake: FakeSlack, cost: Cost, bearer_server: RunningServer
 ) -> None:
     reply = await slack.submit_connect(name="mine", url=bearer_server.url, token=BEARER)
     await listeners_done()
 
-    # reads: the person's connections (edit target, duplicate, limit), the secret for the
-    # session, the outcome, the Home tab (its connections, its week's usage in one read);
-    # writes: the secret, the row, the tools
-    assert cost.seen == (8, 5, 1)
+    # reads: the workspace policy, the person's connections (edit target, duplicate, limit),
+    # the secret for the session, the outcome, the Home tab (its connections, its week's usage
+    # and newest chart in one read); writes: the secret, the row, the tools
+    assert cost.seen == (9, 6, 1)
     assert (reply.status, reply.text) == (200, "")
     [post] = await fake.await_for("chat.postEphemeral")
     assert post["body"]["text"] == "✅ Connected *mine* — 9 tools available"
@@ -93,9 +93,9 @@ async def test_an_edit_checks_the_policy_once_and_a_test_click_once(
     await slack.submit_connect(name="mine", url=bearer_server.url, metadata=metadata)
     await listeners_done()
 
-    # reads: the connections, the kept secret, the secret for the session, the outcome, Home
-    # (connections and usage); writes: the row, the tools
-    assert cost.seen == (8, 6, 1)
+    # reads: the policy, the connections, the kept secret, the secret for the session, the
+    # outcome, Home (connections and usage); writes: the row, the tools
+    assert cost.seen == (9, 7, 1)
     [connection] = await slack.connections()
     assert (connection.id, connection.status) == (broken.id, ConnectionStatus.HEALTHY)
     cost.reset()

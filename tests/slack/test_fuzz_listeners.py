@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import texts, views
+from bot import stats_views, texts, views
 from tests.slack.conftest import SECRET, TEAM, USER, SlackDriver, listeners_done
 from tests.support.fake_slack import (
     FORM,
@@ -59,6 +59,7 @@ ACTION_IDS = [  # every action the app registers (bot/app.py, bot/chat.py)
     f"{views.TOOL_ON_ACTION}_0",
     f"{views.ASK_AGAIN_ACTION}_3",
     views.CARD_PICK_ACTION,
+    stats_views.CHART_ACTION,
     *AGENT_ACTIONS,
 ]
 FORM_BLOCKS = ["name", "url", "bearer_token", "token", "value", ""]

@@ -50,11 +50,14 @@ def test_the_manifest_declares_mcp_the_home_tab_events_and_minimal_scopes(manife
         "chat:write",
         "app_mentions:read",
         "im:history",
+        "im:write",  # conversations.open: the DM a usage chart (bot.dm_files) is sent into
         "channels:history",
         "groups:history",
         "mpim:history",
         "files:write",
         "assistant:write",
+        "users:read",  # users.info: is the person a workspace admin or owner (/mcp admin)
+        "usergroups:read",  # usergroups.users.list: the group a policy lets add connections
     }
 
 

@@ -19,14 +19,18 @@ from mcp_core.store import Store, create_engine, migrate
 from mcp_core.store._tables import (
     agent_turns,
     answer_feedback,
+    audit_log,
     connections,
     slack_events,
+    team_usage_daily,
     tool_usage,
     turns,
     turns_daily,
+    usage_charts,
     usage_daily,
     usage_errors_daily,
     usage_latency_daily,
+    workspace_policy,
 )
 from tests.support.postgres import PgServer, reachable_pg_server
 
@@ -84,7 +88,17 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
     await migrate(engine)
     async with engine.begin() as conn:  # the PostgreSQL database is shared by the session
         tables = (tool_usage, agent_turns, connections, slack_events, turns, answer_feedback)
-        for table in (*tables, usage_daily, usage_latency_daily, usage_errors_daily, turns_daily):
+        for table in (
+            *tables,
+            usage_daily,
+            usage_latency_daily,
+            usage_errors_daily,
+            turns_daily,
+            usage_charts,
+            workspace_policy,
+            audit_log,
+            team_usage_daily,
+        ):
             await conn.execute(sa.delete(table))
     yield engine
     await engine.dispose()

@@ -34,6 +34,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import re
 import threading
 import time
 import uuid
@@ -46,7 +47,7 @@ import aiohttp
 import anyio.to_thread
 from aiohttp import web
 
-from tests.support.fake_slack_ai import AiSurfaces
+from tests.support.fake_slack_ai import WORKSPACE_URL, AiSurfaces
 from tests.support.fake_socket_mode import SocketModeLinks
 
 __all__ = [
@@ -83,7 +84,10 @@ BOT_USER_ID = "U_BOT"
 BOT_ID = "B_BOT"
 API_APP_ID = "A_TEST"
 VERIFICATION_TOKEN = "verification-token-unused"  # deprecated field Slack still sends; Bolt ignores it
-BOT_SCOPES = "commands,chat:write,app_mentions:read,im:history,files:write,assistant:write"
+BOT_SCOPES = (
+    "commands,chat:write,app_mentions:read,im:history,im:write,files:write,assistant:write,"
+    "users:read,usergroups:read"
+)
 FORM = "application/x-www-form-urlencoded"
 JSON = "application/json"
 WAIT_S = 5.0
@@ -98,10 +102,15 @@ METHOD_SCOPES = {
     "agents.sessions.setStatus": "assistant:write",  # granted by declaring the app an agent
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
+    "conversations.open": "im:write",  # a DM; an MPIM would take mpim:write (the fake checks only this)
+    "users.info": "users:read",
+    "usergroups.users.list": "usergroups:read",
 }
-"""The scope each AI-surface method needs; a missing one answers `missing_scope` with `needed`/`provided`,
+"""The scope each of these methods needs; a missing one answers `missing_scope` with `needed`/`provided`,
 except agents.sessions.setStatus, which answers `not_authorized` for an app not declared as an agent
 (../shared/reference/slack-ai.md §1.1 "Agent sessions", KiroCrew #9822)."""
+
+_USER_ID = re.compile(r"[UW][A-Z0-9_]{2,}")  # the tests' ids have underscores ("U_BOT")
 
 Override = Callable[[dict[str, Any]], tuple[int, dict[str, str], dict[str, Any]]]
 """`fn(body) -> (status, headers, json)`, installed as `fake.overrides[method]`."""
@@ -114,13 +123,16 @@ class FakeSlack:
     and, filtered by thread, conversations.replies), `users[user_id]` (returned by users.info), `scopes`
     (the bot token's scopes: auth.test reports them and METHOD_SCOPES checks them), `unknown_methods`
     (methods this "workspace" answers with `unknown_method`, as an older Slack does) and `ai` (streams,
-    statuses, agent sessions and uploads: see tests/support/fake_slack_ai.py).
+    statuses, agent sessions and uploads: see tests/support/fake_slack_ai.py). `opened` holds the
+    conversations conversations.open opened (`dm_channel(user)` names a DM's).
     """
 
     def __init__(self) -> None:
         self.overrides: dict[str, Override] = {}
         self.messages: dict[str, list[dict[str, Any]]] = {}
         self.users: dict[str, dict[str, Any]] = {}
+        self.usergroups: dict[str, list[str]] = {}
+        """User group id → member ids, for usergroups.users.list (unknown ids: `no_such_subteam`)."""
         self.scopes: list[str] = BOT_SCOPES.split(",")
         self.unknown_methods: set[str] = set()
         bot = {"user": BOT_USER_ID, "bot": BOT_ID}
@@ -132,6 +144,8 @@ class FakeSlack:
         self._counter = itertools.count(1)
         self.used_triggers: set[str] = set()
         """trigger_ids a views.open/push already used: Slack's are single-use."""
+        self.opened: dict[str, tuple[str, ...]] = {}
+        """Conversations conversations.open opened: channel id -> its users."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -275,7 +289,7 @@ class FakeSlack:
             case "auth.test":
                 return {
                     "ok": True,
-                    "url": "https://fake-team.slack.com/",
+                    "url": WORKSPACE_URL,
                     "team": "Fake Team",
                     "user": "mcp-bot",
                     "team_id": TEAM_ID,
@@ -306,9 +320,50 @@ class FakeSlack:
                 default = {"id": user_id, "team_id": TEAM_ID, "name": user_id.lower(), "is_bot": False}
                 default |= {"real_name": f"User {user_id}", "tz": "UTC", "profile": {"email": ""}}
                 return {"ok": True, "user": self.users.get(user_id, default)}, {}
+            case "usergroups.users.list":
+                group = body.get("usergroup")
+                if not isinstance(group, str) or not group:
+                    return {"ok": False, "error": "invalid_arguments"}, {}
+                if group not in self.usergroups:
+                    return {"ok": False, "error": "no_such_subteam"}, {}
+                return {"ok": True, "users": list(self.usergroups[group])}, {}
             case "apps.connections.open":
                 return {"ok": True, "url": self.ws_url}, {}
+            case "conversations.open":
+                return self._open_conversation(body), {}
         return {"ok": True}, {}
+
+    def _open_conversation(self, body: dict[str, Any]) -> dict[str, Any]:
+        """conversations.open: `users` (1 to 8 comma-separated user ids; one is a DM with the bot,
+        `D…` stable per user, more an MPIM `G…`) or the `channel` of one opened before. Opening one
+        again answers `no_op`/`already_open`, as Slack does."""
+        users, channel = str(body.get("users") or ""), str(body.get("channel") or "")
+        if not users:
+            if channel in self.opened:
+                return {"ok": True, "channel": {"id": channel}, "no_op": True, "already_open": True}
+            return {"ok": False, "error": "channel_not_found" if channel else "users_list_not_supplied"}
+        ids = tuple(u.strip() for u in users.split(","))
+        if len(ids) > 8:
+            return {"ok": False, "error": "too_many_users"}
+        if not all(_USER_ID.fullmatch(u) for u in ids):
+            return {"ok": False, "error": "user_not_found"}
+        if BOT_USER_ID in ids:
+            return {"ok": False, "error": "cannot_dm_bot"}
+        opened = (
+            self.dm_channel(ids[0])
+            if len(ids) == 1
+            else "G" + hashlib.sha1(",".join(sorted(ids)).encode()).hexdigest()[:10].upper()
+        )
+        answer: dict[str, Any] = {"ok": True, "channel": {"id": opened}}
+        if opened in self.opened:
+            answer |= {"no_op": True, "already_open": True}
+        self.opened[opened] = ids
+        return answer
+
+    @staticmethod
+    def dm_channel(user_id: str) -> str:
+        """The id of the bot's DM with `user_id`, as conversations.open answers it."""
+        return "D" + user_id.removeprefix("U").removeprefix("W")
 
     def response_url(self, name: str = "x") -> str:
         """A URL on the fake for `response_url`; POSTs to it are recorded as method `/respond/<name>`."""

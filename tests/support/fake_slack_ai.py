@@ -31,6 +31,7 @@ __all__ = [
     "STATUS_CLEAR_S",
     "STREAM_IDLE_S",
     "TASK_STATUSES",
+    "WORKSPACE_URL",
     "AgentSession",
     "AiSurfaces",
     "ManualClock",
@@ -44,6 +45,7 @@ STREAM_IDLE_S = 300.0  # "about 5 minutes idle" (Kortix PR #3438, Dust PR #25031
 STATUS_CLEAR_S = 120.0  # assistant.threads.setStatus "auto-clears after 2 min without a message"
 LOADING_MESSAGES_MAX = 10
 SESSION_TITLE_MAX = 200
+WORKSPACE_URL = "https://fake-team.slack.com/"  # auth.test's `url`; files' permalinks start with it
 MAX_UPLOAD_BYTES = 1024**3  # Slack's own cap is 1 GB (slack_sdk MAX_V2_FILE_SIZE); tests lower it
 CHUNK_TYPES = frozenset({"markdown_text", "task_update", "plan_update", "blocks"})
 TASK_STATUSES = frozenset({"pending", "in_progress", "complete", "error"})
@@ -128,6 +130,8 @@ class Upload:
     channel_id: str | None = None
     thread_ts: str | None = None
     initial_comment: str | None = None
+    permalink: str | None = None
+    """Set on completion, as files.completeUploadExternal answers it."""
 
 
 def _invalid(message: str) -> dict[str, Any]:
@@ -450,7 +454,9 @@ class AiSurfaces:
         """files.completeUploadExternal: `files` a JSON array of `{id, title?}` whose bytes arrived;
         `thread_ts` only with `channel_id`. An unknown id, one whose upload never (correctly) arrived, or
         one already completed is `file_not_found` (the messages say which). Shared files become a bot
-        message in the channel (thread) carrying `files` and the `initial_comment` as text."""
+        message in the channel (thread) carrying `files` and the `initial_comment` as text. Each file in the
+        answer carries what files.info would (Slack has answered so since 2023; slack_sdk 3.23 stopped
+        calling files.info): here its id, title, name, size, user, created and permalink."""
         files = body.get("files")
         if not isinstance(files, list) or not files or not all(isinstance(f, dict) for f in files):
             return _invalid("files must be a non-empty JSON array of objects [json-pointer:/files]")
@@ -471,8 +477,10 @@ class AiSurfaces:
             upload.completed, upload.title = True, title or upload.filename
             upload.channel_id, upload.thread_ts = body.get("channel_id"), body.get("thread_ts")
             upload.initial_comment = body.get("initial_comment")
+            upload.permalink = f"{WORKSPACE_URL}files/{self._bot['user']}/{upload.file_id}/{upload.filename}"
             shared.append(
                 {"id": upload.file_id, "title": upload.title, "name": upload.filename, "size": upload.length}
+                | {"user": self._bot["user"], "created": int(time.time()), "permalink": upload.permalink}
             )
         if channel := body.get("channel_id"):
             message = {"type": "message", "user": self._bot["user"], "bot_id": self._bot["bot"], "ts": ts}
