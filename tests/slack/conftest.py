@@ -90,9 +90,7 @@ async def listeners_done(timeout_s: float = WAIT_S) -> None:
     """Wait until every listener Bolt is still running after its ack has finished."""
     with anyio.fail_after(timeout_s):
         while pending := [
-            task
-            for task in asyncio.all_tasks()
-            if not task.done() and _LISTENER_TASK in _qualname(task)
+            task for task in asyncio.all_tasks() if not task.done() and _LISTENER_TASK in _qualname(task)
         ]:
             await asyncio.wait(pending)
 
