@@ -30,6 +30,7 @@ __all__ = [
     "CatalogEntry",
     "Connection",
     "ConnectionStatus",
+    "InstallationRecord",
     "NewConnection",
     "SessionSpec",
     "ToolInfo",
@@ -379,3 +380,20 @@ class AuditEntry(BaseModel):
     """``policy_changed``, ``tool_approved`` or ``tool_denied``."""
     detail: dict[str, Any]
     created_at: datetime
+
+
+class InstallationRecord(BaseModel):
+    """One installation of a distributed Slack app (migration 0013), as stored: never a token.
+    ``enterprise_id`` / ``team_id`` are '' for none (``team_id`` '' is an org-wide install)."""
+
+    client_id: str
+    enterprise_id: str
+    team_id: str
+    user_id: str
+    """Who installed it."""
+    is_enterprise_install: bool
+    data: dict[str, Any]
+    """Bolt's Installation fields other than tokens (names, app and bot ids, scopes, expiry)."""
+    credential_ref: str
+    """The tokens, in the credential manager."""
+    installed_at: datetime

@@ -24,6 +24,7 @@ from mcp_core.models import (
     AuditEntry,
     Connection,
     ConnectionStatus,
+    InstallationRecord,
     NewConnection,
     ToolInfo,
     ToolPrefs,
@@ -33,6 +34,7 @@ from mcp_core.models import (
     Vote,
     normalize_connection_name,
 )
+from mcp_core.store import _installations
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._rollups import write_rollups
 from mcp_core.store._stats import RollupRows, read_rollups
@@ -41,10 +43,13 @@ from mcp_core.store._tables import (
     answer_feedback,
     audit_log,
     connections,
+    metadata,
     slack_events,
+    slack_installations,
     tool_usage,
     usage_charts,
     workspace_policy,
+    workspace_removals,
 )
 from mcp_core.store._team_stats import TeamRows, read_team_rollups
 from mcp_core.store._usage import BUMP_COUNTERS, INSERT_ROWS, ToolUsageSummary, batch_params, summary_query
@@ -461,6 +466,118 @@ class Store:
         async with self._transaction() as conn:
             rows = (await conn.execute(query)).all()
         return [AuditEntry.model_validate(dict(row._mapping)) for row in rows]
+
+    # -- Slack installations (a distributed app: mcp_core.store._installations) -------------------
+
+    async def save_installation(self, record: InstallationRecord) -> str | None:
+        """Insert or replace an installer's installation (and cancel a pending purge of the
+        workspace); the credential ref it replaced, whose secret the caller deletes.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction(write=True) as conn:
+            return await _installations.save_installation(conn, record)
+
+    async def newest_installation(
+        self, client_id: str, enterprise_id: str, team_id: str, user_id: str | None = None
+    ) -> InstallationRecord | None:
+        """The workspace's (org's, with team '') newest installation, or that installer's.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await _installations.newest_installation(conn, client_id, enterprise_id, team_id, user_id)
+
+    async def delete_installations(
+        self, client_id: str, enterprise_id: str, team_id: str, user_id: str | None = None
+    ) -> list[InstallationRecord]:
+        """Delete a workspace's installations (one installer's with ``user_id``); the rows gone,
+        whose secrets the caller deletes.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction(write=True) as conn:
+            return await _installations.delete_installations(conn, client_id, enterprise_id, team_id, user_id)
+
+    async def count_installations(self, client_id: str) -> tuple[int, int]:
+        """(workspaces and orgs installed, installation rows) of the app ``client_id``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await _installations.count_installations(conn, client_id)
+
+    async def issue_oauth_state(self, state: str, expires_at: datetime) -> None:
+        """Raises: StoreError: the database failed."""
+        async with self._transaction(write=True) as conn:
+            await _installations.issue_state(conn, state, expires_at)
+
+    async def consume_oauth_state(self, state: str) -> bool:
+        """Whether an install's ``state`` is one we issued, unexpired; it is gone afterwards.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction(write=True) as conn:
+            return await _installations.consume_state(conn, state, _utcnow())
+
+    async def schedule_workspace_removal(
+        self, enterprise_id: str, team_id: str, reason: str, purge_after: datetime
+    ) -> None:
+        """Mark the workspace's people's data for deletion after ``purge_after``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction(write=True) as conn:
+            await _installations.schedule_removal(
+                conn, enterprise_id, team_id, reason, _utcnow(), purge_after
+            )
+
+    async def due_workspace_removals(self) -> list[tuple[str, str]]:
+        """(enterprise, team) of workspaces whose grace period is over, oldest first.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await _installations.due_removals(conn, _utcnow())
+
+    async def team_users_with_connections(self, team_id: str) -> list[str]:
+        """Everyone of the team who has a connection (for purging a removed workspace).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        c = connections.c
+        query = sa.select(c.user_id).where(c.team_id == team_id).distinct().order_by(c.user_id)
+        async with self._transaction() as conn:
+            return [str(u) for u in (await conn.execute(query)).scalars().all()]
+
+    async def purge_team(self, team_id: str, enterprise_id: str) -> dict[str, int]:
+        """Delete every row of the team in every table that has a ``team_id`` (what is left
+        once its connections went through the connection service), and its removal mark;
+        rows deleted per table.
+
+        Raises:
+            StoreError: the database failed; nothing was deleted.
+        """
+        removed: dict[str, int] = {}
+        async with self._transaction(write=True) as conn:
+            for table in reversed(metadata.sorted_tables):  # children before their parents
+                if "team_id" in table.c and table is not slack_installations:
+                    gone = (await conn.execute(sa.delete(table).where(table.c.team_id == team_id))).rowcount
+                    if gone:
+                        removed[table.name] = gone
+            r = workspace_removals.c
+            await conn.execute(
+                sa.delete(workspace_removals).where(r.team_id == team_id, r.enterprise_id == enterprise_id)
+            )
+        return removed
 
     async def list_turns(self, team_id: str, user_id: str, since: datetime | None = None) -> list[TurnRecord]:
         """The person's recorded agent turns (tokens, rounds, tool calls), oldest first,

@@ -27,6 +27,8 @@ __all__ = [
     "oauth_pending",
     "schema_migrations",
     "slack_events",
+    "slack_installations",
+    "slack_oauth_states",
     "team_usage_daily",
     "tool_usage",
     "turns",
@@ -36,6 +38,7 @@ __all__ = [
     "usage_errors_daily",
     "usage_latency_daily",
     "workspace_policy",
+    "workspace_removals",
 ]
 
 
@@ -348,4 +351,37 @@ team_usage_daily = sa.Table(
     sa.Column("errors", sa.BigInteger, nullable=False),
     sa.Column("latency_ms_sum", sa.Double, nullable=False),
     sa.Index("mcp_team_usage_daily_team_day_idx", "team_id", "day"),
+)
+
+# Slack installations of a distributed app (tokens in the credential manager); 0013.
+slack_installations = sa.Table(
+    "mcp_slack_installations",
+    metadata,
+    sa.Column("client_id", sa.Text, primary_key=True),
+    sa.Column("enterprise_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("user_id", sa.Text, primary_key=True),
+    sa.Column("is_enterprise_install", sa.Boolean, nullable=False),
+    sa.Column("data", Json, nullable=False),
+    sa.Column("credential_ref", sa.Text, nullable=False),
+    sa.Column("installed_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_slack_installations_newest_idx", "client_id", "enterprise_id", "team_id", "installed_at"),
+)
+
+slack_oauth_states = sa.Table(
+    "mcp_slack_oauth_states",
+    metadata,
+    sa.Column("state", sa.Text, primary_key=True),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Workspaces whose people's data is deleted after the grace period; 0013.
+workspace_removals = sa.Table(
+    "mcp_workspace_removals",
+    metadata,
+    sa.Column("enterprise_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("removed_at", UtcDateTime, nullable=False),
+    sa.Column("purge_after", UtcDateTime, nullable=False),
 )

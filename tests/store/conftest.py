@@ -21,7 +21,10 @@ from mcp_core.store._tables import (
     answer_feedback,
     audit_log,
     connections,
+    credentials,
     slack_events,
+    slack_installations,
+    slack_oauth_states,
     team_usage_daily,
     tool_usage,
     turns,
@@ -31,6 +34,7 @@ from mcp_core.store._tables import (
     usage_errors_daily,
     usage_latency_daily,
     workspace_policy,
+    workspace_removals,
 )
 from tests.support.postgres import PgServer, reachable_pg_server
 
@@ -98,6 +102,10 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
             workspace_policy,
             audit_log,
             team_usage_daily,
+            slack_installations,
+            slack_oauth_states,
+            workspace_removals,
+            credentials,
         ):
             await conn.execute(sa.delete(table))
     yield engine
