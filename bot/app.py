@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
@@ -32,12 +33,14 @@ from bot.buttons import register_buttons
 from bot.chat import register_chat
 from bot.commands import register_commands
 from bot.connect import register_connect
+from bot.distribution import Distribution, register_distribution
 from bot.failures import Failures
 from bot.feedback import register_feedback
 from bot.home import Home, register_home
 from bot.middleware import OwnedConnection, install_middleware
 from bot.replies import Replies
 from bot.usage_chart import register_usage_chart
+from bot.workspaces import workspace_token_middleware
 from mcp_core.oauth import PreRegisteredClient
 from mcp_core.services import Services
 from mcp_core.settings import Settings
@@ -58,6 +61,7 @@ def create_app(
     responses: SharedSession | None = None,
     operator_values: OperatorValues | None = None,
     oauth_clients: Mapping[str, PreRegisteredClient] | None = None,
+    distribution: Distribution | None = None,
 ) -> AsyncApp:
     """Build the app. ``client`` carries the bot token and the Web API base URL.
 
@@ -70,7 +74,7 @@ def create_app(
     ``signing_secret`` None means Socket Mode, where requests are not signed. ``responses`` is
     the HTTP session replies to response_url go through; the caller closes it on shutdown.
     """
-    app = _bolt_app(client, signing_secret)
+    app = _bolt_app(client, signing_secret, distribution)
     store, settings = services.store, services.settings
     services.registry.use_card_approvals({card.id: card.approval for card in cards.all()})
     services.oauth.use_clients(read_oauth_clients(cards.all()) if oauth_clients is None else oauth_clients)
@@ -114,6 +118,8 @@ def create_app(
     register_admin_clients(
         app, services=services, client=client, replies=replies, home=home, owned=owned, failures=failures
     )
+    if distribution is not None:
+        register_distribution(app, distribution, services)
     register_home(app, home, failures)
     register_usage_chart(app, services=services, client=client, replies=replies, home=home, failures=failures)
     register_chat(app, services, client, replies)
@@ -121,7 +127,9 @@ def create_app(
     return app
 
 
-def _bolt_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
+def _bolt_app(
+    client: AsyncWebClient, signing_secret: str | None, distribution: Distribution | None
+) -> AsyncApp:
     """Bolt's app, without its token warning.
 
     Given no token, Bolt falls back to $SLACK_BOT_TOKEN and then warns that the client's token
@@ -134,15 +142,32 @@ def _bolt_app(client: AsyncWebClient, signing_secret: str | None) -> AsyncApp:
         return record.getMessage() != warning_client_prioritized_and_token_skipped()
 
     bolt_logger.addFilter(not_token_skipped)
+    distributed: dict[str, Any] = {}
+    if distribution is not None:  # each request's installation, found by Bolt's authorize
+        distributed = {
+            "oauth_settings": distribution.oauth_settings(),
+            "installation_store": distribution.installs,
+            "installation_store_bot_only": True,
+        }
     try:
-        return AsyncApp(
+        app = AsyncApp(
             client=client,
             signing_secret=signing_secret or "socket-mode-does-not-sign",
             request_verification_enabled=signing_secret is not None,
             ignoring_self_events_enabled=True,
+            **distributed,
         )
     finally:
         bolt_logger.removeFilter(not_token_skipped)
+    if distribution is not None:
+        workspaces = distribution.workspaces
+
+        async def workspace_token(context: Any, body: dict[str, Any], next: Any) -> None:
+            await workspaces.seen(context.get("team_id") or "", context.get("enterprise_id") or "")
+            await workspace_token_middleware(context, body, next)
+
+        app.middleware(workspace_token)
+    return app
 
 
 def _operator_fields(settings: Settings, values: OperatorValues) -> Callable[[str, RunCard], dict[str, str]]:

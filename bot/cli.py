@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import yaml
 from pydantic import SecretStr, ValidationError
 
+from bot.distribution import INSTALL_PATH
 from bot.oauth_web import listener_host, redirect_problem
 from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot, slack_client
 from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rotate_credentials
@@ -24,7 +25,7 @@ from mcp_core.logs import TEXT_FORMAT, use_format
 from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH, default_redirect_url
 from mcp_core.security import LOOPBACK_HOSTS
 from mcp_core.settings import Settings
-from mcp_core.store import create_engine, migrate, pending_migrations
+from mcp_core.store import Store, create_engine, migrate, pending_migrations
 from run_cards import BUILTIN_DIR, load_cards, operator_var, read_operator_values
 from run_cards.oauth_clients import read_oauth_clients
 
@@ -93,8 +94,11 @@ def check() -> None:
     click.echo("Configuration:")
     for name in type(settings).model_fields:
         click.echo(f"  {name.upper():<26} {_shown(getattr(settings, name))}")
+    click.echo(f"\nWorkspaces: {_workspaces_status(settings)}")
     click.echo("\nModes:")
     for mode, fields in MODES.items():
+        if settings.multi_workspace:  # each workspace's token comes from its installation
+            fields = tuple(f for f in fields if f != "slack_bot_token")
         missing = _missing(settings, fields)
         click.echo(f"  {mode:<40} {'ready' if not missing else 'missing ' + ', '.join(missing)}")
     click.echo(f"\nSlack: {_slack_status(settings)}")
@@ -155,9 +159,40 @@ def _oauth_status(settings: Settings) -> str:
     return "\n".join(lines)
 
 
+def _workspaces_status(settings: Settings) -> str:
+    """Single-workspace mode, or a distributed app and how many workspaces installed it."""
+    if not settings.multi_workspace:
+        if settings.slack_client_id and settings.slack_bot_token:
+            return "one workspace, SLACK_BOT_TOKEN's (SLACK_CLIENT_ID is ignored while a bot token is set)"
+        return "one workspace, SLACK_BOT_TOKEN's"
+    line = f"a distributed app (SLACK_CLIENT_ID {settings.slack_client_id}), installed at {INSTALL_PATH}"
+    try:
+        url = _read_only_url(settings)
+    except (ValueError, sa.exc.ArgumentError) as exc:
+        return f"{line}; installations unknown ({exc})"
+    if isinstance(url, Path):
+        return f"{line}; no installations yet (no database)"
+
+    async def count() -> tuple[int, int]:
+        engine = create_engine(url)
+        try:
+            async with asyncio.timeout(CHECK_DB_TIMEOUT_S):
+                return await Store(engine).count_installations(settings.slack_client_id or "")
+        finally:
+            await engine.dispose()
+
+    try:
+        workspaces, rows = asyncio.run(count())
+    except (McpCoreError, TimeoutError, OSError) as exc:
+        return f"{line}; installations unknown ({type(exc).__name__}: the database answered no count)"
+    return f"{line}; {workspaces} workspace(s) or org(s) installed ({rows} installation(s))"
+
+
 def _slack_status(settings: Settings) -> str:
     """auth.test with SLACK_BOT_TOKEN: who the bot is, or what is wrong (never the token)."""
     if settings.slack_bot_token is None:
+        if settings.multi_workspace:
+            return "not checked here (a distributed app: each workspace's token is checked on use)"
         return "not checked (SLACK_BOT_TOKEN is not set)"
     try:
         identity = asyncio.run(check_bot_token(slack_client(settings, retries=False)))

@@ -119,6 +119,9 @@ class DatabaseInstallationStore(AsyncInstallationStore):
             )  # org-wide
         if record is None:
             return None
+        return await self._installation(record, team_id)
+
+    async def _installation(self, record: InstallationRecord, team_id: str | None) -> Installation:
         owner = token_owner(record.enterprise_id, record.team_id)
         tokens = await self._credentials.get(*owner, record.credential_ref)
         fields = {**record.data, **{k: tokens[_key(k)] for k in SECRET_FIELDS if _key(k) in tokens}}
@@ -126,6 +129,15 @@ class DatabaseInstallationStore(AsyncInstallationStore):
         if record.is_enterprise_install and team_id:
             fields["team_id"] = team_id  # the workspace asking, inside the org
         return Installation(**{k: v for k, v in fields.items() if k in _INSTALLATION_ARGS})
+
+    async def find_bot_for_team(self, team_id: str) -> Bot | None:
+        """The bot answering for ``team_id`` when its org is not known (work begun outside a
+        request): the workspace's own install, else its org's org-wide one."""
+        record = await self._store.installation_for_team(self._client_id, team_id)
+        if record is None:
+            return None
+        installation = await self._installation(record, team_id)
+        return installation.to_bot() if installation.bot_token else None
 
     async def async_delete_bot(self, *, enterprise_id: str | None, team_id: str | None) -> None:
         await self.async_delete_all(enterprise_id=enterprise_id, team_id=team_id)

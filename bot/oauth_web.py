@@ -35,6 +35,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts, views
 from bot.home import Home
+from bot.workspaces import Workspaces
 from mcp_core import errors
 from mcp_core.connection_service import SignInDone
 from mcp_core.oauth import CALLBACK_PATH, CLIENT_METADATA_PATH
@@ -125,7 +126,12 @@ def listener_host(redirect_url: str) -> str:
 class SignInPages:
     """The two routes' handlers, on one bot's services and Slack client."""
 
-    def __init__(self, services: Services, client: AsyncWebClient) -> None:
+    def __init__(
+        self, services: Services, client: AsyncWebClient, *, workspaces: Workspaces | None = None
+    ) -> None:
+        """``workspaces``: a distributed app's (the callback is no Slack request: the DM and
+        the Home are sent with the person's workspace's token)."""
+        self._workspaces = workspaces
         self._services = services
         self._client = client
         self._home = Home(services.store, client)
@@ -143,7 +149,11 @@ class SignInPages:
         except Exception as exc:  # boundary: the page must answer; the trace could hold a token
             logger.error("a sign-in callback failed unexpectedly: %s", _where(exc))
             return _page(texts.PAGE_NOT_SIGNED_IN, texts.PAGE_UNEXPECTED, status=500)
-        await self._tell(done)
+        if self._workspaces is not None:
+            async with self._workspaces.acting_for(done.connection.team_id):
+                await self._tell(done)
+        else:
+            await self._tell(done)
         connection = done.connection
         if done.error is None:
             return _page(texts.PAGE_CONNECTED, texts.page_connected(connection.name, len(connection.tools)))

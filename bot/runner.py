@@ -61,6 +61,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot._edge import SlackEdge
 from bot._respond import SharedSession
 from bot.app import create_app
+from bot.distribution import INSTALL_PATH, Distribution, add_install_routes
 from bot.monitoring import SlackHealth, add_monitoring_routes
 from bot.oauth_web import (
     SignInPages,
@@ -70,12 +71,14 @@ from bot.oauth_web import (
     start_sign_in_listener,
 )
 from bot.takeover import interrupted_turns
+from bot.workspaces import WorkspaceClient
 from mcp_core.errors import McpCoreError
 from mcp_core.metrics import Metrics
 from mcp_core.oauth import default_redirect_url
 from mcp_core.services import Services, build_services
 from mcp_core.settings import Settings
 from mcp_core.turn_journal import TurnJournal
+from mcp_core.workspace_purge import WorkspacePurger
 from run_cards import BUILTIN_DIR, CardCatalog, load_cards
 
 logger = logging.getLogger(__name__)
@@ -171,7 +174,9 @@ def slack_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
     kwargs = {"base_url": settings.slack_api_url} if settings.slack_api_url else {}
     if not retries:
         return AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, retry_handlers=[], **kwargs)
-    client = AsyncWebClient(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
+    # A distributed app's client: each call with the current workspace's token (bot.workspaces).
+    kind = WorkspaceClient if settings.multi_workspace else AsyncWebClient
+    client = kind(token=token, timeout=SLACK_API_TIMEOUT_S, **kwargs)
     # A 429 means Slack did nothing, so one retry after Retry-After is safe; without it a busy
     # workspace could lose an agent's answer (chat.update is rate-limited per app).
     client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
@@ -267,12 +272,23 @@ def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | Non
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     responses = SharedSession()
     client = slack_client(settings)
-    app = create_app(services, client=client, signing_secret=secret, responses=responses, cards=cards)
+    distribution = Distribution.of(services, client)
+    app = create_app(
+        services,
+        client=client,
+        signing_secret=secret,
+        responses=responses,
+        cards=cards,
+        distribution=distribution,
+    )
     # Not Bolt's own app.web_app(): every request passes the edge's strict checks first.
     web_app = web.Application()
     edge = SlackEdge(app, secret or "", acked=services.metrics.slack_acked)
     web_app.router.add_post("/slack/events", edge.handle)
-    add_oauth_routes(web_app, SignInPages(services, client))
+    if distribution is not None:
+        add_install_routes(web_app, app)
+    workspaces = distribution.workspaces if distribution is not None else None
+    add_oauth_routes(web_app, SignInPages(services, client, workspaces=workspaces))
     add_monitoring_routes(web_app, services, slack=slack)
 
     async def close_responses(_: web.Application) -> None:
@@ -283,11 +299,20 @@ def http_app(services: Services, cards: CardCatalog, *, slack: SlackHealth | Non
 
 
 def sign_in_app(
-    services: Services, client: AsyncWebClient, *, slack: SlackHealth | None = None
+    services: Services,
+    client: AsyncWebClient,
+    *,
+    slack: SlackHealth | None = None,
+    app: Any = None,
+    distribution: Distribution | None = None,
 ) -> web.Application:
-    """Socket Mode's listener application: the OAuth sign-in routes, ``/healthz`` and ``/metrics``."""
+    """Socket Mode's listener application: the OAuth sign-in routes, ``/healthz`` and
+    ``/metrics``, and a distributed app's install routes (``app``'s OAuth flow)."""
     web_app = web.Application()
-    add_oauth_routes(web_app, SignInPages(services, client))
+    if distribution is not None and app is not None:
+        add_install_routes(web_app, app)
+    workspaces = distribution.workspaces if distribution is not None else None
+    add_oauth_routes(web_app, SignInPages(services, client, workspaces=workspaces))
     add_monitoring_routes(web_app, services, slack=slack)
     return web_app
 
@@ -460,8 +485,12 @@ async def _run(
     sign_ins: web.AppRunner | None = None
     responses = SharedSession()
     handler: AsyncSocketModeHandler | None = None
+    purger: WorkspacePurger | None = None
     try:
-        if http:
+        if settings.multi_workspace:  # no token of its own: each workspace's is checked on use
+            health.ok = True
+            logger.info("a distributed app: each workspace installs it at %s", INSTALL_PATH)
+        elif http:
             try:  # refused: stop before anything is created; unreachable: serve, keep trying
                 _accepted(health, await check_bot_token(checks))
             except SlackUnreachable as exc:
@@ -473,15 +502,22 @@ async def _run(
         if settings.oauth_redirect_url and (problem := redirect_problem(settings.oauth_redirect_url)):
             logger.warning("OAuth sign-ins will fail: %s", problem)
         services = await build_services(settings, oauth_redirect_url=redirect)
+        sweeper_client = slack_client(settings)
+        distribution = Distribution.of(services, sweeper_client)
+        if distribution is not None:
+            purger = WorkspacePurger(services.store, services.connections)
+            purger.start()
         if services.turns is not None:
             turns = services.turns
             closer = interrupted_turns(
-                slack_client(settings),
+                sweeper_client,
                 services.metrics,
                 sessions=settings.slack_agent_sessions,
                 registry=services.registry,
                 journal=turns,
             )
+            if distribution is not None:  # each turn closed with its own workspace's token
+                closer = distribution.workspaces.per_turn(closer)
             turns.start_sweeping(closer)
             if stopper is not None:
                 stopper.drain = lambda: turns.drain(settings.turn_drain_s)
@@ -495,10 +531,17 @@ async def _run(
             assert settings.slack_app_token is not None
             app_token = settings.slack_app_token.get_secret_value()
             client = slack_client(settings)
-            app = create_app(services, client=client, signing_secret=None, responses=responses, cards=cards)
-            sign_ins = await start_sign_in_listener(
-                sign_in_app(services, client, slack=health), settings.oauth_port, listener_host(redirect)
+            socket_distribution = Distribution.of(services, client)
+            app = create_app(
+                services,
+                client=client,
+                signing_secret=None,
+                responses=responses,
+                cards=cards,
+                distribution=socket_distribution,
             )
+            listener = sign_in_app(services, client, slack=health, app=app, distribution=socket_distribution)
+            sign_ins = await start_sign_in_listener(listener, settings.oauth_port, listener_host(redirect))
             handler = _TimedSocketModeHandler(
                 app, app_token, metrics=services.metrics, logger=_socket_mode_logger
             )
@@ -528,5 +571,7 @@ async def _run(
         if sign_ins is not None:
             await sign_ins.cleanup()
         await responses.aclose()
+        if purger is not None:
+            await purger.aclose()
         if services is not None:
             await services.aclose()

@@ -106,6 +106,16 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = None
     slack_signing_secret: SecretStr | None = None
     slack_api_url: str | None = Field(default=None, description="Web API base URL override")
+    slack_client_id: str | None = Field(
+        default=None, description="distributed app (with the secret, no bot token): OAuth install flow"
+    )
+    slack_client_secret: SecretStr | None = None
+    slack_install_redirect_url: str | None = Field(
+        default=None, description="the install flow's redirect URL (…/slack/oauth_redirect)"
+    )
+    slack_uninstall_grace_days: int = Field(
+        default=30, ge=0, le=365, description="an uninstalled workspace's data goes this many days later"
+    )
     port: int = Field(default=3000, ge=1, le=65535, description="HTTP mode's port; --port wins")
     slack_streaming: bool = Field(
         default=True, description="stream answers with task cards (chat.startStream); off: edit one message"
@@ -116,6 +126,12 @@ class Settings(BaseSettings):
     slack_status_refresh_s: float = Field(
         default=60.0, gt=0, le=110, description="status line and a running call's card re-sent this often"
     )
+
+    @property
+    def multi_workspace(self) -> bool:
+        """A distributed app: installed per workspace through the OAuth flow (client id and
+        secret set, no SLACK_BOT_TOKEN; a bot token keeps single-workspace mode as before)."""
+        return bool(self.slack_client_id and self.slack_client_secret and not self.slack_bot_token)
 
     # Storage
     data_dir: Path = Path("./data")

@@ -6,6 +6,9 @@
 -- other secret. An org-wide Enterprise Grid install has team_id '' and is_enterprise_install.
 -- '' (not NULL) stands for "none" so the primary key covers every case.
 -- mcp_slack_oauth_states: the state parameter of installs in progress, used once.
+-- mcp_slack_workspaces: which Enterprise Grid org a workspace belongs to, as seen on its
+-- requests, so work that starts outside a request (a takeover after a restart) finds an
+-- org-wide install's token from the team alone.
 -- mcp_workspace_removals: workspaces that uninstalled the app (or revoked its token): their
 -- people's connections and secrets are deleted once purge_after has passed
 -- (SLACK_UNINSTALL_GRACE_DAYS); a reinstall before then removes the row and keeps them.
@@ -30,6 +33,12 @@ CREATE TABLE mcp_slack_oauth_states (
     expires_at timestamptz NOT NULL
 );
 
+CREATE TABLE mcp_slack_workspaces (
+    team_id text PRIMARY KEY,
+    enterprise_id text NOT NULL,
+    seen_at timestamptz NOT NULL DEFAULT now()
+);
+
 CREATE TABLE mcp_workspace_removals (
     enterprise_id text NOT NULL,
     team_id text NOT NULL,
@@ -41,4 +50,5 @@ CREATE TABLE mcp_workspace_removals (
 
 ALTER TABLE mcp_slack_installations ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mcp_slack_oauth_states ENABLE ROW LEVEL SECURITY;
+ALTER TABLE mcp_slack_workspaces ENABLE ROW LEVEL SECURITY;
 ALTER TABLE mcp_workspace_removals ENABLE ROW LEVEL SECURITY;

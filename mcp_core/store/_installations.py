@@ -17,15 +17,22 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mcp_core.models import InstallationRecord
-from mcp_core.store._tables import slack_installations, slack_oauth_states, workspace_removals
+from mcp_core.store._tables import (
+    slack_installations,
+    slack_oauth_states,
+    slack_workspaces,
+    workspace_removals,
+)
 
 __all__ = [
     "consume_state",
     "count_installations",
     "delete_installations",
     "due_removals",
+    "installation_for_team",
     "issue_state",
     "newest_installation",
+    "remember_workspace",
     "save_installation",
     "schedule_removal",
 ]
@@ -72,6 +79,40 @@ async def newest_installation(
         query = query.where(_i.user_id == user_id)
     row = (await conn.execute(query.order_by(_i.installed_at.desc()).limit(1))).one_or_none()
     return None if row is None else InstallationRecord.model_validate(dict(row._mapping))
+
+
+async def installation_for_team(
+    conn: AsyncConnection, client_id: str, team_id: str
+) -> InstallationRecord | None:
+    """The newest installation answering for ``team_id`` when its org is not known: the
+    workspace's own (in whichever org), else its org's org-wide one (``mcp_slack_workspaces``)."""
+    own = (
+        sa.select(slack_installations)
+        .where(_i.client_id == client_id, _i.team_id == team_id)
+        .order_by(_i.installed_at.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(own)).one_or_none()
+    if row is None:
+        w = slack_workspaces.c
+        org = sa.select(w.enterprise_id).where(w.team_id == team_id).scalar_subquery()
+        wide = (
+            sa.select(slack_installations)
+            .where(_i.client_id == client_id, _i.team_id == "", _i.enterprise_id == org)
+            .order_by(_i.installed_at.desc())
+            .limit(1)
+        )
+        row = (await conn.execute(wide)).one_or_none()
+    return None if row is None else InstallationRecord.model_validate(dict(row._mapping))
+
+
+async def remember_workspace(conn: AsyncConnection, team_id: str, enterprise_id: str, now: datetime) -> None:
+    insert = _insert(conn, slack_workspaces).values(team_id=team_id, enterprise_id=enterprise_id, seen_at=now)
+    await conn.execute(
+        insert.on_conflict_do_update(
+            index_elements=["team_id"], set_={"enterprise_id": enterprise_id, "seen_at": now}
+        )
+    )
 
 
 async def delete_installations(

@@ -490,6 +490,25 @@ class Store:
         async with self._transaction() as conn:
             return await _installations.newest_installation(conn, client_id, enterprise_id, team_id, user_id)
 
+    async def installation_for_team(self, client_id: str, team_id: str) -> InstallationRecord | None:
+        """The installation answering for ``team_id`` when its org is not known (work begun
+        outside a request): its own, else its org's org-wide one.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction() as conn:
+            return await _installations.installation_for_team(conn, client_id, team_id)
+
+    async def remember_workspace(self, team_id: str, enterprise_id: str) -> None:
+        """Note which Enterprise Grid org ``team_id`` is in (its requests say so).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        async with self._transaction(write=True) as conn:
+            await _installations.remember_workspace(conn, team_id, enterprise_id, _utcnow())
+
     async def delete_installations(
         self, client_id: str, enterprise_id: str, team_id: str, user_id: str | None = None
     ) -> list[InstallationRecord]:

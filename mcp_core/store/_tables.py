@@ -29,6 +29,7 @@ __all__ = [
     "slack_events",
     "slack_installations",
     "slack_oauth_states",
+    "slack_workspaces",
     "team_usage_daily",
     "tool_usage",
     "turns",
@@ -373,6 +374,15 @@ slack_oauth_states = sa.Table(
     metadata,
     sa.Column("state", sa.Text, primary_key=True),
     sa.Column("expires_at", UtcDateTime, nullable=False),
+)
+
+# Which Enterprise Grid org a workspace is in, as its requests said; 0013.
+slack_workspaces = sa.Table(
+    "mcp_slack_workspaces",
+    metadata,
+    sa.Column("team_id", sa.Text, primary_key=True),
+    sa.Column("enterprise_id", sa.Text, nullable=False),
+    sa.Column("seen_at", UtcDateTime, nullable=False),
 )
 
 # Workspaces whose people's data is deleted after the grace period; 0013.

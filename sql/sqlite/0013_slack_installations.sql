@@ -21,6 +21,12 @@ CREATE TABLE mcp_slack_oauth_states (
     expires_at TIMESTAMP NOT NULL
 );
 
+CREATE TABLE mcp_slack_workspaces (
+    team_id TEXT NOT NULL PRIMARY KEY,
+    enterprise_id TEXT NOT NULL,
+    seen_at TIMESTAMP NOT NULL DEFAULT (strftime('%Y-%m-%d %H:%M:%f', 'now'))
+);
+
 CREATE TABLE mcp_workspace_removals (
     enterprise_id TEXT NOT NULL,
     team_id TEXT NOT NULL,

@@ -68,3 +68,9 @@ def test_the_manifest_declares_the_agent_view_with_prompts_slack_accepts(manifes
     prompts = agent_view["suggested_prompts"]
     assert 1 <= len(prompts) <= 4
     assert "What can my tools do?" in [p["title"] for p in prompts]
+
+
+def test_a_distributed_apps_install_asks_for_the_manifests_scopes(manifest: dict[str, Any]) -> None:
+    from bot.distribution import BOT_SCOPES
+
+    assert sorted(BOT_SCOPES) == sorted(manifest["oauth_config"]["scopes"]["bot"])
