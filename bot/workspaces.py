@@ -13,7 +13,7 @@ its ``token`` is the current workspace's, held in a ContextVar:
   a rotating one that is close to expiry (Bolt's own rotator), and saves it back.
 
 A ContextVar and not a client per workspace, so the modules keep the one client they are given
-and cannot pick the wrong one; the var is reset when the request's middleware chain ends.
+and cannot pick the wrong one.
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ class WorkspaceClient(AsyncWebClient):
 async def workspace_token_middleware(
     context: AsyncBoltContext, body: dict[str, Any], next: Callable[[], Awaitable[None]]
 ) -> None:
-    """Bolt middleware: the request's installation's bot token for everything it runs."""
-    reset = _TOKEN.set(context.get("bot_token") or None)
-    try:
-        await next()
-    finally:
-        _TOKEN.reset(reset)
+    """Bolt middleware: the request's installation's bot token for everything it runs.
+
+    Bolt's ``next()`` only marks the chain to go on (the listeners run after this returns), so
+    the token is set, not reset: it lives in the request's own task's context (aiohttp and
+    Socket Mode give each request its task) and in the tasks the listeners start, and every
+    request sets it afresh before any listener runs."""
+    _TOKEN.set(context.get("bot_token") or None)
+    await next()
 
 
 class Workspaces:

@@ -48,6 +48,7 @@ import anyio.to_thread
 from aiohttp import web
 
 from tests.support.fake_slack_ai import WORKSPACE_URL, AiSurfaces
+from tests.support.fake_slack_oauth import NO_TOKEN_METHODS, SlackOAuth
 from tests.support.fake_socket_mode import SocketModeLinks
 
 __all__ = [
@@ -125,6 +126,12 @@ class FakeSlack:
     (methods this "workspace" answers with `unknown_method`, as an older Slack does) and `ai` (streams,
     statuses, agent sessions and uploads: see tests/support/fake_slack_ai.py). `opened` holds the
     conversations conversations.open opened (`dm_channel(user)` names a DM's).
+
+    Distribution (tests/support/fake_slack_oauth.py, as `oauth`): `register_app(client_id, secret,
+    redirect_uri)`, `authorize(client_id, team_id=…) -> code` (the person clicking Allow), oauth.v2.access,
+    per-workspace tokens and bots, rotation, `uninstall(team_id)` / `revoke_tokens(team_id, users=…)` (their
+    event payloads; all in `oauth.events`), apps.uninstall, auth.revoke, `advance_clock(s)`. Each recorded
+    request has `token`, `team_id` and `enterprise_id`; tokens the fake did not issue act for `TEAM_ID`.
     """
 
     def __init__(self) -> None:
@@ -151,6 +158,11 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self.socket_mode = SocketModeLinks(self._cond, self.acks, self._run)
         """The app's Socket Mode connections, deliveries and acks (fake_socket_mode.py)."""
+        self.oauth = SlackOAuth(event_callback, app_id=API_APP_ID, team_id=TEAM_ID, scopes=self.scopes)
+        """Apps, installs and their tokens (fake_slack_oauth.py); its helpers are also `fake.<name>`."""
+        self.register_app, self.authorize = self.oauth.register_app, self.oauth.authorize
+        self.uninstall, self.revoke_tokens = self.oauth.uninstall, self.oauth.revoke_tokens
+        self.advance_clock = self.oauth.advance_clock
 
     # -- lifecycle -------------------------------------------------------------------------------------
 
@@ -221,15 +233,20 @@ class FakeSlack:
             "body": body,
             "time": time.time(),
         }
+        bearer = request.headers.get("Authorization", "")
+        token = bearer.removeprefix("Bearer ") if bearer.startswith("Bearer ") else None
+        record |= self.oauth.identify(token, body)
         with self._cond:
             self.requests.append(record)
             self._cond.notify_all()
         status, headers, payload = 200, {}, {"ok": True}
-        if api and not request.headers.get("Authorization", "").startswith("Bearer x"):
+        if api and record["method"] not in NO_TOKEN_METHODS and not bearer.startswith("Bearer x"):
             payload = {"ok": False, "error": "not_authed"}
+        elif api and token and (refusal := self.oauth.token_refusal(record["method"], token)):
+            payload = refusal
         elif api and record["method"] in self.unknown_methods:
             payload = {"ok": False, "error": "unknown_method", "req_method": record["method"]}
-        elif api and (refusal := self._scope_refusal(record["method"])):
+        elif api and (refusal := self._scope_refusal(record["method"], self.oauth.scopes_of(token))):
             payload = refusal
         elif api and (problems := block_problems(record["method"], body)):
             payload = {"ok": False, "error": "invalid_blocks", "errors": problems}
@@ -238,7 +255,8 @@ class FakeSlack:
         elif api and (override := self.overrides.get(record["method"])):
             status, headers, payload = override(body)
         elif api:
-            payload, headers = self._canned(record["method"], body)
+            payload, headers = self.oauth.answer(record) or self._canned(record["method"], body)
+            self.oauth.localize(record, payload)
         return web.json_response(payload, status=status, headers=headers)
 
     def _view_refusal(self, method: str, body: dict[str, Any]) -> dict[str, Any] | None:
@@ -256,13 +274,15 @@ class FakeSlack:
         self.used_triggers.add(trigger)
         return None
 
-    def _scope_refusal(self, method: str) -> dict[str, Any] | None:
+    def _scope_refusal(self, method: str, scopes: list[str] | None = None) -> dict[str, Any] | None:
+        """`scopes`: those of an installed workspace's token (default: `self.scopes`)."""
+        scopes = self.scopes if scopes is None else scopes
         needed = METHOD_SCOPES.get(method)
-        if needed is None or needed in self.scopes:
+        if needed is None or needed in scopes:
             return None
         if method == "agents.sessions.setStatus":
             return {"ok": False, "error": "not_authorized"}
-        return {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(self.scopes)}
+        return {"ok": False, "error": "missing_scope", "needed": needed, "provided": ",".join(scopes)}
 
     async def _upload(self, request: web.Request) -> web.Response:
         """The upload_url POST (raw bytes as slack_sdk sends them, or a multipart form's first file part);
