@@ -12,6 +12,8 @@ __all__ = ["channel_of", "form_values", "in_home", "metadata_of", "owner"]
 
 def owner(body: dict[str, Any]) -> tuple[str, str]:
     """(team, user) of the verified request, for commands, actions, views and events alike.
+    The team is the user's own (``user.team_id``) where the payload says it: a person from
+    another organization in a shared channel is never taken for one of the host's people.
 
     Only non-empty strings count; any other value reads as absent.
 
@@ -20,10 +22,10 @@ def owner(body: dict[str, Any]) -> tuple[str, str]:
     """
     user, team, enterprise = body.get("user"), body.get("team"), body.get("enterprise")
     user_id = _text(body.get("user_id")) or _field(user, "id") or _text(user)
-    team_id = (
-        _text(body.get("team_id"))
+    team_id = (  # the user's own team first: in a shared channel the payload's team is the host's
+        _field(user, "team_id")
+        or _text(body.get("team_id"))
         or _field(team, "id")
-        or _field(user, "team_id")
         or _field(enterprise, "id")
     )
     if not team_id or not user_id:

@@ -85,7 +85,7 @@ def register_chat(
     async def on_mention(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
         if event.get("bot_id") or not event.get("user"):
             return
-        await answer(str(body.get("team_id") or event.get("team") or ""), event, context)
+        await answer(_asker_team(event, body), event, context)
 
     @app.event("message")
     async def on_message(event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -97,7 +97,7 @@ def register_chat(
             or not event.get("user")
         ):
             return
-        await answer(str(body.get("team_id") or event.get("team") or ""), event, context)
+        await answer(_asker_team(event, body), event, context)
 
     async def answer(team_id: str, event: dict[str, Any], context: AsyncBoltContext) -> None:
         user_id, channel, ts = (event.get(k) for k in ("user", "channel", "ts"))
@@ -201,6 +201,13 @@ async def answer_in_thread(
             )
         finally:
             services.metrics.turn_ended(outcome, time.perf_counter() - started)
+
+
+def _asker_team(event: dict[str, Any], body: dict[str, Any]) -> str:
+    """The asker's own team: ``user_team`` in a shared channel (a person from another
+    organization has their own connections there, never the host's), else the event's."""
+    found = event.get("user_team") or body.get("team_id") or event.get("team") or ""
+    return found if isinstance(found, str) else ""
 
 
 async def _channel_catalog(
