@@ -127,7 +127,7 @@ agent_turns = sa.Table(
     sa.Column("created_at", UtcDateTime, nullable=False),
     sa.Column("turn_id", sa.Text),  # 0008_answer_feedback
     sa.Index("mcp_agent_turns_owner_created_idx", "team_id", "user_id", "created_at"),
-    sa.Index("mcp_agent_turns_turn_idx", "team_id", "turn_id"),
+    sa.Index("mcp_agent_turns_turn_user_idx", "team_id", "turn_id", "user_id"),  # 0012
     sa.Index("mcp_agent_turns_created_idx", "created_at"),  # 0011_usage_rollups
 )
 
@@ -280,6 +280,10 @@ usage_latency_daily = sa.Table(
     sa.Column("bucket", sa.SmallInteger, primary_key=True),
     sa.Column("calls", sa.BigInteger, nullable=False),
     sa.Index("mcp_usage_latency_daily_team_day_idx", "team_id", "day"),
+    sa.Index(
+        "mcp_usage_latency_daily_owner_day_idx",
+        *("team_id", "user_id", "day", "connection_id", "tool_name", "bucket", "calls"),
+    ),
 )
 
 usage_errors_daily = sa.Table(
@@ -289,6 +293,7 @@ usage_errors_daily = sa.Table(
     sa.Column("error_class", sa.Text, primary_key=True),
     sa.Column("calls", sa.BigInteger, nullable=False),
     sa.Index("mcp_usage_errors_daily_team_day_idx", "team_id", "day"),
+    sa.Index("mcp_usage_errors_daily_team_day_cover_idx", "team_id", "day", "error_class", "calls"),
 )
 
 turns_daily = sa.Table(
@@ -303,6 +308,10 @@ turns_daily = sa.Table(
     sa.Column("prompt_tokens", sa.BigInteger, nullable=False),
     sa.Column("completion_tokens", sa.BigInteger, nullable=False),
     sa.Index("mcp_turns_daily_team_day_idx", "team_id", "day"),
+    sa.Index(
+        "mcp_turns_daily_team_day_cover_idx",
+        *("team_id", "day", "model", "user_id", "turns", "prompt_tokens", "completion_tokens"),
+    ),
 )
 
 # The newest usage chart sent to each person, linked from the App Home; 0012_admin_policy.

@@ -69,9 +69,10 @@ async def read_team_rollups(conn: AsyncConnection, team_id: str, since: date) ->
         .group_by(td.model)
         .order_by(td.model)
     )
-    people_query = sa.select(sa.func.count(sa.distinct(td.user_id))).where(
-        td.team_id == team_id, td.day >= since
-    )
+    # count(*) over a GROUP BY, not count(DISTINCT): PostgreSQL's DISTINCT sorts, and spills
+    # past the default work_mem at 10M calls (bench/stats.py: 86 → 24 ms).
+    askers = sa.select(td.user_id).where(td.team_id == team_id, td.day >= since).group_by(td.user_id)
+    people_query = sa.select(sa.func.count()).select_from(askers.subquery())
     cards_query = (
         sa.select(c.card_id, sa.func.count(), sa.func.count(sa.distinct(c.user_id)))
         .where(c.team_id == team_id)

@@ -2,6 +2,18 @@
 -- tests/store/test_schema_parity.py): workspace usage per server and tool, newest usage chart per person, workspace policy,
 -- audit log.
 
+-- Indexes the stats read through without touching the tables (bench/stats.py at 10M calls):
+-- the workspace's tokens and people asking, its errors by class, a person's latency buckets,
+-- and who asked each answer that got a 👍 / 👎.
+CREATE INDEX mcp_turns_daily_team_day_cover_idx
+    ON mcp_turns_daily (team_id, day, model, user_id, turns, prompt_tokens, completion_tokens);
+CREATE INDEX mcp_usage_errors_daily_team_day_cover_idx
+    ON mcp_usage_errors_daily (team_id, day, error_class, calls);
+CREATE INDEX mcp_usage_latency_daily_owner_day_idx
+    ON mcp_usage_latency_daily (team_id, user_id, day, connection_id, tool_name, bucket, calls);
+CREATE INDEX mcp_agent_turns_turn_user_idx ON mcp_agent_turns (team_id, turn_id, user_id);
+DROP INDEX mcp_agent_turns_turn_idx;
+
 CREATE TABLE mcp_usage_charts (
     team_id TEXT NOT NULL,
     user_id TEXT NOT NULL,
