@@ -32,7 +32,7 @@ from mcp_core.policy import Policy, change_policy, load_policy
 from mcp_core.services import Services
 from mcp_core.settings import parse_prices
 from mcp_core.stats import window
-from mcp_core.team_stats import csv_export, safe_cell, team_stats
+from mcp_core.team_stats import connections_csv, csv_export, safe_cell, team_stats
 from run_cards import CardCatalog
 
 logger = logging.getLogger(__name__)
@@ -122,7 +122,8 @@ class AdminPanel:
         await self._replies.notify(metadata_of(view).get("channel"), user_id, text)
 
     async def export(self, body: dict[str, Any], respond: AsyncRespond | None, what: str, value: str) -> None:
-        """``usage``: the window's calls per server and tool; ``audit``: the audit log."""
+        """``usage``: the window's calls per server and tool; ``audit``: the audit log;
+        ``connections``: every connection of the workspace (no secrets)."""
         team_id, user_id = owner(body)
         if not await self._roles.is_admin(team_id, user_id):
             await self._replies.tell(body, respond, texts.ADMINS_ONLY)
@@ -136,6 +137,10 @@ class AdminPanel:
                 f"mcp-usage-{team_id}-{days}d.csv",
                 f"MCP usage per server and tool, last {days} days",
             )
+        elif what == "connections":
+            found = await store.list_team_connections(team_id)
+            content, rows = connections_csv(found), len(found)
+            filename, title = f"mcp-connections-{team_id}.csv", "MCP connections of this workspace"
         else:
             since = datetime.now(UTC) - timedelta(days=days)
             entries = await store.list_audit(team_id, limit=AUDIT_EXPORTED, since=since)
@@ -175,6 +180,13 @@ def audit_csv(entries: list[Any]) -> str:
     return out.getvalue()
 
 
+_EXPORTS = {
+    admin_views.ADMIN_CSV_ACTION: "usage",
+    admin_views.ADMIN_AUDIT_ACTION: "audit",
+    admin_views.ADMIN_CONNECTIONS_ACTION: "connections",
+}
+
+
 def _field_errors(exc: ValidationError) -> dict[str, str]:
     """A refused policy as the modal's field errors."""
     blocks = {
@@ -211,11 +223,12 @@ def register_admin(app: AsyncApp, panel: AdminPanel, failures: Failures) -> None
 
     @app.action(admin_views.ADMIN_CSV_ACTION)
     @app.action(admin_views.ADMIN_AUDIT_ACTION)
+    @app.action(admin_views.ADMIN_CONNECTIONS_ACTION)
     @failures.after_ack
     async def export(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
     ) -> None:
         await ack()
-        what = "usage" if action.get("action_id") == admin_views.ADMIN_CSV_ACTION else "audit"
+        what = _EXPORTS.get(str(action.get("action_id")), "audit")
         value = action.get("value")
         await panel.export(body, respond, what, value if isinstance(value, str) else "")

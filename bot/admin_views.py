@@ -39,6 +39,7 @@ from mcp_core.team_stats import TeamStats
 
 __all__ = [
     "ADMIN_AUDIT_ACTION",
+    "ADMIN_CONNECTIONS_ACTION",
     "ADMIN_CSV_ACTION",
     "ADMIN_POLICY_ACTION",
     "POLICY_CALLBACK",
@@ -54,6 +55,7 @@ ADMIN_POLICY_ACTION = "mcp_admin_policy"
 ADMIN_CSV_ACTION = "mcp_admin_csv"
 """Its value is the window, ``7d`` or ``30d``."""
 ADMIN_AUDIT_ACTION = "mcp_admin_audit"
+ADMIN_CONNECTIONS_ACTION = "mcp_admin_connections"
 POLICY_CALLBACK = "mcp_admin_policy_submit"
 MAX_CARD_OPTIONS = 100  # a multi-select holds at most 100 options
 
@@ -118,6 +120,7 @@ def admin_blocks(
                 ),
                 ButtonElement(text="Export usage CSV", action_id=ADMIN_CSV_ACTION, value=window),
                 ButtonElement(text="Export audit log", action_id=ADMIN_AUDIT_ACTION, value=window),
+                ButtonElement(text="Export connections", action_id=ADMIN_CONNECTIONS_ACTION, value=window),
             ]
         ),
     ]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from mcp_core.models import Connection
 from mcp_core.stats import ModelStats, model_stats
 from mcp_core.store import Store
 from mcp_core.store._rollups import REMOVED_SERVER, server_key
@@ -27,6 +28,7 @@ __all__ = [
     "SignInWait",
     "TeamStats",
     "ToolUse",
+    "connections_csv",
     "csv_export",
     "safe_cell",
     "team_stats",
@@ -172,6 +174,31 @@ def safe_cell(value: object) -> str:
     and a leading ``=`` would make one a formula (CSV injection)."""
     text = str(value)
     return f"'{text}" if text.startswith(_FORMULA_STARTS) else text
+
+
+def connections_csv(connections: Sequence[Connection]) -> str:
+    """The workspace's connections as CSV — who, what, which server, its state; never a URL's
+    path or query, a command's arguments or a secret (a removed workspace's admin keeps this)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        ["user", "name", "card", "server", "transport", "status", "created_at", "last_used_at", "calls"]
+    )
+    for c in connections:
+        writer.writerow(
+            [
+                c.user_id,
+                safe_cell(c.name),
+                safe_cell(c.card_id or ""),
+                safe_cell(server_key(c.card_id, c.url, c.command)),
+                c.transport,
+                c.status.value,
+                c.created_at.isoformat(),
+                c.last_used_at.isoformat() if c.last_used_at else "",
+                c.usage_count,
+            ]
+        )
+    return out.getvalue()
 
 
 def csv_export(stats: TeamStats) -> str:

@@ -566,6 +566,18 @@ class Store:
         async with self._transaction() as conn:
             return await _installations.due_removals(conn, _utcnow())
 
+    async def list_team_connections(self, team_id: str) -> list[Connection]:
+        """Every connection of the team, by person and name (an admin's export: the rows hold
+        no secret, only refs to them).
+
+        Raises:
+            StoreError: the database failed.
+        """
+        c = connections.c
+        query = sa.select(connections).where(c.team_id == team_id).order_by(c.user_id, c.name)
+        async with self._transaction() as conn:
+            return [_connection(row) for row in (await conn.execute(query)).all()]
+
     async def team_users_with_connections(self, team_id: str) -> list[str]:
         """Everyone of the team who has a connection (for purging a removed workspace).
 

@@ -222,3 +222,25 @@ async def test_a_card_left_out_of_the_policy_is_not_offered(slack: SlackDriver, 
     assert "GitHub" in shown
     assert "Custom MCP server" not in shown
     assert "Supabase" not in shown
+
+
+async def test_the_connections_export_lists_every_connection_without_secrets(
+    slack: SlackDriver, fake: FakeSlack, bearer_server: RunningServer
+) -> None:
+    make_admin(fake)
+    await slack.connect("theirs", bearer_server.url + "?key=in-the-query", token=BEARER, user=USER_B)
+
+    await slack.click(admin_views.ADMIN_CONNECTIONS_ACTION, "7d")
+    await listeners_done()
+
+    [upload] = [u for u in fake.ai.uploads.values() if u.completed]
+    text = upload.data.decode()
+    [row] = list(csv.DictReader(io.StringIO(text)))
+    assert (row["user"], row["name"], row["server"], row["status"]) == (
+        USER_B,
+        "theirs",
+        "url:127.0.0.1",
+        "healthy",
+    )
+    assert BEARER not in text
+    assert "in-the-query" not in text

@@ -28,7 +28,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import stats_views, texts, views
+from bot import admin_views, stats_views, texts, views
 from tests.slack.conftest import SECRET, TEAM, USER, SlackDriver, listeners_done
 from tests.support.fake_slack import (
     FORM,
@@ -60,6 +60,10 @@ ACTION_IDS = [  # every action the app registers (bot/app.py, bot/chat.py)
     f"{views.ASK_AGAIN_ACTION}_3",
     views.CARD_PICK_ACTION,
     stats_views.CHART_ACTION,
+    admin_views.ADMIN_POLICY_ACTION,
+    admin_views.ADMIN_CSV_ACTION,
+    admin_views.ADMIN_AUDIT_ACTION,
+    admin_views.ADMIN_CONNECTIONS_ACTION,
     *AGENT_ACTIONS,
 ]
 FORM_BLOCKS = ["name", "url", "bearer_token", "token", "value", ""]
@@ -267,6 +271,22 @@ async def test_a_connect_form_submitted_with_any_state_is_answered_in_words(chec
     @given(state=states, private_metadata=metadata)
     def example(state: Any, private_metadata: Any) -> None:
         payload = view_submission(views.CONNECT_CALLBACK, {}, user_id=USER, team_id=TEAM)
+        payload["view"] |= {"state": state, "private_metadata": private_metadata}
+        checker.run(urlencode({"payload": json.dumps(payload)}), FORM)
+
+    await checker.explore(example)
+
+
+@pytest.mark.anyio
+async def test_an_admins_policy_form_submitted_with_any_state_is_answered_in_words(
+    checker: Checker, fake: FakeSlack
+) -> None:
+    fake.users[USER] = {"id": USER, "team_id": TEAM, "is_admin": True}
+
+    @fuzz(100)
+    @given(state=states, private_metadata=metadata)
+    def example(state: Any, private_metadata: Any) -> None:
+        payload = view_submission(admin_views.POLICY_CALLBACK, {}, user_id=USER, team_id=TEAM)
         payload["view"] |= {"state": state, "private_metadata": private_metadata}
         checker.run(urlencode({"payload": json.dumps(payload)}), FORM)
 
