@@ -15,7 +15,7 @@ import sqlalchemy as sa
 import yaml
 from pydantic import SecretStr, ValidationError
 
-from bot.distribution import INSTALL_PATH
+from bot.distribution import INSTALL_PATH, REDIRECT_PATH
 from bot.oauth_web import listener_host, redirect_problem
 from bot.runner import SlackRefused, SlackUnreachable, check_bot_token, run_bot, slack_client
 from mcp_core.credentials import BACKENDS, describe_backend, detect_backend, rotate_credentials
@@ -371,6 +371,16 @@ def http_manifest(manifest: dict[str, Any], url: str) -> dict[str, Any]:
     return result
 
 
+def distributed_manifest(manifest: dict[str, Any], redirect_url: str) -> dict[str, Any]:
+    """``manifest`` for a distributed app (README, *Many workspaces*): Slack's install flow comes
+    back to ``redirect_url``, and uninstalls and revoked tokens are told to the bot."""
+    result = copy.deepcopy(manifest)
+    result["oauth_config"]["redirect_urls"] = [redirect_url]
+    events = result["settings"]["event_subscriptions"]["bot_events"]
+    events += [e for e in ("app_uninstalled", "tokens_revoked") if e not in events]
+    return result
+
+
 @main.command("manifest")
 @click.option(
     "--http",
@@ -379,8 +389,15 @@ def http_manifest(manifest: dict[str, Any], url: str) -> dict[str, Any]:
     default=None,
     help="HTTP mode: the bot's public https base URL; Slack will post to BASE_URL/slack/events.",
 )
-def manifest_command(base_url: str | None) -> None:
+@click.option(
+    "--distributed",
+    is_flag=True,
+    help="With --http: a distributed app (the install redirect URL, app_uninstalled and tokens_revoked).",
+)
+def manifest_command(base_url: str | None, distributed: bool) -> None:
     """Print the Slack app manifest: manifest.yml as is (Socket Mode), or for HTTP mode with --http."""
+    if distributed and base_url is None:
+        raise click.ClickException("--distributed needs --http BASE_URL: installs come back to it.")
     try:
         text = MANIFEST_PATH.read_text(encoding="utf-8")
     except OSError as exc:
@@ -390,6 +407,8 @@ def manifest_command(base_url: str | None) -> None:
         return
     url = events_url(base_url)
     manifest = http_manifest(yaml.safe_load(text), url)
+    if distributed:
+        manifest = distributed_manifest(manifest, url.removesuffix("/slack/events") + REDIRECT_PATH)
     click.echo(f"# Slack app manifest for slack-mcp-bot in HTTP mode: every request goes to {url}")
     click.echo("# (made by `slack-mcp-bot manifest --http`; paste it into Create New App → From a manifest)")
     click.echo(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=1000), nl=False)

@@ -116,3 +116,19 @@ def test_the_manifest_lets_the_bot_read_threads_in_every_kind_of_conversation() 
     scopes = set(yaml.safe_load(MANIFEST.read_text(encoding="utf-8"))["oauth_config"]["scopes"]["bot"])
 
     assert {"channels:history", "groups:history", "im:history", "mpim:history"} <= scopes
+
+
+def test_a_distributed_apps_manifest_adds_the_install_redirect_and_the_lifecycle_events() -> None:
+    result = invoke("--http", "https://bot.example.com", "--distributed")
+    manifest = yaml.safe_load(result.output)
+
+    assert manifest["oauth_config"]["redirect_urls"] == ["https://bot.example.com/slack/oauth_redirect"]
+    assert {"app_uninstalled", "tokens_revoked"} <= set(
+        manifest["settings"]["event_subscriptions"]["bot_events"]
+    )
+    assert set(request_urls(manifest)) == {EVENTS}
+    if SCHEMA.is_file():
+        jsonschema.Draft7Validator(json.loads(SCHEMA.read_text(encoding="utf-8"))).validate(manifest)
+    refused = CliRunner().invoke(main, ["manifest", "--distributed"])
+    assert refused.exit_code != 0
+    assert "--distributed needs --http" in refused.output
