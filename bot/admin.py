@@ -118,6 +118,7 @@ class AdminPanel:
             return
         await ack()
         change = await change_policy(self._services.store, team_id, user_id, policy)
+        self._services.policies.forget(team_id)
         text = texts.POLICY_UNCHANGED if change is None else texts.policy_saved(change.changed)
         await self._replies.notify(metadata_of(view).get("channel"), user_id, text)
 

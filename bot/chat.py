@@ -42,7 +42,7 @@ from mcp_core.audit import Auditor
 from mcp_core.logs import in_turn
 from mcp_core.metrics import TurnOutcome
 from mcp_core.models import CatalogEntry, ToolResult
-from mcp_core.policy import channel_catalog, load_policy
+from mcp_core.policy import channel_catalog
 from mcp_core.services import Services
 from mcp_core.turn_checkpoint import Checkpoint, Resume, seal
 from mcp_core.turn_journal import TurnJournal
@@ -216,7 +216,7 @@ async def _channel_catalog(
     """The asker's catalog as the workspace's policy allows it in this channel (no tools, or
     read-only ones); the asker is told privately what was left out (``tell``: once a turn)."""
     catalog = await services.registry.catalog(team_id, user_id)
-    allowed, rule = channel_catalog(await load_policy(services.store, team_id), thread.channel, catalog)
+    allowed, rule = channel_catalog(await services.policies.get(team_id), thread.channel, catalog)
     if tell and len(allowed) < len(catalog):
         note = texts.channel_tools_note(rule, len(catalog) - len(allowed))
         try:

@@ -296,6 +296,9 @@ class UsageRecord(BaseModel):
     error_class: str | None = None
     error_message: str | None = None
     created_at: datetime
+    server: str | None = None
+    """The connection's server key (``mcp_core.store._rollups.server_key``) when the caller
+    knows it; else the usage writer looks it up."""
 
 
 class TurnUsage(BaseModel):

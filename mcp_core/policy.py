@@ -11,7 +11,8 @@ same question the same way.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,6 +23,7 @@ from mcp_core.store import Store
 __all__ = [
     "ChannelTools",
     "Policy",
+    "PolicyCache",
     "PolicyChange",
     "WhoMayAdd",
     "change_policy",
@@ -126,6 +128,33 @@ def channel_catalog(
     if rule == "read_only":
         return [e for e in catalog if e.tool.read_only is True], rule
     return list(catalog), rule
+
+
+POLICY_CACHE_S = 30.0
+
+
+class PolicyCache:
+    """Policies for the agent's hot path: a warm turn makes no database read (issue 13). A
+    change made on this process (``forget``) applies at once; one made on another process within
+    ``ttl_s`` (``/mcp connect`` and the admin's own reads always go to the database)."""
+
+    def __init__(
+        self, store: Store, *, ttl_s: float = POLICY_CACHE_S, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._store, self._ttl_s, self._clock = store, ttl_s, clock
+        self._cached: dict[str, tuple[float, Policy]] = {}
+
+    async def get(self, team_id: str) -> Policy:
+        """Raises: StoreError: the database failed (and nothing was cached)."""
+        hit = self._cached.get(team_id)
+        if hit is not None and self._clock() - hit[0] < self._ttl_s:
+            return hit[1]
+        policy = await load_policy(self._store, team_id)
+        self._cached[team_id] = (self._clock(), policy)
+        return policy
+
+    def forget(self, team_id: str) -> None:
+        self._cached.pop(team_id, None)
 
 
 async def load_policy(store: Store, team_id: str) -> Policy:

@@ -59,6 +59,7 @@ from mcp_core.security import NetworkTargets, PolicyVerdict, judge_targets, scru
 from mcp_core.session_specs import session_spec
 from mcp_core.settings import Settings
 from mcp_core.store import Store
+from mcp_core.store._rollups import server_key
 from mcp_core.tool_catalog import ArgumentValidators, function_name, usable_tools, without_optional_nulls
 from mcp_core.usage import UsageRecorder
 
@@ -157,6 +158,8 @@ class ToolRegistry:
         self._oauth = oauth
         self._metrics = metrics or Metrics()
         self._transports: dict[uuid.UUID, Transport] = {}
+        self._servers: dict[uuid.UUID, str] = {}
+        """Each catalogued connection's server key, for the workspace rollup (no read per call)."""
         """Each catalogued connection's transport, the label of its calls' metrics."""
         self._providers: dict[uuid.UUID, GrantProvider | MachineProvider] = {}
         """The OAuth provider of each connection's newest session: what it ran into explains a
@@ -633,6 +636,7 @@ class ToolRegistry:
                 error_class=error_class,
                 error_message=message[:USAGE_MESSAGE_MAX_CHARS] if message else None,
                 created_at=datetime.now(UTC),
+                server=self._servers.get(entry.connection_id),
             )
         )
 
@@ -647,6 +651,7 @@ class ToolRegistry:
         taken: set[str] = set()
         for connection in connections:
             self._transports[connection.id] = connection.transport
+            self._servers[connection.id] = server_key(connection.card_id, connection.url, connection.command)
             approval = self._card_approvals.get(connection.card_id or "", "writes")
             prefs = connection.tool_prefs
             for tool in sorted(connection.tools, key=lambda t: t.name):

@@ -23,6 +23,7 @@ from mcp_core.credentials.keys import load_keyring
 from mcp_core.errors import ConfigError
 from mcp_core.metrics import Metrics
 from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
+from mcp_core.policy import PolicyCache
 from mcp_core.registry import SecretSource, ToolRegistry
 from mcp_core.sandbox import StdioSandbox
 from mcp_core.settings import Settings
@@ -68,6 +69,11 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     """What ``/metrics`` serves: this bot's own registry (several bots in one process, as in
     tests, each count their own), fed by the pool, the registry, the agent and the Slack edge."""
+
+    @cached_property
+    def policies(self) -> PolicyCache:
+        """Workspace policies as the agent's hot path reads them (cached briefly)."""
+        return PolicyCache(self.store)
 
     @cached_property
     def connections(self) -> ConnectionService:

@@ -111,7 +111,8 @@ async def write_rollups(
         sums_t[3] += turn.completion_tokens or 0
     owner = ("team_id", "user_id", "connection_id", "tool_name", "day")
     if daily:
-        await _write_team_rollup(conn, daily)
+        known = {(c.team_id, c.connection_id): c.server for c in calls if c.server and c.connection_id}
+        await _write_team_rollup(conn, daily, known)
         rows = [
             {**dict(zip(owner, key, strict=True)), "calls": c, "errors": e, "latency_ms_sum": s}
             for key, (c, e, s) in sorted(daily.items(), key=_order)
@@ -145,9 +146,12 @@ async def write_rollups(
         await conn.execute(_adding(conn, turns_daily, columns), rows)
 
 
-async def _write_team_rollup(conn: AsyncConnection, daily: dict[tuple[Any, ...], list[float]]) -> None:
-    ids = sorted({key[2] for key in daily if key[2] != NO_CONNECTION})
-    servers: dict[tuple[str, uuid.UUID], str] = {}
+async def _write_team_rollup(
+    conn: AsyncConnection, daily: dict[tuple[Any, ...], list[float]], known: dict[tuple[str, uuid.UUID], str]
+) -> None:
+    """``known``: server keys the calls carried (the registry's); the others are read here."""
+    ids = sorted({key[2] for key in daily if key[2] != NO_CONNECTION and (key[0], key[2]) not in known})
+    servers: dict[tuple[str, uuid.UUID], str] = dict(known)
     if ids:
         c = connections.c
         query = sa.select(c.team_id, c.id, c.card_id, c.url, c.command).where(c.id.in_(ids))
