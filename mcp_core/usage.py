@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from mcp_core.logs import outside_turns
 from mcp_core.models import TurnRecord, TurnUsage, UsageRecord
+from mcp_core.periodic import Periodic
 
 logger = logging.getLogger(__name__)
 
@@ -126,12 +126,13 @@ class UsageRecorder:
 PRUNE_FIRST_AFTER_S = 120.0
 
 
-class UsagePruner:
+class UsagePruner(Periodic):
     """Deletes raw usage rows older than ``retention_days`` (``USAGE_RETENTION_DAYS``) a little
-    after start and then every ``every_s``; the daily rollups stay, so stats keep their history.
-    Every process prunes; the deletes are idempotent and batched (``Store.prune_usage``). The
-    first pass waits ``first_after_s`` plus up to as much again at random, so processes started
-    together (a deploy) do not all delete at once, and a start stays free of housekeeping."""
+    after start and then every ``every_s`` (``mcp_core.periodic``); the daily rollups stay, so
+    stats keep their history. Every process prunes; the deletes are idempotent and batched
+    (``Store.prune_usage``)."""
+
+    name = "usage-pruner"
 
     def __init__(
         self,
@@ -141,16 +142,9 @@ class UsagePruner:
         every_s: float = PRUNE_EVERY_S,
         first_after_s: float = PRUNE_FIRST_AFTER_S,
     ) -> None:
+        super().__init__(every_s=every_s, first_after_s=first_after_s)
         self._sink = sink
         self._retention = timedelta(days=retention_days)
-        self._every_s = every_s
-        self._first_after_s = first_after_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Call from the running event loop; ``aclose`` stops it."""
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="usage-pruner", context=outside_turns())
 
     async def prune(self) -> int:
         """One pass now; how many raw rows went. Never raises."""
@@ -163,14 +157,4 @@ class UsagePruner:
             logger.info("pruned %d usage rows older than %d days", removed, self._retention.days)
         return removed
 
-    async def _run(self) -> None:
-        await asyncio.sleep(self._first_after_s * (1 + random.random()))
-        while True:
-            await self.prune()
-            await asyncio.sleep(self._every_s)
-
-    async def aclose(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    run_once = prune

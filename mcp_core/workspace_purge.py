@@ -12,13 +12,11 @@ are idempotent.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from mcp_core.connection_service import ConnectionService
 from mcp_core.errors import McpCoreError
-from mcp_core.logs import outside_turns
+from mcp_core.periodic import Periodic
 from mcp_core.store import Store
 
 logger = logging.getLogger(__name__)
@@ -26,6 +24,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["WorkspacePurger", "purge_workspace"]
 
 PURGE_EVERY_S = 3600.0
+PURGE_FIRST_AFTER_S = 120.0
 
 
 async def purge_workspace(
@@ -50,18 +49,22 @@ async def purge_workspace(
     return removed
 
 
-class WorkspacePurger:
-    """Purges removed workspaces whose grace period is over, now and then every ``every_s``."""
+class WorkspacePurger(Periodic):
+    """Purges removed workspaces whose grace period is over, a little after start and then every
+    ``every_s`` (``mcp_core.periodic``)."""
+
+    name = "workspace-purger"
 
     def __init__(
-        self, store: Store, connections: ConnectionService, *, every_s: float = PURGE_EVERY_S
+        self,
+        store: Store,
+        connections: ConnectionService,
+        *,
+        every_s: float = PURGE_EVERY_S,
+        first_after_s: float = PURGE_FIRST_AFTER_S,
     ) -> None:
-        self._store, self._connections, self._every_s = store, connections, every_s
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._run(), name="workspace-purger", context=outside_turns())
+        super().__init__(every_s=every_s, first_after_s=first_after_s)
+        self._store, self._connections = store, connections
 
     async def purge_due(self) -> int:
         """One pass; how many workspaces were purged. Never raises."""
@@ -74,13 +77,4 @@ class WorkspacePurger:
             logger.exception("could not purge removed workspaces")
         return purged
 
-    async def _run(self) -> None:
-        while True:
-            await self.purge_due()
-            await asyncio.sleep(self._every_s)
-
-    async def aclose(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    run_once = purge_due
