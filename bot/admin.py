@@ -28,6 +28,7 @@ from bot.admin_access import SlackRoles
 from bot.dm_files import FileNotSent, send_to_dm
 from bot.failures import Failures
 from bot.replies import Replies
+from mcp_core.models import AuditEntry
 from mcp_core.policy import Policy, change_policy, load_policy
 from mcp_core.services import Services
 from mcp_core.settings import parse_prices
@@ -162,7 +163,7 @@ class AdminPanel:
         await self._replies.tell(body, respond, texts.export_sent(title, sent.permalink))
 
 
-def audit_csv(entries: list[Any]) -> str:
+def audit_csv(entries: list[AuditEntry]) -> str:
     """The audit log as CSV, oldest first; every cell safe to open in a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")

@@ -92,7 +92,7 @@ class DatabaseInstallationStore(AsyncInstallationStore):
             tokens[_key("bot_refresh_token")] = bot.bot_refresh_token
         await self._credentials.put(*owner, tokens, ref=record.credential_ref)
         data = dict(record.data)
-        data["bot_token_expires_at"] = _plain({"x": bot.to_dict().get("bot_token_expires_at")})["x"]
+        data["bot_token_expires_at"] = bot.bot_token_expires_at  # epoch seconds (Bot keeps an int)
         await self._store.save_installation(record.model_copy(update={"data": data}))
 
     async def async_find_bot(

@@ -24,8 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncBoltContext
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackClientError, SlackTokenRotationError
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -132,7 +133,11 @@ class Workspaces:
 
     async def _token_for(self, team_id: str) -> str | None:
         assert self._installs is not None
-        bot = await self._installs.find_bot_for_team(team_id)
+        try:
+            bot = await self._installs.find_bot_for_team(team_id)
+        except McpCoreError as exc:  # the database or the credential store failed: no token
+            logger.warning("could not read the installation of %s: %s", team_id, exc)
+            return None
         if bot is None:
             logger.warning("no installation answers for %s: its calls go without a token", team_id)
             return None
@@ -141,10 +146,22 @@ class Workspaces:
                 rotated = await self._rotator.perform_bot_token_rotation(
                     bot=bot, minutes_before_expiration=ROTATE_MINUTES_BEFORE
                 )
-            except SlackApiError as exc:
-                logger.warning("could not refresh the token of %s: %s", team_id, exc.response.get("error"))
+            except SlackTokenRotationError as exc:  # Slack refused the refresh token
+                logger.warning(
+                    "could not refresh the token of %s: %s", team_id, exc.api_error.response.get("error")
+                )
+                rotated = None
+            except (
+                SlackClientError,
+                aiohttp.ClientError,
+                TimeoutError,
+            ) as exc:  # unreachable: retried next time
+                logger.warning("could not refresh the token of %s: %s", team_id, type(exc).__name__)
                 rotated = None
             if rotated is not None:
-                await self._installs.async_save_bot(rotated)
+                try:
+                    await self._installs.async_save_bot(rotated)
+                except McpCoreError as exc:  # the fresh token works for now; Bolt refreshes again
+                    logger.warning("could not save the refreshed token of %s: %s", team_id, exc)
                 bot = rotated
         return bot.bot_token
