@@ -67,6 +67,12 @@ ToolsChangedHook = Callable[[uuid.UUID], Awaitable[None]]
 
 CALL_GRACE_S = 5.0
 """Extra time past a call's timeout before we stop trusting the session at all."""
+
+
+class _TaskDeadline(Exception):
+    """A call that became a task of the 2026-07-28 extension ran past MCP_TASK_TIMEOUT_S."""
+
+
 MAX_TOOL_PAGES = 100
 CLOSE_ALL_TIMEOUT_S = 15.0
 CLIENT_INFO = types.Implementation(name="slack-mcp-bot", version="0.1.0")
@@ -205,7 +211,9 @@ class ConnectionPool:
             started = time.monotonic()
             as_task = takes_tasks(live.client, task_support)
             with live.mid_call.watching(events, timeout) as watch:
-                clock = watch.clock if watch is not None else anyio.CancelScope()
+                # Without a watch nothing pauses the call's time, so the SDK's read timeout is
+                # its clock and no scope of our own is entered (each costs ~10 µs a call).
+                clock = watch.clock if watch is not None else None
                 if as_task:  # the task's own time, not one request's
                     clock = anyio.CancelScope(deadline=anyio.current_time() + self._task_timeout_s)
                 hear = watch.progress if watch is not None and watch.events.on_progress else None
@@ -222,28 +230,9 @@ class ConnectionPool:
                                 progress_callback=hear,
                             )
                     else:
-                        with anyio.fail_after(sdk_timeout + CALL_GRACE_S) as outer, clock:
-                            # A server may answer with a task of the 2026-07-28 extension: then
-                            # the call's time becomes the task's (``mcp_core._task_extension``).
-                            def became_task(outer: anyio.CancelScope = outer, inner: Any = clock) -> None:
-                                deadline = anyio.current_time() + self._task_timeout_s
-                                outer.deadline = deadline + CALL_GRACE_S
-                                inner.deadline = deadline
-
-                            task_call = TaskCall(
-                                scrub=live.scrub,
-                                on_task=events.on_task if events is not None else None,
-                                became_task=became_task,
-                                elicit=functools.partial(live.mid_call.elicit, None),
-                            )
-                            token = _task_extension.CURRENT.set(task_call)
-                            try:
-                                result = await live.client.call_tool(
-                                    tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
-                                )
-                            finally:
-                                _task_extension.CURRENT.reset(token)
-                                as_task = task_call.task_id is not None
+                        result, as_task = await self._call_plainly(
+                            live, tool, arguments, sdk_timeout, clock, events, hear
+                        )
                 except MCPError as exc:
                     if exc.code == types.REQUEST_TIMEOUT and time.monotonic() - started >= timeout:
                         raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout)) from exc
@@ -256,18 +245,77 @@ class ConnectionPool:
                         ) from exc
                     text = f"The server answered with error {exc.code}: {live.scrub(exc.message)[:500]}"
                     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+                except _TaskDeadline:
+                    clock_ran_out = as_task = True
                 except Exception as exc:
                     self._retire(connection_id, live)
                     raise call_error(exc, live.facts(), tool, timeout) from exc
-            if clock.cancelled_caught and as_task:
+                else:
+                    clock_ran_out = clock is not None and clock.cancelled_caught
+            if clock_ran_out and as_task:
                 raise errors.ServerTimeoutError(
                     live.spec.name,
                     f"{tool} ran as a task for longer than {self._task_timeout_s:g} s, so it was "
                     "cancelled on the server.",
                 )
-            if clock.cancelled_caught:  # its own time ran out (questions' waits not counted)
+            if clock_ran_out:  # its own time ran out (questions' waits not counted)
                 raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout))
+            assert result is not None
             return _scrub_result(result, live.scrub) if live.spec.secret_values else result
+
+    async def _call_plainly(
+        self,
+        live: _Live,
+        tool: str,
+        arguments: dict[str, Any],
+        sdk_timeout: float,
+        clock: anyio.CancelScope | None,
+        events: CallEvents | None,
+        hear: Any,
+    ) -> tuple[types.CallToolResult | None, bool]:
+        """One ``tools/call`` (the result, and whether the server made it a task of the
+        2026-07-28 extension: then the call's time became the task's). ``clock``: the call's
+        pausable deadline, if it has one (None for the result when it ran out); the outer
+        timeout is a backstop for a hung write.
+
+        Raises:
+            _TaskDeadline: the task the call became ran out of time without a clock of its own.
+        """
+        assert live.client is not None
+        task_on_outer = False
+        result = None
+        try:
+            async with asyncio.timeout(sdk_timeout + CALL_GRACE_S) as outer:
+                with clock if clock is not None else contextlib.nullcontext():
+
+                    def became_task() -> None:
+                        nonlocal task_on_outer
+                        deadline = anyio.current_time() + self._task_timeout_s
+                        if clock is None:
+                            task_on_outer = True  # from now on the outer timeout is the task's
+                            outer.reschedule(deadline)
+                        else:
+                            outer.reschedule(deadline + CALL_GRACE_S)
+                            clock.deadline = deadline
+
+                    task_call = TaskCall(
+                        scrub=live.scrub,
+                        on_task=events.on_task if events is not None else None,
+                        became_task=became_task,
+                        elicit=functools.partial(live.mid_call.elicit, None),
+                    )
+                    token = _task_extension.CURRENT.set(task_call)
+                    try:
+                        result = await live.client.call_tool(
+                            tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
+                        )
+                    finally:
+                        _task_extension.CURRENT.reset(token)
+        except TimeoutError:
+            if task_on_outer:
+                raise _TaskDeadline from None
+            raise
+        return result, task_call.task_id is not None
 
     async def follow_task(
         self,
