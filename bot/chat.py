@@ -71,7 +71,7 @@ def register_chat(
     register_approvals(app, desk, registry, client, lambda: answers_elsewhere)
     services.metrics.observe_open_approvals(desk.open_count)
     turns = TurnDesk()
-    register_stops(app, turns, client)
+    register_stops(app, turns, client, services.turns)
     settings = services.settings
     surfaces = SlackSurfaces(
         streaming=settings.slack_streaming,

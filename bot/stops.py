@@ -7,8 +7,12 @@ Either sets the turn's ``stop`` event, and ``Agent.run`` does the rest (calls in
 cancelled, the answer says how far it got).
 
 Only the asker may stop a turn: a click by anyone else stops nothing and tells them so, only
-them. Turns are this process's (``TurnDesk``): a Stop that reaches a process not running the
-turn finds nothing (with one process, or Socket Mode, it always reaches the right one).
+them. ``TurnDesk`` holds this process's turns. Behind a load balancer, or over several Socket
+Mode connections, a Stop may land on a process that is not running the turn: that process asks
+the turn journal, which checks the asker against the turn's row and marks it; the process
+running it hears that within about a second (``mcp_core.turn_journal.STOP_POLL_S``) and stops
+it as if clicked there. A turn nobody runs because it waits for an Approve/Deny whose asker
+died is not stopped from here: the person is told to press Deny, which ends it anywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from bot import texts
 from bot._payload import first_action, owner
 from bot.replies import privately
 from mcp_core import errors
+from mcp_core.turn_journal import TurnJournal
 
 __all__ = ["STOP_ACTION", "RunningTurn", "TurnDesk", "register_stops"]
 
@@ -36,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 STOP_ACTION = "mcp_agent_stop"
 """action_id of the progress message's Stop button; its value is the turn's id."""
-Outcome = Literal["stopped", "not_yours", "gone"]
+Outcome = Literal["stopped", "not_yours", "gone", "parked", "failed"]
 
 
 @dataclass
@@ -82,6 +87,11 @@ class TurnDesk:
         turn.stop.set()
         return "stopped"
 
+    def stop_requested(self, turn_id: str) -> None:
+        """A Stop another process checked (the journal's ``on_stop_requested``)."""
+        if (turn := self._turns.get(turn_id)) is not None:
+            turn.stop.set()
+
     def stop_thread(self, team_id: str, user_id: str, channel: str, thread_ts: str) -> Outcome:
         """Slack's Stop in a thread: stops the clicker's turns running there."""
         here = [
@@ -108,8 +118,32 @@ class TurnDesk:
         )
 
 
-def register_stops(app: AsyncApp, desk: TurnDesk, client: AsyncWebClient) -> None:
-    """Add the listeners of Slack's Stop (``agent_session_stopped``) and the Stop button."""
+async def _elsewhere(
+    journal: TurnJournal | None,
+    team_id: str,
+    user_id: str,
+    *,
+    turn_id: str | None = None,
+    thread: tuple[str, str] | None = None,
+) -> tuple[Outcome, str | None]:
+    """A Stop for a turn this process is not running, asked of whichever process runs it."""
+    if journal is None:
+        return "gone", None
+    try:
+        outcome, asker = await journal.request_stop(team_id, user_id, turn_id=turn_id, thread=thread)
+    except errors.McpCoreError as exc:
+        logger.warning("could not ask for a Stop on another process: %s", exc)
+        return "failed", None
+    return ("stopped" if outcome == "asked" else outcome), asker
+
+
+def register_stops(
+    app: AsyncApp, desk: TurnDesk, client: AsyncWebClient, journal: TurnJournal | None = None
+) -> None:
+    """Add the listeners of Slack's Stop (``agent_session_stopped``) and the Stop button;
+    ``journal`` (None: one process, no journal) carries Stops to other processes' turns."""
+    if journal is not None:
+        journal.on_stop_requested = desk.stop_requested
 
     @app.event("agent_session_stopped")
     async def on_session_stopped(event: dict[str, Any], body: dict[str, Any]) -> None:
@@ -123,21 +157,22 @@ def register_stops(app: AsyncApp, desk: TurnDesk, client: AsyncWebClient) -> Non
             logger.info("ignored an agent_session_stopped event without team, user, channel or thread")
             return
         outcome = desk.stop_thread(str(team_id), str(user_id), str(channel), str(thread_ts))
-        if outcome == "not_yours":
-            asker = desk.asker(str(team_id), str(channel), str(thread_ts)) or ""
+        asker = desk.asker(str(team_id), str(channel), str(thread_ts))
+        if outcome == "gone":
+            thread = (str(channel), str(thread_ts))
+            outcome, asker = await _elsewhere(journal, str(team_id), str(user_id), thread=thread)
+        if outcome in ("not_yours", "parked", "failed"):
+            said = texts.stop_not_yours(asker or "") if outcome == "not_yours" else _SAID[outcome]
             try:
                 await client.chat_postEphemeral(
-                    channel=str(channel),
-                    user=str(user_id),
-                    text=texts.stop_not_yours(asker),
-                    thread_ts=str(thread_ts),
+                    channel=str(channel), user=str(user_id), text=said, thread_ts=str(thread_ts)
                 )
             except SlackApiError as exc:
                 logger.info(
-                    "could not tell %s the turn is not theirs: %s", user_id, exc.response.get("error")
+                    "could not answer the Stop of %s: %s", user_id, exc.response.get("error")
                 )
         elif outcome == "gone":
-            logger.info("agent_session_stopped for a turn this process is not running")
+            logger.info("agent_session_stopped for a turn no process is running")
 
     @app.action(STOP_ACTION)
     async def on_stop(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
@@ -148,8 +183,17 @@ def register_stops(app: AsyncApp, desk: TurnDesk, client: AsyncWebClient) -> Non
             return
         action = first_action(body)
         value = action.get("value")
-        outcome = desk.stop(value if isinstance(value, str) else "", team_id, user_id)
-        if outcome == "not_yours":
-            await privately(respond, texts.STOP_NOT_YOURS)
-        elif outcome == "gone":
-            await privately(respond, texts.STOP_GONE)
+        turn_id = value if isinstance(value, str) else ""
+        outcome = desk.stop(turn_id, team_id, user_id)
+        if outcome == "gone" and turn_id:
+            outcome, _ = await _elsewhere(journal, team_id, user_id, turn_id=turn_id)
+        if outcome != "stopped":
+            await privately(respond, _SAID[outcome])
+
+
+_SAID: dict[Outcome, str] = {
+    "not_yours": texts.STOP_NOT_YOURS,
+    "gone": texts.STOP_GONE,
+    "parked": texts.STOP_PARKED,
+    "failed": texts.STOP_FAILED,
+}

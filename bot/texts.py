@@ -36,6 +36,8 @@ APPROVAL_NOT_YOURS = "Only the person who asked can approve or deny this call."
 APPROVAL_GONE = "This question is no longer open (it was answered, it expired, or the bot restarted)."
 STOP_NOT_YOURS = "Only the person who asked can stop this."
 STOP_GONE = "This answer has already finished (or the bot restarted), so there is nothing to stop."
+STOP_PARKED = "This answer is waiting for your Approve or Deny; press *Deny* to end it."
+STOP_FAILED = "I could not stop it just now: my database did not answer. Try again in a moment."
 FORM_DID_NOT_OPEN_ARGS = "⚠️ The arguments could not open in time. Click *Show all arguments* again."
 ARGUMENTS_TOO_LONG = (
     "The arguments are too long for the person to review before approving, so the call was not "

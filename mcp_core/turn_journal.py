@@ -43,9 +43,9 @@ from typing import Any
 
 from mcp_core.agent import ToolProgress
 from mcp_core.errors import McpCoreError, StoreError, TurnTakenOverError
-from mcp_core.store._turns import TurnCall, TurnRow, TurnStore
+from mcp_core.store._turns import StopOutcome, TurnCall, TurnRow, TurnStore
 
-__all__ = ["Follow", "TurnCall", "TurnJournal", "TurnRow", "process_owner"]
+__all__ = ["Follow", "StopOutcome", "TurnCall", "TurnJournal", "TurnRow", "process_owner"]
 
 Show = Callable[[ToolProgress], Awaitable[None]]
 
@@ -63,6 +63,10 @@ PURGE_EVERY = 100
 """Sweeps between purges."""
 CANCEL_WAIT_S = 1.0
 """At the end of a drain, how long cancelled turns get to unwind."""
+STOP_POLL_S = 1.0
+"""While this process runs a turn older than this, it looks this often for a Stop that landed
+on another process (one indexed read of its own live rows; a turn younger than that is not
+looked for, so a quick turn never reads the database for it)."""
 
 Follow = Callable[[], Awaitable[None]]
 """What a process that took a turn over still does for it (follow its calls' MCP tasks)."""
@@ -109,6 +113,12 @@ class TurnJournal:
         self._sweeper: asyncio.Task[None] | None = None
         self._on_orphan: OrphanHandler | None = None
         self._follows: set[asyncio.Task[None]] = set()
+        self._began: dict[str, float] = {}
+        self._stops_heard: set[str] = set()
+        self._stop_watch: asyncio.Task[None] | None = None
+        self.on_stop_requested: Callable[[str], None] | None = None
+        """Set by the Slack side: stops this process's turn of that id as a Stop clicked here
+        would (the process the Stop landed on checked that the clicker asked it)."""
         self._frozen = False
         """Set by ``drain`` once it released what was left: nothing more is written."""
         self._lock = asyncio.Lock()
@@ -154,6 +164,9 @@ class TurnJournal:
                 self._tasks[turn_id] = task
         self._idle.clear()
         self._changed(turn_id)
+        self._began[turn_id] = asyncio.get_running_loop().time()
+        if not self._frozen and (self._stop_watch is None or self._stop_watch.done()):
+            self._stop_watch = asyncio.create_task(self._watch_stops(), name="turn-stops")
 
     def own_message(self, turn_id: str, ts: str) -> None:
         """The turn posted (or started streaming) the Slack message ``ts``."""
@@ -404,6 +417,8 @@ class TurnJournal:
     def _forget(self, turn_id: str) -> TurnRow | None:
         turn = self._turns.pop(turn_id, None)
         self._tasks.pop(turn_id, None)
+        self._began.pop(turn_id, None)
+        self._stops_heard.discard(turn_id)
         self._lost_signals.pop(turn_id, None)
         self._dirty.discard(turn_id)
         if not self._turns:
@@ -464,6 +479,49 @@ class TurnJournal:
         for turn_id in gone:
             logger.info("turn %s goes on in another process (or was closed there)", turn_id)
         self._mark_lost(gone)
+
+    # -- Stops that landed elsewhere ----------------------------------------------------------
+
+    async def request_stop(
+        self,
+        team_id: str,
+        user_id: str,
+        *,
+        turn_id: str | None = None,
+        thread: tuple[str, str] | None = None,
+    ) -> tuple[StopOutcome, str | None]:
+        """A Stop this process is not running the turn of: ask the turn's owner, wherever it
+        runs, to stop it (``TurnStore.request_stop``; the owner hears it within about
+        ``STOP_POLL_S``).
+
+        Raises:
+            StoreError: the database failed (nothing was asked).
+        """
+        return await self._store.request_stop(team_id, user_id, now=_now(), turn_id=turn_id, thread=thread)
+
+    async def _watch_stops(self) -> None:
+        """While this process runs turns: every ``STOP_POLL_S``, the Stops asked elsewhere for
+        those older than that, handed to ``on_stop_requested`` once each."""
+        loop = asyncio.get_running_loop()
+        while self._turns and not self._frozen:
+            await asyncio.sleep(STOP_POLL_S)
+            now = loop.time()
+            old = {
+                t
+                for t, began in self._began.items()
+                if now - began >= STOP_POLL_S and t in self._written and t not in self._lost
+            }
+            if not old or self.on_stop_requested is None:
+                continue
+            try:
+                asked = await self._store.stops_requested(owner=self.owner)
+            except McpCoreError as exc:
+                logger.warning("could not look for Stops asked on other processes: %s", exc)
+                continue
+            for turn_id in sorted((asked & old) - self._stops_heard):
+                self._stops_heard.add(turn_id)
+                logger.info("turn %s was stopped from another process", turn_id)
+                self.on_stop_requested(turn_id)
 
     # -- the sweeper --------------------------------------------------------------------------
 
@@ -618,7 +676,8 @@ class TurnJournal:
             await self._flush()
         await self._stop(self._writer)
         await self._stop(self._sweeper)
-        self._writer = self._sweeper = None
+        await self._stop(self._stop_watch)
+        self._writer = self._sweeper = self._stop_watch = None
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_exception(StoreError("The bot is shutting down."))

@@ -162,6 +162,7 @@ turns = sa.Table(
     sa.Column("question", sa.Text),  # 0010_turn_questions
     sa.Column("question_expires_at", UtcDateTime),
     sa.Column("checkpoint", Json),
+    sa.Column("stop_requested_at", UtcDateTime),  # 0014_turn_stops
     sa.Index("mcp_turns_state_lease_idx", "state", "lease_until"),
     sa.Index("mcp_turns_question_idx", "question", unique=True),
 )

@@ -25,9 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._tables import turns
 
-__all__ = ["LIVE_STATES", "TurnCall", "TurnRow", "TurnStore"]
+__all__ = ["LIVE_STATES", "StopOutcome", "TurnCall", "TurnRow", "TurnStore"]
 
 TurnState = Literal["running", "waiting", "done", "closed"]
+StopOutcome = Literal["asked", "not_yours", "gone", "parked"]
+"""What a Stop for a turn another process may run found: its owner was asked to stop it; it
+is someone else's; there is no live turn; it waits for an answer with nobody running it."""
 LIVE_STATES = ("running", "waiting")
 """States of a turn someone must still finish (its owner, or a sweeper after it)."""
 
@@ -141,6 +144,48 @@ class TurnStore:
         async with transaction(self._writer) as conn:
             return set((await conn.execute(update)).scalars())
 
+    async def request_stop(
+        self,
+        team_id: str,
+        user_id: str,
+        *,
+        now: datetime,
+        turn_id: str | None = None,
+        thread: tuple[str, str] | None = None,
+    ) -> tuple[StopOutcome, str | None]:
+        """A Stop by ``user_id`` for the live turn ``turn_id`` of ``team_id``, or for their live
+        turns in ``thread`` (channel, thread_ts): each one someone runs is marked for its
+        owner to stop. Returns the outcome and, when the turn is not theirs, who asked it."""
+        t = turns.c
+        where = sa.and_(t.team_id == team_id, t.state.in_(LIVE_STATES))
+        if turn_id is not None:
+            where = sa.and_(where, t.turn_id == turn_id)
+        elif thread is not None:
+            where = sa.and_(where, t.channel_id == thread[0], t.thread_ts == thread[1])
+        else:
+            raise ValueError("request_stop needs a turn id or a thread")
+        async with transaction(self._writer) as conn:
+            found = (await conn.execute(sa.select(t.turn_id, t.user_id, t.owner).where(where))).all()
+            mine = [row for row in found if row.user_id == user_id]
+            if not found:
+                return "gone", None
+            if not mine:
+                return "not_yours", found[0].user_id
+            run = [row.turn_id for row in mine if row.owner != ""]
+            if not run:
+                return "parked", None
+            mark = (
+                sa.update(turns).where(where, t.turn_id.in_(run), t.owner != "").values(stop_requested_at=now)
+            )
+            asked = (await conn.execute(mark)).rowcount
+        return ("asked" if asked else "gone"), None  # none: they ended meanwhile
+
+    async def stops_requested(self, *, owner: str) -> set[str]:
+        """The live turns of ``owner`` that a Stop on another process asked to stop."""
+        query = sa.select(turns.c.turn_id).where(_held_by(owner), turns.c.stop_requested_at.is_not(None))
+        async with transaction(self._engine) as conn:
+            return set((await conn.execute(query)).scalars())
+
     async def suspend(
         self,
         turn_id: str,
@@ -194,6 +239,7 @@ class TurnStore:
                 state="running",
                 question=None,
                 question_expires_at=None,
+                stop_requested_at=None,  # the answer is the person's latest word
                 updated_at=now,
             )
             .returning(*turns.c)
