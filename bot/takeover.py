@@ -32,6 +32,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import texts
 from bot.turn_display import SLACK_FAILURES, slack_error
 from mcp_core.errors import McpCoreError
+from mcp_core.logs import in_turn
 from mcp_core.metrics import Metrics
 from mcp_core.registry import ToolRegistry
 from mcp_core.turn_journal import Follow, TurnJournal, TurnRow
@@ -68,6 +69,10 @@ def interrupted_turns(
     and ``journal``, calls running as tasks on remote servers are followed to their results."""
 
     async def close(turn: TurnRow) -> Follow | None:
+        with in_turn(turn.turn_id):  # its lines name the turn, as the dead process's did
+            return await _close(turn)
+
+    async def _close(turn: TurnRow) -> Follow | None:
         if any(call.followed for call in turn.calls):  # its thread was told: follow what is left
             return _follower(client, registry, journal, turn) if registry and journal else None
         following = await _followable(registry, turn) if journal is not None else set()
@@ -116,6 +121,10 @@ def _follower(client: AsyncWebClient, registry: ToolRegistry, journal: TurnJourn
     short of a death between the two)."""
 
     async def follow() -> None:
+        with in_turn(turn.turn_id):
+            await _follow_calls()
+
+    async def _follow_calls() -> None:
         for index, call in enumerate(turn.calls):
             if not call.followed or call.finished or call.task is None:
                 continue

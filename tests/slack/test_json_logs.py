@@ -11,10 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.takeover import interrupted_turns
 from mcp_core.logs import use_format
+from mcp_core.turn_journal import TurnCall, TurnRow
 from tests.slack.agent_harness import TOY_SECRET, agent_bot, always_allow, mention, turn_done, updates
-from tests.support.fake_slack import FakeSlack
+from tests.support.fake_slack import TEAM_ID, FakeSlack
 
 pytestmark = pytest.mark.anyio
 
@@ -98,3 +101,27 @@ def test_an_exception_is_written_whole_in_the_lines_exception_field() -> None:
     assert record["exception"].startswith("Traceback")
     assert "ValueError: broken\non two lines" in record["exception"]
     assert "turn_id" not in record
+
+
+async def test_the_lines_of_closing_a_dead_processs_turn_carry_that_turns_id(
+    fake: FakeSlack, json_log: io.StringIO
+) -> None:
+    client = AsyncWebClient(token="xoxb-test", base_url=fake.base_url)
+    close = interrupted_turns(client, sessions=False)
+    turn = TurnRow(
+        "t-taken",
+        TEAM_ID,
+        "U0ALICE",
+        "C_TEST",
+        "1.0",
+        messages=["9999.000001"],
+        calls=[TurnCall("toy__slow", started=True)],
+    )
+
+    assert await close(turn) is None
+
+    lines = [json.loads(line) for line in json_log.getvalue().splitlines()]
+    closing = [line for line in lines if line["logger"].startswith(("bot.", "slack_sdk"))]
+    assert any("chat.update" in line["message"] for line in closing)  # the interrupted message
+    assert any("chat.postMessage" in line["message"] for line in closing)  # what ran, in the thread
+    assert {line.get("turn_id") for line in closing} == {"t-taken"}

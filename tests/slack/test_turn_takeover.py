@@ -185,12 +185,12 @@ def kill(bot: Bot) -> None:
     bot.process.communicate(timeout=10)  # reaped: its pid is free
 
 
-@pytest.mark.postgres
 def scrape(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as response:
         return response.read().decode()
 
 
+@pytest.mark.postgres
 async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_nothing_runs_twice(
     fake: FakeSlack, tmp_path: Path
 ) -> None:
