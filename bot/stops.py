@@ -168,9 +168,7 @@ def register_stops(
                     channel=str(channel), user=str(user_id), text=said, thread_ts=str(thread_ts)
                 )
             except SlackApiError as exc:
-                logger.info(
-                    "could not answer the Stop of %s: %s", user_id, exc.response.get("error")
-                )
+                logger.info("could not answer the Stop of %s: %s", user_id, exc.response.get("error"))
         elif outcome == "gone":
             logger.info("agent_session_stopped for a turn no process is running")
 

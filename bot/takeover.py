@@ -17,6 +17,8 @@ message says its result will come, the handler hands the journal a ``Follow`` th
 task's result on this process's own session (``ToolRegistry.follow_task``) and posts it in the
 thread (the server's words, inert), or says why it could not. The journal keeps such a turn
 leased, so if this process dies too the next one follows it, without telling the thread again.
+That message carries the asker's Stop button: a Stop, on whatever process it lands, reaches
+the follower through the journal, which asks the server to cancel each followed task.
 A local (stdio) server's task died with the process that ran it: the message says so.
 """
 
@@ -31,7 +33,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import texts
 from bot.turn_display import SLACK_FAILURES, slack_error
-from mcp_core.errors import McpCoreError
+from bot.views import agent_working
+from mcp_core.errors import CallStoppedError, McpCoreError
 from mcp_core.logs import in_turn
 from mcp_core.metrics import Metrics
 from mcp_core.registry import ToolRegistry
@@ -88,9 +91,10 @@ def interrupted_turns(
                 )
             except SLACK_FAILURES as exc:
                 logger.info("could not edit message %s of turn %s: %s", ts, turn.turn_id, slack_error(exc))
-        await _post(client, turn, closing_text(turn, following))
+        follows = bool(following) and registry is not None and journal is not None
+        await _post(client, turn, closing_text(turn, following), stoppable=follows)
         await _end_thread_status(client, turn, sessions=sessions)
-        if not following or registry is None or journal is None:
+        if not follows:
             return None
         for index in following:
             turn.calls[index].followed = True
@@ -125,11 +129,16 @@ def _follower(client: AsyncWebClient, registry: ToolRegistry, journal: TurnJourn
             await _follow_calls()
 
     async def _follow_calls() -> None:
+        stop = journal.stop_signal(turn.turn_id)  # the Stop button of the thread's message
         for index, call in enumerate(turn.calls):
             if not call.followed or call.finished or call.task is None:
                 continue
             try:
-                result = await registry.follow_task(turn.team_id, turn.user_id, call.name, call.task)
+                result = await registry.follow_task(
+                    turn.team_id, turn.user_id, call.name, call.task, stop=stop
+                )
+            except CallStoppedError:
+                text = texts.task_stopped(call.name)
             except McpCoreError as exc:
                 text = texts.task_lost(call.name, str(exc))
             else:
@@ -141,12 +150,16 @@ def _follower(client: AsyncWebClient, registry: ToolRegistry, journal: TurnJourn
     return follow
 
 
-async def _post(client: AsyncWebClient, turn: TurnRow, text: str) -> None:
+async def _post(client: AsyncWebClient, turn: TurnRow, text: str, *, stoppable: bool = False) -> None:
+    """One message in the turn's thread; ``stoppable``: with the asker's Stop button, which
+    reaches the process following the turn's tasks wherever it lands (``bot.stops``)."""
+    text, blocks = agent_working(text, turn.turn_id if stoppable else None)
     try:
         await client.chat_postMessage(
             channel=turn.channel_id,
             thread_ts=turn.thread_ts,
             text=text,
+            blocks=[block.to_dict() for block in blocks],
             unfurl_links=False,
             unfurl_media=False,
         )

@@ -496,6 +496,11 @@ def task_ended(name: str, text: str, *, is_error: bool) -> str:
     return f"{head}:\n```{body}```\nAsk me about it to continue."
 
 
+def task_stopped(name: str) -> str:
+    """A followed task the person stopped."""
+    return f"⏹️ `{shown_tool_name(name)}` was stopped: I asked its server to cancel it."
+
+
 def task_lost(name: str, reason: str) -> str:
     """A followed task whose result could not be had (``reason``: an error's safe text)."""
     tool = shown_tool_name(name)

@@ -36,7 +36,7 @@ from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
@@ -64,6 +64,8 @@ __all__ = ["ConnectionPool", "SpecFactory", "ToolListing"]
 
 SpecFactory = Callable[[], Awaitable[SessionSpec]]
 ToolsChangedHook = Callable[[uuid.UUID], Awaitable[None]]
+
+T = TypeVar("T")
 
 CALL_GRACE_S = 5.0
 """Extra time past a call's timeout before we stop trusting the session at all."""
@@ -325,13 +327,16 @@ class ConnectionPool:
         task_id: str,
         *,
         on_task: TaskHook | None = None,
+        stop: asyncio.Event | None = None,
     ) -> types.CallToolResult:
         """Follow the MCP task ``task_id`` of ``tool``, which a session of another process (now
         gone) created, to its result, on this connection's session (opened if needed): for
         remote servers whose tasks outlive a session. Bounded by ``task_timeout_s``, then
-        cancelled on the server; a follow cancelled from outside leaves the task running.
+        cancelled on the server; ``stop`` set (the person's Stop) cancels it on the server too.
+        A follow cancelled from outside (shutdown) leaves the task running for the next process.
 
         Raises:
+            CallStoppedError: ``stop`` was set first (the server was told to cancel the task).
             ServerTimeoutError: the task ran past ``task_timeout_s``.
             McpServerError: the session could not be opened or died, the server does not take
                 tasks on this session, or it refused (an unknown task: it forgot it, or bound
@@ -344,14 +349,18 @@ class ConnectionPool:
             if extension and not _task_extension.offers_tasks(client):
                 raise errors.McpServerError(live.spec.name, "the server no longer offers tasks")
             follower = _task_extension.follow if extension else follow_task
+            cancel = _task_extension.cancel if extension else cancel_task
             with anyio.move_on_after(self._task_timeout_s) as clock:
                 try:
-                    result = await follower(
-                        client,
-                        task_id,
-                        request_timeout_s=live.spec.call_timeout_s,
-                        scrub=live.scrub,
-                        on_task=on_task,
+                    result = await _unless_stopped(
+                        stop,
+                        follower(
+                            client,
+                            task_id,
+                            request_timeout_s=live.spec.call_timeout_s,
+                            scrub=live.scrub,
+                            on_task=on_task,
+                        ),
                     )
                 except MCPError as exc:
                     said = live.scrub(exc.message)[:300]
@@ -362,12 +371,15 @@ class ConnectionPool:
                     self._retire(connection_id, live)
                     raise call_error(exc, live.facts(), tool, live.spec.call_timeout_s) from exc
             if clock.cancelled_caught:
-                await (_task_extension.cancel if extension else cancel_task)(client, task_id)
+                await cancel(client, task_id)
                 raise errors.ServerTimeoutError(
                     live.spec.name,
                     f"{tool} ran as a task for longer than {self._task_timeout_s:g} s, so it was "
                     "cancelled on the server.",
                 )
+            if result is None:  # the person's Stop came first
+                await cancel(client, task_id)
+                raise errors.CallStoppedError(f"{tool} was stopped; its server was asked to cancel it.")
             return _scrub_result(result, live.scrub) if live.spec.secret_values else result
 
     async def list_tools(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> ToolListing:
@@ -661,3 +673,22 @@ def _scrub_result(result: types.CallToolResult, clean: Callable[[str], str]) -> 
     """``result`` with the connection's secrets replaced in every string it carries to Slack or
     the LLM: every content type, structured content and metadata."""
     return _scrub_model(result, clean)
+
+
+async def _unless_stopped(stop: asyncio.Event | None, work: Awaitable[T]) -> T | None:
+    """``work``'s result, or None once ``stop`` is set first (``work`` is then cancelled)."""
+    if stop is None:
+        return await work
+    job = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({job, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (job, stopped):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if job.cancelled():
+        return None
+    return job.result()

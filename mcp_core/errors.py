@@ -27,6 +27,8 @@ what to do, and never contains a secret or a stack trace::
     │   ├── ServerTimeoutError          connect or tool call ran past its timeout
     │   ├── ServerCrashedError          the session died (process exited, stream closed)
     │   └── ServerProtocolError         the server answered with something off-spec
+    ├── CallStoppedError            the person stopped a call (a task followed after a
+    │                               restart): its server was asked to cancel it
     ├── ToolError                   the tool call itself is wrong
     │   ├── UnknownToolError            no such tool in the user's catalog
     │   └── ToolArgumentsError          arguments do not match the tool's inputSchema
@@ -40,6 +42,7 @@ A tool that runs and reports failure (``isError``) is not an exception: it comes
 from __future__ import annotations
 
 __all__ = [
+    "CallStoppedError",
     "ConfigError",
     "ConnectionNotFoundError",
     "CredentialBackendError",
@@ -227,6 +230,11 @@ class ServerCrashedError(McpServerError):
 
 class ServerProtocolError(McpServerError):
     """The server sent something the MCP spec does not allow."""
+
+
+class CallStoppedError(McpCoreError):
+    """The person stopped the call; its server was asked to cancel it (it may have done some
+    of the work already)."""
 
 
 class ToolError(McpCoreError):

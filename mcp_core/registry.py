@@ -412,13 +412,15 @@ class ToolRegistry:
         task_id: str,
         *,
         on_task: TaskHook | None = None,
+        stop: asyncio.Event | None = None,
     ) -> ToolResult:
         """The result of the call of ``tool`` that a process now gone sent, which its remote
         server runs as MCP task ``task_id``: followed on this process's session, as a call's
         result (scrubbed, cut, recorded once: the dead process recorded nothing). Nothing is
-        sent again.
+        sent again. ``stop`` set (the person's Stop) cancels the task on its server.
 
         Raises:
+            CallStoppedError: ``stop`` was set before the task ended.
             UnknownToolError: the tool left the person's catalog (disconnected, switched off).
             McpServerError: the server is local, unreachable, or no longer knows the task.
         """
@@ -432,8 +434,12 @@ class ToolRegistry:
         started = time.perf_counter()
         try:
             result = await self._pool.follow_task(
-                entry.connection_id, opener, entry.tool.name, task_id, on_task=on_task
+                entry.connection_id, opener, entry.tool.name, task_id, on_task=on_task, stop=stop
             )
+        except errors.CallStoppedError:
+            latency_ms = (time.perf_counter() - started) * 1000
+            self._record(team_id, user_id, entry, latency_ms, "stopped", "Stopped", "stopped by the person")
+            raise
         except errors.McpCoreError as exc:
             raise await self._call_failed(team_id, user_id, entry, started, exc)  # noqa: B904  # cause kept
         return await self._finish(team_id, user_id, entry, started, result)

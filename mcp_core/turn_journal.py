@@ -116,6 +116,7 @@ class TurnJournal:
         self._began: dict[str, float] = {}
         self._stops_heard: set[str] = set()
         self._stop_watch: asyncio.Task[None] | None = None
+        self._stop_signals: dict[str, asyncio.Event] = {}
         self.on_stop_requested: Callable[[str], None] | None = None
         """Set by the Slack side: stops this process's turn of that id as a Stop clicked here
         would (the process the Stop landed on checked that the clicker asked it)."""
@@ -294,6 +295,11 @@ class TurnJournal:
             question, owner=self.owner, lease_until=now + self._lease, now=now, expired_ok=expired_ok
         )
 
+    def stop_signal(self, turn_id: str) -> asyncio.Event:
+        """Set once a Stop for this process's turn ``turn_id`` was asked on any process (this
+        one included): for work the Slack side's own Stop cannot reach (a followed task)."""
+        return self._stop_signals.setdefault(turn_id, asyncio.Event())
+
     def lost_signal(self, turn_id: str) -> asyncio.Event:
         """Set once this process learns that its turn was taken by another process (a click
         there) or closed by one: whatever the turn waits for here, it should stop quietly."""
@@ -419,6 +425,7 @@ class TurnJournal:
         self._tasks.pop(turn_id, None)
         self._began.pop(turn_id, None)
         self._stops_heard.discard(turn_id)
+        self._stop_signals.pop(turn_id, None)
         self._lost_signals.pop(turn_id, None)
         self._dirty.discard(turn_id)
         if not self._turns:
@@ -501,7 +508,7 @@ class TurnJournal:
 
     async def _watch_stops(self) -> None:
         """While this process runs turns: every ``STOP_POLL_S``, the Stops asked elsewhere for
-        those older than that, handed to ``on_stop_requested`` once each."""
+        those older than that, each told once to its ``stop_signal`` and ``on_stop_requested``."""
         loop = asyncio.get_running_loop()
         while self._turns and not self._frozen:
             await asyncio.sleep(STOP_POLL_S)
@@ -511,7 +518,7 @@ class TurnJournal:
                 for t, began in self._began.items()
                 if now - began >= STOP_POLL_S and t in self._written and t not in self._lost
             }
-            if not old or self.on_stop_requested is None:
+            if not old:
                 continue
             try:
                 asked = await self._store.stops_requested(owner=self.owner)
@@ -521,7 +528,10 @@ class TurnJournal:
             for turn_id in sorted((asked & old) - self._stops_heard):
                 self._stops_heard.add(turn_id)
                 logger.info("turn %s was stopped from another process", turn_id)
-                self.on_stop_requested(turn_id)
+                if (signal := self._stop_signals.get(turn_id)) is not None:
+                    signal.set()
+                if self.on_stop_requested is not None:
+                    self.on_stop_requested(turn_id)
 
     # -- the sweeper --------------------------------------------------------------------------
 

@@ -31,6 +31,8 @@ from tests.support.registry import make_settings, open_services
 from tests.support.servers import RunningServer, start_task_extension, start_task_keeper
 
 from .test_process import _stop
+from .test_stop_processes import stop_value
+from .test_turn_resume import click, wait_told
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 
@@ -154,4 +156,51 @@ async def test_a_follower_that_dies_too_hands_the_task_to_the_next_process_witho
     assert "```Report on kelp```" in result
     assert len([t for t in w.thread_posts(event["ts"]) if "finished on its server" in t]) == 1
     assert runs == 1
+    assert "Traceback" not in output
+
+
+def cancelled_on_server(keeper: RunningServer) -> int:
+    with urllib.request.urlopen(f"{keeper.base_url}/calls", timeout=5) as response:
+        return int(json.load(response).get("cancelled", 0))
+
+
+async def test_the_askers_stop_on_any_process_cancels_a_followed_task_on_its_server(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    async with keeper_world(fake, tmp_path, "extension") as (w, keeper):
+        a, b = w.start(), w.start()
+        c = None
+        try:
+            w.llm.call_tools((RESEARCH, {"topic": "kelp", "seconds": 60}))
+            event = await w.mention(a, "research kelp")
+            await task_running(w, keeper, event["ts"])
+            kill(a)
+            await w.closing_message(event["ts"])
+            [notice] = [
+                body
+                for body, _ in w.posts.made
+                if body.get("thread_ts") == event["ts"]
+                and str(body.get("text")).startswith("⚠️ I was restarted")
+            ]
+            c = w.start()  # the Stop lands on a process that is not following the task
+            stranger = await wait_told(
+                w, await click(w, c, stop_value(notice), action="mcp_agent_stop", user="U0MALLORY")
+            )
+            await click(w, c, stop_value(notice), action="mcp_agent_stop")
+            with anyio.fail_after(WAIT_S):
+                while texts.task_stopped(RESEARCH) not in w.thread_posts(event["ts"]):  # noqa: ASYNC110
+                    await anyio.sleep(0.1)
+            cancelled = await anyio.to_thread.run_sync(cancelled_on_server, keeper)
+            runs = await anyio.to_thread.run_sync(research_runs, keeper)
+        finally:
+            if a.process.poll() is None:
+                kill(a)
+            output, _ = _stop(b.process)
+            if c is not None:
+                _stop(c.process)
+
+    assert stranger == [texts.STOP_NOT_YOURS]
+    assert cancelled == 1
+    assert runs == 1
+    assert not [t for t in w.thread_posts(event["ts"]) if "finished on its server" in t]
     assert "Traceback" not in output
