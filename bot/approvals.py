@@ -154,6 +154,9 @@ class ApprovalDesk:
 Resumer = Callable[[str, str, str, Outcome, AsyncRespond | None], Awaitable[None]]
 """``(button value, team, user, outcome, respond)``: a click on a question this process's
 desk does not hold — answered from the database, the turn going on here (``bot.resume``)."""
+KeptCallReader = Callable[[str, str, str], Awaitable[ToolCall | str]]
+"""``(button value, team, user)``: the call of a question this process's desk does not hold,
+read from the database (``bot.resume.kept_arguments``), or what to tell the clicker."""
 
 
 def register_approvals(
@@ -162,9 +165,11 @@ def register_approvals(
     registry: ToolRegistry,
     client: AsyncWebClient,
     resumer: Callable[[], Resumer | None] = lambda: None,
+    kept_calls: KeptCallReader | None = None,
 ) -> None:
     """Add the Approve, Deny and Show-all-arguments listeners of ``desk``'s questions to ``app``.
-    ``resumer``: gives what answers the questions of other processes (None: they are gone)."""
+    ``resumer``: gives what answers the questions of other processes (None: they are gone);
+    ``kept_calls``: what reads the call of such a question, to show its arguments."""
 
     async def elsewhere(
         answered: Answer,
@@ -231,9 +236,12 @@ def register_approvals(
         """The complete arguments of a long call, in a modal, for the asker only."""
         await ack()
         value, team_id, user_id = _click(body, action)
-        call = desk.call_for(value, team_id, user_id)
+        found = desk.call_for(value, team_id, user_id)
+        call: ToolCall | str = _REFUSED[found] if isinstance(found, str) else found
+        if found == "gone" and kept_calls is not None:  # asked on another process
+            call = await kept_calls(value, team_id, user_id)
         if isinstance(call, str):
-            await privately(respond, _REFUSED[call])
+            await privately(respond, call)
             return
         modal = views.arguments_modal(call, registry.redactor(team_id, user_id))
         try:

@@ -32,7 +32,7 @@ from bot import texts, views
 from bot.approvals import ApprovalDesk, Asking, KeptQuestion, ask_approval, register_approvals
 from bot.questions import QuestionDesk, call_events, register_questions
 from bot.replies import Replies, Thread
-from bot.resume import Continued, resumer
+from bot.resume import Continued, kept_arguments, resumer
 from bot.rich_results import post_rich_results
 from bot.stops import RunningTurn, TurnDesk, register_stops
 from bot.turn_display import EditedDisplay, SlackSurfaces, StreamedDisplay, TurnDisplay
@@ -68,7 +68,7 @@ def register_chat(
     if services.turns is not None and services.checkpoint_keys is not None:
         services.turns.questions_continue = True
     answers_elsewhere = resumer(services, replies, lambda continued: go_on(continued))
-    register_approvals(app, desk, registry, client, lambda: answers_elsewhere)
+    register_approvals(app, desk, registry, client, lambda: answers_elsewhere, kept_arguments(services))
     services.metrics.observe_open_approvals(desk.open_count)
     turns = TurnDesk()
     register_stops(app, turns, client, services.turns)

@@ -24,15 +24,16 @@ from typing import Any
 from slack_bolt.async_app import AsyncRespond
 
 from bot import texts
-from bot.approvals import Outcome, Resumer
+from bot.approvals import KeptCallReader, Outcome, Resumer
 from bot.replies import Replies, privately
 from mcp_core import errors
+from mcp_core.agent import ToolCall
 from mcp_core.audit import Auditor
 from mcp_core.services import Services
 from mcp_core.turn_checkpoint import Checkpoint, unseal
 from mcp_core.turn_journal import TurnRow
 
-__all__ = ["Continued", "resumer"]
+__all__ = ["Continued", "kept_arguments", "resumer"]
 
 logger = logging.getLogger(__name__)
 
@@ -59,26 +60,12 @@ def resumer(
     async def resume(
         value: str, team_id: str, user_id: str, outcome: Outcome, respond: AsyncRespond | None
     ) -> None:
-        question, _, digest = value.partition(".")
-        try:
-            row = await journal.find_question(question) if question else None
-        except errors.McpCoreError as exc:
-            await privately(respond, texts.failed(exc))
+        question = value.partition(".")[0]
+        kept = await _open_kept(services, value, team_id, user_id)
+        if isinstance(kept, str):
+            await privately(respond, kept)
             return
-        if row is None:
-            await privately(respond, texts.APPROVAL_GONE)
-            return
-        if (row.team_id, row.user_id) != (team_id, user_id):
-            await privately(respond, texts.APPROVAL_NOT_YOURS)
-            return
-        checkpoint = unseal(keys, row.team_id, row.user_id, row.turn_id, row.checkpoint)
-        expires = row.question_expires_at
-        if checkpoint is None or checkpoint.extras.get("digest") != digest or expires is None:
-            await privately(respond, texts.APPROVAL_GONE)
-            return
-        if expires <= datetime.now(UTC):
-            await privately(respond, texts.APPROVAL_GONE)
-            return
+        row, checkpoint = kept
         if outcome == "always" and checkpoint.extras.get("offers_always") is not True:
             await privately(respond, texts.APPROVAL_NOT_OFFERED)
             return
@@ -128,6 +115,53 @@ def resumer(
         await go_on(Continued(taken, checkpoint, outcome in ("approved", "always")))
 
     return resume
+
+
+def kept_arguments(services: Services) -> KeptCallReader | None:
+    """What shows the complete arguments of a question another process asked (its *Show all
+    arguments* button), read from the turn's sealed checkpoint; None when questions are not
+    kept."""
+    if services.turns is None or services.checkpoint_keys is None:
+        return None
+
+    async def read(value: str, team_id: str, user_id: str) -> ToolCall | str:
+        kept = await _open_kept(services, value, team_id, user_id)
+        if isinstance(kept, str):
+            return kept
+        checkpoint = kept[1]
+        if not 0 <= checkpoint.waiting < len(checkpoint.calls):
+            return texts.APPROVAL_GONE
+        call = checkpoint.calls[checkpoint.waiting]
+        return ToolCall(call.id, call.name, _arguments(call.raw_arguments) or {}, None)
+
+    return read
+
+
+async def _open_kept(
+    services: Services, value: str, team_id: str, user_id: str
+) -> tuple[TurnRow, Checkpoint] | str:
+    """The open, unexpired question a button's ``value`` names, with its turn's checkpoint,
+    when ``team_id``/``user_id`` asked it and the button's digest is the one shown; else what
+    to tell the clicker."""
+    journal, keys = services.turns, services.checkpoint_keys
+    assert journal is not None
+    assert keys is not None
+    question, _, digest = value.partition(".")
+    try:
+        row = await journal.find_question(question) if question else None
+    except errors.McpCoreError as exc:
+        return texts.failed(exc)
+    if row is None:
+        return texts.APPROVAL_GONE
+    if (row.team_id, row.user_id) != (team_id, user_id):
+        return texts.APPROVAL_NOT_YOURS
+    checkpoint = unseal(keys, row.team_id, row.user_id, row.turn_id, row.checkpoint)
+    expires = row.question_expires_at
+    if checkpoint is None or checkpoint.extras.get("digest") != digest or expires is None:
+        return texts.APPROVAL_GONE
+    if expires <= datetime.now(UTC):
+        return texts.APPROVAL_GONE
+    return row, checkpoint
 
 
 async def _catalog(services: Services, team_id: str, user_id: str) -> list[Any]:

@@ -141,6 +141,8 @@ async def test_an_approve_click_on_the_other_process_continues_the_turn_there_an
             value = approval_value(asked)
             stranger = await click(w, b, value, user="U0MALLORY")
             refused = await wait_told(w, stranger)
+            await click(w, b, value, action="mcp_agent_arguments")  # read from the sealed checkpoint
+            shown = await anyio.to_thread.run_sync(lambda: w.fake.wait_for("views.open"))
             await click(w, b, value)
             final = await answered(w, event["ts"])
             again = await click(w, a, value)  # a second click, on the asking process
@@ -152,6 +154,8 @@ async def test_an_approve_click_on_the_other_process_continues_the_turn_there_an
             out_b, _ = _stop(b.process)
 
     assert refused == [texts.APPROVAL_NOT_YOURS]
+    assert f"Arguments of `{SLOW}`" in json.dumps(shown)
+    assert '\\"seconds\\": 0.1' in json.dumps(shown)
     assert late == [texts.APPROVAL_GONE]
     assert runs == 1
     assert len(w.llm.requests) == 2
