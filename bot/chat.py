@@ -51,6 +51,9 @@ __all__ = ["answer_in_thread", "register_chat"]
 
 logger = logging.getLogger(__name__)
 
+QUESTION_SLACK_S = 60.0
+"""A kept question outlives the core's bound on its wait by this much (a late answer is
+refused as gone, never written for nobody)."""
 THREAD_PAGE = 200
 """Messages per conversations.replies call; Slack pages a thread oldest first."""
 THREAD_MAX_PAGES = 5
@@ -78,7 +81,9 @@ def register_chat(
         sessions=settings.slack_agent_sessions,
         refresh_s=settings.slack_status_refresh_s,
     )
-    questions = QuestionDesk()
+    questions = QuestionDesk(
+        services.kept_questions, expires_s=services.settings.elicitation_timeout_s + QUESTION_SLACK_S
+    )
     register_questions(app, questions, client)
 
     @app.event("app_mention")

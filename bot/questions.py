@@ -12,16 +12,22 @@ A link (URL mode) is shown to the asker only (``chat.postEphemeral`` in the thre
 that fails), written out in full with its host and a link button; it is never fetched or
 opened by the bot. Shown counts as ``accept``: the server learns the outcome out of band.
 
-Questions wait on futures of this process (``QuestionDesk``), as approvals do.
+Questions wait on futures of this process (``QuestionDesk``). Behind a load balancer a click
+may reach another process: where questions can be kept (a turn journal and a keyring), each
+form is also kept in the database, sealed (``mcp_core.kept_questions``); a process that does
+not hold the question opens the form from there for the asker, checks the answer against it
+and writes it, and the asking process, which looks for it while it waits, takes it as its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import anyio
@@ -43,6 +49,8 @@ from mcp_core.elicitation import (
     UrlRequest,
     check_answers,
 )
+from mcp_core.errors import McpCoreError
+from mcp_core.kept_questions import KeptQuestions
 
 __all__ = ["QuestionDesk", "ask_in_thread", "call_events", "register_questions"]
 
@@ -63,10 +71,14 @@ class _Question:
 
 
 class QuestionDesk:
-    """Form questions waiting in this process, by id (the buttons' value, the modal's metadata)."""
+    """Form questions waiting in this process, by id (the buttons' value, the modal's metadata).
+    ``kept``: where they are also kept for other processes (None: answered here only), each
+    until ``expires_s`` from its asking (past the core's own bound on the wait)."""
 
-    def __init__(self) -> None:
+    def __init__(self, kept: KeptQuestions | None = None, *, expires_s: float = 3600.0) -> None:
         self._waiting: dict[str, _Question] = {}
+        self.kept = kept
+        self.expires_s = expires_s
 
     def open(self, team_id: str, user_id: str, form: FormRequest) -> tuple[str, asyncio.Future[ElicitAnswer]]:
         question_id = uuid.uuid4().hex
@@ -110,11 +122,12 @@ async def ask_in_thread(
     if isinstance(request, UrlRequest):
         return await _show_link(thread, user_id, request)
     question_id, future = desk.open(team_id, user_id, request)
+    kept = await _keep(desk, question_id, team_id, user_id, request)
     posted = ""
     try:
         text, blocks = question_views.question_blocks(question_id, user_id, request)
         posted = await thread.post(text, blocks)
-        answer = await future
+        answer = await _first_answer(future, kept, question_id, team_id, user_id)
     except BaseException as exc:
         if posted:
             ended = "unanswered" if isinstance(exc, asyncio.CancelledError) else "failed"
@@ -123,8 +136,54 @@ async def ask_in_thread(
         raise
     finally:
         desk.close(question_id)
+        if kept is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(CLEANUP_TIMEOUT_S):
+                await _forget(kept, question_id)
     await thread.edit(posted, texts.question_outcome(server, user_id, answer.action))
     return answer
+
+
+async def _keep(
+    desk: QuestionDesk, question_id: str, team_id: str, user_id: str, form: FormRequest
+) -> KeptQuestions | None:
+    """The question kept for other processes; None when it cannot be (it is then this
+    process's alone, as without a keyring)."""
+    if desk.kept is None:
+        return None
+    expires_at = datetime.now(UTC) + timedelta(seconds=desk.expires_s)
+    try:
+        await desk.kept.keep(question_id, team_id, user_id, form, expires_at)
+    except McpCoreError as exc:
+        logger.warning("could not keep a question for other processes (%s); it is answered here only", exc)
+        return None
+    return desk.kept
+
+
+async def _forget(kept: KeptQuestions, question_id: str) -> None:
+    try:
+        await kept.forget(question_id)
+    except McpCoreError as exc:  # it expires on its own
+        logger.info("could not forget question %s: %s", question_id, exc)
+
+
+async def _first_answer(
+    future: asyncio.Future[ElicitAnswer],
+    kept: KeptQuestions | None,
+    question_id: str,
+    team_id: str,
+    user_id: str,
+) -> ElicitAnswer:
+    """The answer given here (``future``) or, with ``kept``, on another process."""
+    if kept is None:
+        return await future
+    elsewhere = asyncio.ensure_future(kept.wait(question_id, team_id, user_id))
+    try:
+        done, _ = await asyncio.wait({future, elsewhere}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        elsewhere.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await elsewhere
+    return future.result() if future in done else elsewhere.result()
 
 
 async def _show_link(thread: Thread, user_id: str, request: UrlRequest) -> ElicitAnswer:
@@ -186,6 +245,40 @@ def call_events(
     )
 
 
+async def _form(desk: QuestionDesk, question_id: str, team_id: str, user_id: str) -> FormRequest | str:
+    """The open question's form for its asker, held here or kept by the process that asked;
+    else "gone" or the asker's id (someone else clicked)."""
+    found = desk.find(question_id, team_id, user_id)
+    if not isinstance(found, str):
+        return found.form
+    if found != "gone" or desk.kept is None or not question_id:
+        return found
+    try:
+        return await desk.kept.find(question_id, team_id, user_id)
+    except McpCoreError as exc:
+        logger.warning("could not read a question kept by another process: %s", exc)
+        return "gone"
+
+
+async def _answer(
+    desk: QuestionDesk, question_id: str, team_id: str, user_id: str, answer: ElicitAnswer
+) -> bool:
+    """Give the asker's answer to the process waiting for it (this one, or the one that asked)."""
+    if desk.answer(question_id, team_id, user_id, answer):
+        return True
+    if desk.kept is None or not question_id:
+        return False
+    try:
+        return await desk.kept.answer(question_id, team_id, user_id, answer)
+    except McpCoreError as exc:
+        logger.warning("could not pass an answer to the process that asked: %s", exc)
+        return False
+
+
+def _refusal(found: str) -> str:
+    return texts.QUESTION_GONE if found == "gone" else texts.question_not_yours(found)
+
+
 def register_questions(app: AsyncApp, desk: QuestionDesk, client: AsyncWebClient) -> None:
     """Add the Answer / Decline buttons' and the modal's listeners to ``app``."""
 
@@ -194,13 +287,12 @@ def register_questions(app: AsyncApp, desk: QuestionDesk, client: AsyncWebClient
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond | None
     ) -> None:
         await ack()
-        question = desk.find(str(action.get("value", "")), *owner(body))
-        if isinstance(question, str):
-            await privately(
-                respond, texts.QUESTION_GONE if question == "gone" else texts.question_not_yours(question)
-            )
+        value = str(action.get("value", ""))
+        form = await _form(desk, value, *owner(body))
+        if isinstance(form, str):
+            await privately(respond, _refusal(form))
             return
-        modal = question_views.question_modal(str(action.get("value")), question.form)
+        modal = question_views.question_modal(value, form)
         try:
             await client.views_open(trigger_id=body.get("trigger_id"), view=modal)
         except SlackApiError as exc:
@@ -213,13 +305,11 @@ def register_questions(app: AsyncApp, desk: QuestionDesk, client: AsyncWebClient
     ) -> None:
         await ack()
         value, (team_id, user_id) = str(action.get("value", "")), owner(body)
-        question = desk.find(value, team_id, user_id)
-        if isinstance(question, str):
-            await privately(
-                respond, texts.QUESTION_GONE if question == "gone" else texts.question_not_yours(question)
-            )
+        form = await _form(desk, value, team_id, user_id)
+        if isinstance(form, str):
+            await privately(respond, _refusal(form))
             return
-        desk.answer(value, team_id, user_id, ElicitAnswer("decline"))
+        await _answer(desk, value, team_id, user_id, ElicitAnswer("decline"))
 
     @app.action("mcp_question_link")
     async def on_link(ack: AsyncAck) -> None:
@@ -228,19 +318,19 @@ def register_questions(app: AsyncApp, desk: QuestionDesk, client: AsyncWebClient
     @app.view_submission(question_views.QUESTION_CALLBACK)
     async def on_submit(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         value, (team_id, user_id) = str(view.get("private_metadata") or ""), owner(body)
-        question = desk.find(value, team_id, user_id)
-        if isinstance(question, str):
+        form = await _form(desk, value, team_id, user_id)
+        if isinstance(form, str):
             await ack()  # closes the modal: nothing waits for it any more
             return
-        checked = check_answers(question.form, question_views.read_modal(question.form, view))
+        checked = check_answers(form, question_views.read_modal(form, view))
         if checked.errors:
-            index = {f.name: f"f{n}" for n, f in enumerate(question.form.fields)}
+            index = {f.name: f"f{n}" for n, f in enumerate(form.fields)}
             await ack(response_action="errors", errors={index[k]: v for k, v in checked.errors.items()})
             return
         await ack()
-        desk.answer(value, team_id, user_id, checked)
+        await _answer(desk, value, team_id, user_id, checked)
 
     @app.view_closed(question_views.QUESTION_CALLBACK)
     async def on_closed(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         await ack()
-        desk.answer(str(view.get("private_metadata") or ""), *owner(body), ElicitAnswer("cancel"))
+        await _answer(desk, str(view.get("private_metadata") or ""), *owner(body), ElicitAnswer("cancel"))

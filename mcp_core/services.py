@@ -21,6 +21,7 @@ from mcp_core.connections import ConnectionPool
 from mcp_core.credentials import CredentialStore, Keyring, detect_backend, open_backend, preflight
 from mcp_core.credentials.keys import load_keyring
 from mcp_core.errors import ConfigError
+from mcp_core.kept_questions import KeptQuestions
 from mcp_core.metrics import Metrics
 from mcp_core.oauth import GrantStore, OAuthFlows, default_redirect_url
 from mcp_core.policy import PolicyCache
@@ -90,6 +91,15 @@ class Services:
             return load_keyring(self.settings)
         except ConfigError:
             return None
+
+    @cached_property
+    def kept_questions(self) -> KeptQuestions | None:
+        """Servers' form questions mid-call, answerable on any process (``mcp_core.kept_questions``);
+        None without a turn journal or a keyring (they are then answered where asked)."""
+        keys = self.checkpoint_keys
+        if self.turns is None or keys is None:
+            return None
+        return KeptQuestions(self.store.engine, keys)
 
     async def aclose(self) -> None:
         """Close sessions (reaping children), flush usage, then release the credential backend,

@@ -32,6 +32,7 @@ __all__ = [
     "slack_workspaces",
     "team_usage_daily",
     "tool_usage",
+    "turn_questions",
     "turns",
     "turns_daily",
     "usage_charts",
@@ -165,6 +166,20 @@ turns = sa.Table(
     sa.Column("stop_requested_at", UtcDateTime),  # 0014_turn_stops
     sa.Index("mcp_turns_state_lease_idx", "state", "lease_until"),
     sa.Index("mcp_turns_question_idx", "question", unique=True),
+)
+
+# A server's form question mid-call, answerable on any process; 0014_turn_stops.
+turn_questions = sa.Table(
+    "mcp_turn_questions",
+    metadata,
+    sa.Column("question_id", sa.Text, primary_key=True),
+    sa.Column("team_id", sa.Text, nullable=False),
+    sa.Column("user_id", sa.Text, nullable=False),
+    sa.Column("form", Json, nullable=False),
+    sa.Column("answer", Json),
+    sa.Column("expires_at", UtcDateTime, nullable=False),
+    sa.Column("created_at", UtcDateTime, nullable=False),
+    sa.Index("mcp_turn_questions_expires_idx", "expires_at"),
 )
 
 slack_events = sa.Table(

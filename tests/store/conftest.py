@@ -27,6 +27,7 @@ from mcp_core.store._tables import (
     slack_oauth_states,
     team_usage_daily,
     tool_usage,
+    turn_questions,
     turns,
     turns_daily,
     usage_charts,
@@ -105,6 +106,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
             slack_installations,
             slack_oauth_states,
             workspace_removals,
+            turn_questions,
             credentials,
         ):
             await conn.execute(sa.delete(table))
