@@ -302,6 +302,10 @@ async def _turn(
 
         kept = KeptQuestion(keep, take, lost)
 
+        def on_round(checkpoint: Checkpoint) -> None:
+            """Each round's conversation and calls go with the turn's row, sealed."""
+            journal.checkpointed(turn_id, seal(keys, team_id, user_id, turn_id, checkpoint))
+
     async def ask(call: ToolCall) -> bool | str:
         asking = Asking(
             team_id, user_id, thread, others_wrote, redact, allowed_now, kept, Auditor(services.store)
@@ -349,6 +353,7 @@ async def _turn(
             on_text=display.text if isinstance(display, StreamedDisplay) else None,
             stop=turn.stop if turn is not None else None,
             on_wait=on_wait if kept is not None else None,
+            on_round=on_round if kept is not None else None,
             resume=Resume(checkpoint=continued.checkpoint, answer=continued.answer) if continued else None,
         )
     except errors.TurnContinuedElsewhereError:

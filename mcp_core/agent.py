@@ -288,6 +288,7 @@ class Agent:
         stop: asyncio.Event | None = None,
         on_wait: Callable[[Checkpoint], Awaitable[None]] | None = None,
         resume: Resume | None = None,
+        on_round: Callable[[Checkpoint], None] | None = None,
     ) -> AgentReply:
         """Answer the conversation ``messages`` (``role``/``content`` dicts, oldest first).
 
@@ -308,13 +309,16 @@ class Agent:
         each ``ask_approval``, so that the question can be answered on another process;
         ``resume``: go on from such a checkpoint with the person's answer instead of starting
         (``messages`` is then not read). A resumed turn's ``on_usage`` counts its own rounds.
+        ``on_round``: given where the turn stands each time a model answer's calls are about to
+        run (the conversation so far and each call's exact arguments), to keep with the turn;
+        it must not block.
 
         Raises:
             LlmError: the model could not be reached or refused the request.
         """
         reply = AgentReply(text="", steps=0, usage=TurnUsage(model=self._model))
         relay = TextRelay(on_text, redact) if on_text is not None else None
-        hooks = _Hooks(call_tool, on_progress, ask_approval, approval, on_wait)
+        hooks = _Hooks(call_tool, on_progress, ask_approval, approval, on_wait, on_round)
         turn = asyncio.ensure_future(self._turn(reply, messages, catalog, hooks, redact, relay, resume))
         try:
             if stop is None:
@@ -406,6 +410,8 @@ class Agent:
                         round_.answers[index] = found.text
                     else:
                         round_.runs.append(index)
+                if hooks.on_round is not None and round_.runs:
+                    hooks.on_round(_checkpoint(reply, history, round_, [*offered, *round_.added], searching))
             checkpoint_of = functools.partial(
                 _checkpoint, reply, history, round_, [*offered, *round_.added], searching
             )
@@ -720,6 +726,7 @@ class _Hooks:
     ask_approval: Callable[[ToolCall], Awaitable[bool | str]] | None
     approval: Callable[[CatalogEntry], bool]
     on_wait: Callable[[Checkpoint], Awaitable[None]] | None
+    on_round: Callable[[Checkpoint], None] | None = None
 
 
 @dataclass
@@ -747,12 +754,13 @@ def _checkpoint(
     round_: _Round,
     offered: Sequence[CatalogEntry],
     searching: bool,
-    waiting: ToolCall,
+    waiting: ToolCall | None = None,
 ) -> Checkpoint:
-    """Where the turn stands as it asks about ``waiting`` (``mcp_core.turn_checkpoint``).
+    """Where the turn stands as it asks about ``waiting`` (``mcp_core.turn_checkpoint``), or,
+    without one, as its round's calls are about to run (``waiting`` -1: nothing to resume).
     Approvals are asked one at a time and never beside running calls, so every call of the
     round before ``waiting`` has ended and none after it has started."""
-    position = next(i for i, call in enumerate(round_.calls) if call is waiting)
+    position = -1 if waiting is None else next(i for i, call in enumerate(round_.calls) if call is waiting)
     ran_before = [round_.calls[i] for i in round_.runs if i < position]
     this_round = [reply.round_ended[id(call)] for call in ran_before]
     return Checkpoint(

@@ -4,7 +4,9 @@ closed honestly instead of saying "Thinking…" forever.
 
 The owner (this process) writes what a takeover needs to say what happened — the Slack
 messages the turn owns and, per tool call, its catalog name and whether it was sent and ended
-— never arguments or results. Writes stay off the hot path: ``begin``, ``own_message``,
+— and, sealed under the credential keyring where there is one, where the turn stands as each
+model round's calls begin (the conversation and the calls' exact arguments: ``checkpointed``),
+never readable arguments or results. Writes stay off the hot path: ``begin``, ``own_message``,
 ``call_asked``, ``call_finished``, ``waiting`` and ``running`` only change the turn in memory
 and wake a background task that writes every changed turn together (``FLUSH_INTERVAL_S``).
 ``durable`` waits for the write: the Slack side calls it before a turn shows anything, and
@@ -250,6 +252,8 @@ class TurnJournal:
                 process's alone, as without a checkpoint).
         """
         self._set_state(turn_id, "waiting")
+        if (row := self._turns.get(turn_id)) is not None:
+            row.progress = checkpoint  # a later write keeps the question's checkpoint
         await self.durable(turn_id)
         async with self._lock:
             held = await self._store.suspend(
@@ -263,6 +267,13 @@ class TurnJournal:
         if not held:
             self._mark_lost({turn_id})
             raise TurnTakenOverError()
+
+    def checkpointed(self, turn_id: str, checkpoint: Any) -> None:
+        """Where the turn stands as a model round's calls are about to run (sealed), written
+        with the turn's next write (the first call's ``call_started`` waits for it)."""
+        if (row := self._turns.get(turn_id)) is not None:
+            row.progress = checkpoint
+            self._changed(turn_id)
 
     async def take_own(self, turn_id: str, question: str, *, expired_ok: bool = False) -> bool:
         """This process's own turn gets the answer to its question (a click here, or the wait's

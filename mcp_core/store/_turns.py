@@ -86,6 +86,9 @@ class TurnRow:
     question_expires_at: datetime | None = None
     checkpoint: Any = None
     """Where it stands, sealed (``mcp_core.turn_checkpoint``); read, never written, by ``save``."""
+    progress: Any = None
+    """Where it stands as of its last model round, sealed: written by ``save`` into the same
+    column when set (the owner's in-memory row; never read back)."""
 
 
 class TurnStore:
@@ -116,6 +119,8 @@ class TurnStore:
                     "lease_until": lease_until,
                     "updated_at": now,
                 }
+                if row.progress is not None:
+                    values["checkpoint"] = row.progress
                 insert = self._insert(turns).values(
                     turn_id=row.turn_id,
                     team_id=row.team_id,

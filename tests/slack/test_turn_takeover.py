@@ -22,9 +22,14 @@ from typing import Any
 
 import anyio
 import pytest
+import sqlalchemy as sa
 
 from bot import texts
+from mcp_core.credentials._crypto import parse_keyring
 from mcp_core.models import NewConnection
+from mcp_core.store import create_engine
+from mcp_core.store._tables import turns
+from mcp_core.turn_checkpoint import Checkpoint, unseal
 from tests.credentials.conftest import KEY_1, pg_database
 from tests.slack.agent_harness import Posts, approval_value, record_posts
 from tests.support.fake_openai import FakeOpenAI, fake_openai
@@ -180,6 +185,31 @@ async def _database(postgres: bool) -> AsyncIterator[str | None]:
         yield url
 
 
+async def kept_state(w: World) -> Checkpoint:
+    """The checkpoint the live turn's row holds (sealed under the bots' keyring), once there."""
+    assert w.database_url is not None
+    engine = create_engine(w.database_url)
+    try:
+        with anyio.fail_after(WAIT_S):
+            while True:
+                async with engine.connect() as conn:
+                    row = (
+                        (await conn.execute(sa.select(turns).where(turns.c.state == "running")))
+                        .mappings()
+                        .first()
+                    )
+                if row is not None and row["checkpoint"] is not None:
+                    break
+                await anyio.sleep(0.05)
+    finally:
+        await engine.dispose()
+    checkpoint = unseal(
+        parse_keyring(KEYS), row["team_id"], row["user_id"], row["turn_id"], row["checkpoint"]
+    )
+    assert checkpoint is not None
+    return checkpoint
+
+
 def kill(bot: Bot) -> None:
     bot.process.send_signal(signal.SIGKILL)
     bot.process.communicate(timeout=10)  # reaped: its pid is free
@@ -201,6 +231,7 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
             event = await w.mention(a, "run the slow thing")
             await w.approve_next_question(a, 0)
             assert await w.slow_calls(at_least=1) == 1
+            kept = await kept_state(w)  # what the running turn keeps, sealed, in its row
             kill(a)
             closing = await w.closing_message(event["ts"])
             progress = w.last_edit(w.progress_ts(event["ts"]))
@@ -211,6 +242,8 @@ async def test_a_process_killed_mid_call_has_its_turn_closed_by_another_and_noth
                 kill(a)
             output, _ = _stop(b.process)
 
+    assert [(c.name, json.loads(c.raw_arguments)) for c in kept.calls] == [(SLOW, {"seconds": 60})]
+    assert kept.history[-2]["content"].endswith("run the slow thing")  # the conversation it read
     assert f"`{SLOW}` may have run" in closing
     assert "Ask again to continue." in closing
     assert progress["text"] == texts.INTERRUPTED
