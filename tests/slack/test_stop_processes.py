@@ -15,11 +15,8 @@ from typing import Any
 
 import anyio
 import pytest
-import sqlalchemy as sa
 
 from bot import texts
-from mcp_core.store import create_engine
-from mcp_core.store._tables import turns
 from mcp_core.store._turns import LIVE_STATES
 from tests.support.fake_slack import (
     JSON,
@@ -32,7 +29,7 @@ from tests.support.fake_slack import (
 
 from .test_process import _stop
 from .test_turn_resume import click, told, wait_told
-from .test_turn_takeover import SECRET, SLOW, USER, WAIT_S, World, fake, world
+from .test_turn_takeover import SECRET, SLOW, USER, WAIT_S, World, fake, turn_rows_until, world
 
 __all__ = ["fake"]
 
@@ -58,20 +55,7 @@ async def stopped_answer(w: World, progress_ts: str) -> dict[str, Any]:
 
 async def turns_ended(w: World) -> None:
     """Wait until no turn is live in the database (the stopped one wrote its end)."""
-    assert w.database_url is not None
-    engine = create_engine(w.database_url)
-    try:
-        with anyio.fail_after(WAIT_S):
-            while True:
-                async with engine.connect() as conn:
-                    live = (
-                        await conn.execute(sa.select(turns.c.turn_id).where(turns.c.state.in_(LIVE_STATES)))
-                    ).all()
-                if not live:
-                    return
-                await anyio.sleep(0.05)
-    finally:
-        await engine.dispose()
+    await turn_rows_until(w, lambda rows: not [r for r in rows if r["state"] in LIVE_STATES])
 
 
 async def slow_turn(w: World, bot: Any, text: str, questions_before: int) -> tuple[dict[str, Any], str]:

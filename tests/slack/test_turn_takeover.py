@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,24 +185,29 @@ async def _database(postgres: bool) -> AsyncIterator[str | None]:
         yield url
 
 
-async def kept_state(w: World) -> Checkpoint:
-    """The checkpoint the live turn's row holds (sealed under the bots' keyring), once there."""
+async def turn_rows_until(w: World, ready: Callable[[list[Any]], bool]) -> list[Any]:
+    """The rows of ``mcp_turns`` (another process's writes: polled) once ``ready`` says so."""
     assert w.database_url is not None
     engine = create_engine(w.database_url)
     try:
         with anyio.fail_after(WAIT_S):
             while True:
                 async with engine.connect() as conn:
-                    row = (
-                        (await conn.execute(sa.select(turns).where(turns.c.state == "running")))
-                        .mappings()
-                        .first()
-                    )
-                if row is not None and row["checkpoint"] is not None:
-                    break
+                    rows = list((await conn.execute(sa.select(turns))).mappings().all())
+                if ready(rows):
+                    return rows
                 await anyio.sleep(0.05)
     finally:
         await engine.dispose()
+
+
+async def kept_state(w: World) -> Checkpoint:
+    """The checkpoint the live turn's row holds (sealed under the bots' keyring), once there."""
+
+    def kept(rows: list[Any]) -> bool:
+        return any(r["state"] == "running" and r["checkpoint"] is not None for r in rows)
+
+    [row] = [r for r in await turn_rows_until(w, kept) if r["state"] == "running"]
     checkpoint = unseal(
         parse_keyring(KEYS), row["team_id"], row["user_id"], row["turn_id"], row["checkpoint"]
     )
