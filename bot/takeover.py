@@ -82,7 +82,7 @@ def interrupted_turns(
         if metrics is not None:
             metrics.turn_taken_over(waiting=turn.state == "waiting")
         edited = [SectionBlock(text=MarkdownTextObject(text=texts.INTERRUPTED)).to_dict()]
-        for ts in turn.messages:
+        for ts in turn.messages or await _unrecorded_progress(client, turn):
             with contextlib.suppress(*SLACK_FAILURES):  # not streaming (any more): the edit is enough
                 await client.chat_stopStream(channel=turn.channel_id, ts=ts)
             try:
@@ -101,6 +101,24 @@ def interrupted_turns(
         return _follower(client, registry, journal, turn)
 
     return close
+
+
+async def _unrecorded_progress(client: AsyncWebClient, turn: TurnRow) -> list[str]:
+    """A turn whose process died between Slack's answer to its progress message and the write
+    of that message's ts has none in its row: the thread's bot messages that still say only
+    :data:`bot.texts.THINKING` are its. (A live turn's message says that for a moment at most;
+    edited here, its next update puts its own words back.)"""
+    try:
+        found = await client.conversations_replies(channel=turn.channel_id, ts=turn.thread_ts, limit=200)
+    except SLACK_FAILURES as exc:
+        logger.info("could not read the thread of turn %s: %s", turn.turn_id, slack_error(exc))
+        return []
+    messages = found.get("messages") or []
+    return [
+        str(m["ts"])
+        for m in messages
+        if isinstance(m, dict) and m.get("bot_id") and m.get("text") == texts.THINKING and m.get("ts")
+    ]
 
 
 async def _followable(registry: ToolRegistry | None, turn: TurnRow) -> set[int]:

@@ -253,7 +253,7 @@ class TurnJournal:
         """
         self._set_state(turn_id, "waiting")
         if (row := self._turns.get(turn_id)) is not None:
-            row.progress = checkpoint  # a later write keeps the question's checkpoint
+            row.progress = None  # the question's checkpoint supersedes an unwritten round's
         await self.durable(turn_id)
         async with self._lock:
             held = await self._store.suspend(
@@ -464,11 +464,15 @@ class TurnJournal:
         failure: McpCoreError | None = None
         if rows:
             now = _now()
+            progress = {row.turn_id: row.progress for row in rows}
             try:
                 async with self._lock:
                     refused = await self._store.save(
                         rows, owner=self.owner, lease_until=now + self._lease, now=now
                     )
+                for row in rows:  # a round's checkpoint is written once, not with every change
+                    if row.progress is progress[row.turn_id]:
+                        row.progress = None
             except McpCoreError as exc:
                 logger.warning("could not write %d turns to the journal: %s", len(rows), exc)
                 failure = exc

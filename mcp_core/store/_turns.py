@@ -87,8 +87,8 @@ class TurnRow:
     checkpoint: Any = None
     """Where it stands, sealed (``mcp_core.turn_checkpoint``); read, never written, by ``save``."""
     progress: Any = None
-    """Where it stands as of its last model round, sealed: written by ``save`` into the same
-    column when set (the owner's in-memory row; never read back)."""
+    """Where it stands as of its last model round, sealed, until written: ``save`` writes it
+    into the same column when set (the owner's in-memory row; never read back)."""
 
 
 class TurnStore:
