@@ -223,3 +223,72 @@ async def test_a_deny_after_a_sqlite_restart_goes_on_and_the_model_is_told_nothi
     assert question_edits(w, asked_ts(w, asked)) == [texts.approval_outcome(SLOW, USER, "denied", "toy")]
     assert not [t for t in w.thread_posts(event["ts"]) if t.startswith("⚠️ I was restarted")]
     assert "Traceback" not in out
+
+
+async def streamed_answer(w: World) -> None:
+    """Until a stream that carries ANSWER was stopped (the answer is whole)."""
+
+    def done() -> bool:
+        return any(s.state == "stopped" and ANSWER in s.text for s in w.fake.ai.streams.values())
+
+    with anyio.fail_after(WAIT_S):
+        while not done():  # noqa: ASYNC110  # another process's calls: nothing to wait on
+            await anyio.sleep(0.05)
+
+
+@pytest.mark.postgres
+async def test_a_streamed_turn_approved_on_the_other_process_streams_its_answer_and_card_from_there(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    async with world(fake, tmp_path, postgres=True) as w:
+        a, b = w.start(SLACK_STREAMING="true"), w.start(SLACK_STREAMING="true")
+        try:
+            w.llm.call_tools((SLOW, {"seconds": 0.1}), content="Let me check that. ")
+            w.llm.reply(ANSWER)
+            event = await w.mention(a, "run the slow thing")
+            asked = await question(w)
+            await click(w, b, approval_value(asked))
+            await streamed_answer(w)
+            runs = await w.slow_calls()
+        finally:
+            out_a, _ = _stop(a.process)
+            out_b, _ = _stop(b.process)
+
+    first, second = sorted(w.fake.ai.streams.values(), key=lambda s: float(s.ts))
+    assert first.text == "Let me check that. "  # A's stream, stopped before it asked
+    assert first.state == "stopped"
+    assert second.text == ANSWER  # B's, below the question
+    assert second.thread_ts == event["ts"]
+    assert [card["status"] for card in second.tasks().values()] == ["complete"]
+    assert runs == 1
+    assert w.fake.ai.sessions[(event["channel"], event["ts"])].history[-1] == "closed"
+    assert "Traceback" not in out_a + out_b
+
+
+async def test_a_sigterm_while_asking_keeps_the_question_and_the_next_start_goes_on_with_it(
+    fake: FakeSlack, tmp_path: Path
+) -> None:
+    async with world(fake, tmp_path, postgres=False) as w:
+        first = w.start(TURN_DRAIN_S="1")
+        try:
+            w.llm.call_tools((SLOW, {"seconds": 0.1}))
+            w.llm.reply(ANSWER)
+            event = await w.mention(first, "run the slow thing")
+            asked = await question(w)
+            await question_row(w, approval_value(asked).partition(".")[0])
+        finally:
+            out_first, _ = _stop(first.process)  # SIGTERM: the drain lets the waiting turn go
+        assert first.process.returncode == 0, out_first
+        second = w.start()
+        try:
+            await click(w, second, approval_value(asked))
+            final = await answered(w, event["ts"])
+            runs = await w.slow_calls()
+        finally:
+            out_second, _ = _stop(second.process)
+
+    assert runs == 1
+    assert "Thinking" not in json.dumps(final)
+    assert question_edits(w, asked_ts(w, asked)) == [texts.approval_outcome(SLOW, USER, "approved", "toy")]
+    assert not [t for t in w.thread_posts(event["ts"]) if t.startswith("⚠️ I was restarted")]
+    assert "Traceback" not in out_first + out_second
