@@ -14,7 +14,10 @@ streamable HTTP shared by both. For every (transport, protocol mode) it times, p
   SQLite store in the background).
 
 Raw and registry loops alternate order each round and the best round is reported, to keep
-noise from a shared 2-core machine down; rows still queued by the usage recorder are written
+noise from a shared 2-core machine down; then ``--pairs`` pairs of ``--block``-call blocks run
+raw and registry back to back (order alternating), and the median of the pairs' ratios is
+reported with its quartiles: the steadier number, since both blocks of a pair share the
+machine's state of that second; rows still queued by the usage recorder are written
 between loops, so a raw loop never pays for them. Also measured per loop: CPU time of this
 process per call, the usage recorder's store writes, new child processes after the first call
 (stdio: child pids before/after, and the server's own pid through the ``pid`` tool) and new
@@ -66,7 +69,7 @@ REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "tests" / "servers" / "toy.py"
 RESULTS = REPO / "bench" / "results" / "tool_calls.json"
 WARMUP = 20
-TARGET_RATIO = 0.9
+TARGET_RATIO = 0.95
 TEAM, USER = "T0BENCH", "U0BENCH"
 ARGS = {"text": "x"}
 SERVER_START_TIMEOUT_S = 20.0
@@ -184,6 +187,8 @@ class Case:
     raw_protocol: str = ""
     registry_protocol: str = ""
     rounds: dict[str, list[Loop]] = field(default_factory=lambda: {"raw": [], "registry": []})
+    pair_ratios: list[float] = field(default_factory=list)
+    """Registry/raw throughput of each back-to-back pair of short blocks (``--pairs``)."""
 
     @property
     def label(self) -> str:
@@ -367,6 +372,22 @@ async def build_cases(
     return cases
 
 
+async def paired_blocks(case: Case, n: int, *, registry_first: bool) -> None:
+    """One raw block and one registry block of ``n`` calls back to back (order alternating
+    pair by pair): the machine's slow drift (other jobs on a shared 2-core host) is nearly the
+    same for both, so their ratio is steadier than one of best rounds minutes apart."""
+    sides = ("registry", "raw") if registry_first else ("raw", "registry")
+    seconds = {}
+    for side in sides:
+        call = getattr(case, side)
+        await call()  # the first call after the other side's block warms this side's path
+        started = time.perf_counter()
+        for _ in range(n):
+            await call()
+        seconds[side] = time.perf_counter() - started
+    case.pair_ratios.append(seconds["raw"] / seconds["registry"])
+
+
 # --- reporting ---------------------------------------------------------------------------------
 
 
@@ -392,6 +413,8 @@ def summarize(case: Case) -> dict[str, Any]:
         "registry_calls_per_s": round(reg.rate, 1),
         "ratio": round(reg.rate / raw.rate, 3),
         "ratio_of_medians": round(median_rate["registry"] / median_rate["raw"], 3),
+        "paired_ratio": round(statistics.median(case.pair_ratios), 3) if case.pair_ratios else None,
+        "paired_ratio_quartiles": _quartiles(case.pair_ratios),
         "raw_median_ms": round(statistics.median(loop.median_ms for loop in case.rounds["raw"]), 3),
         "registry_median_ms": round(statistics.median(loop.median_ms for loop in case.rounds["registry"]), 3),
         "overhead_median_ms": None,
@@ -430,15 +453,23 @@ def summarize(case: Case) -> dict[str, Any]:
     return summary
 
 
+def _quartiles(values: list[float]) -> list[float] | None:
+    if len(values) < 4:
+        return None
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return [round(q1, 3), round(q3, 3)]
+
+
 def markdown(summaries: list[dict[str, Any]], calls: int, rounds: int) -> str:
     lines = [
         f"{calls} sequential `echo` calls after {WARMUP} warm-up, best of {rounds} rounds "
         "(raw and registry interleaved); medians are per-call latencies (median over rounds).",
         "",
         "| Transport | Mode (negotiated) | Raw calls/s | Registry calls/s | Registry/raw | "
+        "Paired registry/raw (median, quartiles) | "
         "Raw median | Registry median | New per call after the first (raw / registry) | "
         "Usage writes per 1000 calls |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for s in summaries:
         if s["transport"] == "stdio":
@@ -450,10 +481,16 @@ def markdown(summaries: list[dict[str, Any]], calls: int, rounds: int) -> str:
             new = s["new_tcp_connections_per_call"]
             effect = f"{new['raw']:.3f} / {new['registry']:.3f} TCP connections"
         mark = "" if s["ratio"] >= TARGET_RATIO else " ⚠"
+        paired = "–"
+        if s["paired_ratio"] is not None:
+            low, high = s["paired_ratio_quartiles"] or (s["paired_ratio"], s["paired_ratio"])
+            paired_mark = "" if s["paired_ratio"] >= TARGET_RATIO else " ⚠"
+            paired = f"{s['paired_ratio']:.3f}{paired_mark} ({low:.2f}–{high:.2f})"
         lines.append(
             f"| {'stdio' if s['transport'] == 'stdio' else 'streamable HTTP'} | {s['mode']} "
             f"({s['protocol_registry']}) | {s['raw_calls_per_s']:,.0f} | {s['registry_calls_per_s']:,.0f} | "
-            f"{s['ratio']:.2f}{mark} | {s['raw_median_ms']:.2f} ms | {s['registry_median_ms']:.2f} ms | "
+            f"{s['ratio']:.2f}{mark} | {paired} | {s['raw_median_ms']:.2f} ms | "
+            f"{s['registry_median_ms']:.2f} ms | "
             f"{effect} | {s['usage_writes_per_1000_calls']:g} |"
         )
     return "\n".join(lines)
@@ -503,6 +540,12 @@ async def run(args: argparse.Namespace, base_url: str, data_dir: Path, errlog: T
                     f"round {round_no + 1}/{args.rounds} done ({time.monotonic() - started:.1f} s)",
                     file=sys.stderr,
                 )
+            for pair in range(args.pairs):
+                for case in cases:
+                    await paired_blocks(case, args.block, registry_first=pair % 2 == 1)
+                    await services.usage.flush()
+            if args.pairs:
+                print(f"{args.pairs} pairs of {args.block}-call blocks done", file=sys.stderr)
             if args.profile:
                 profile_text = await profile(cases, args.calls)
         finally:
@@ -557,6 +600,13 @@ def main() -> None:
     parser.add_argument(
         "--modes", nargs="+", default=["auto", "legacy"], choices=["auto", "legacy"], help="protocol modes"
     )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=30,
+        help="back-to-back raw/registry block pairs after the rounds (default 30)",
+    )
+    parser.add_argument("--block", type=int, default=200, help="calls per paired block (default 200)")
     parser.add_argument("--profile", action="store_true", help="also cProfile the registry loops")
     parser.add_argument("--output", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS})")
     parser.add_argument(
