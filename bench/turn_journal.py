@@ -8,7 +8,8 @@ job queue on PostgreSQL (procrastinate and the like). This measures both sides i
 the same database:
 
 * **journal** — a turn's journal work as ``bot.chat`` does it: ``begin`` + ``durable`` (the row
-  before anything shows in Slack), ``call_started`` (durable before the tool is sent),
+  before anything shows in Slack), the round's sealed checkpoint (``checkpointed``),
+  ``call_started`` (durable before the tool is sent, with the checkpoint),
   ``call_finished``, ``end``. Sequential turns; the time is what the turn waits for.
 * **takeover** — one sweeper claiming ``--orphans`` turns whose owner died, in batches, as
   ``sweep`` does (the handler that tells Slack is not timed).
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import platform
 import secrets
 import statistics
@@ -40,14 +43,39 @@ from typing import Any
 import asyncpg
 import sqlalchemy as sa
 
+from mcp_core.credentials._crypto import parse_keyring
 from mcp_core.store import create_engine, migrate
 from mcp_core.store._tables import turns
 from mcp_core.store._turns import TurnStore
+from mcp_core.turn_checkpoint import Checkpoint, CheckpointCall, seal
 from mcp_core.turn_journal import TurnJournal
 
 RESULTS = Path(__file__).parent / "results" / "turn_journal.json"
 PG_CONNECT_TIMEOUT_S = 10.0
 WARMUP = 20
+KEYS = parse_keyring(f"bench:{base64.b64encode(os.urandom(32)).decode()}")
+ROUND = Checkpoint(
+    history=[
+        {"role": "user", "content": "<@U0BOT> can you echo hello back to me, and say what the server said?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "toy__echo", "arguments": '{"text":"hello"}'},
+                }
+            ],
+        },
+    ],
+    calls=[CheckpointCall(id="call_1", name="toy__echo", raw_arguments='{"text":"hello"}')],
+    runs=[0],
+    waiting=-1,
+    offered=[f"toy__tool{n}" for n in range(13)],
+)
+"""A round's checkpoint of a short mention with one call, sealed into the row as the turn's
+first call starts (the size of a real one: the conversation and the calls, not the tools)."""
 
 
 def quantiles(samples: list[float]) -> dict[str, float]:
@@ -67,6 +95,7 @@ async def journal_turns(journal: TurnJournal, turns: int) -> list[float]:
         journal.begin(turn_id, "T1", "U1", "C1", f"{n}.0")
         await journal.durable(turn_id)
         journal.own_message(turn_id, f"{n}.1")
+        journal.checkpointed(turn_id, seal(KEYS, "T1", "U1", turn_id, ROUND))  # as bot.chat's on_round
         journal.call_asked(turn_id, 0, "toy__echo")
         await journal.call_started(turn_id, 0, "toy__echo")
         journal.call_finished(turn_id, 0, "toy__echo")
