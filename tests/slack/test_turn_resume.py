@@ -106,6 +106,17 @@ async def question_row(w: World, question_id: str, *, owner_is: str | None = Non
         await engine.dispose()
 
 
+async def asked_and_kept(w: World, bot: Bot) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A mention on ``bot`` whose `slow` call is asked about, once its question is in the
+    database: the mention event and the question's post."""
+    w.llm.call_tools((SLOW, {"seconds": 0.1}))
+    w.llm.reply(ANSWER)
+    event = await w.mention(bot, "run the slow thing")
+    asked = await question(w)
+    await question_row(w, approval_value(asked).partition(".")[0])
+    return event, asked
+
+
 def question_edits(w: World, asked_ts: str) -> list[str]:
     return [
         str(c["body"].get("text")) for c in w.fake.calls("chat.update") if c["body"].get("ts") == asked_ts
@@ -202,11 +213,7 @@ async def test_a_deny_after_a_sqlite_restart_goes_on_and_the_model_is_told_nothi
     async with world(fake, tmp_path, postgres=False) as w:
         first = w.start()
         try:
-            w.llm.call_tools((SLOW, {"seconds": 0.1}))
-            w.llm.reply(ANSWER)
-            event = await w.mention(first, "run the slow thing")
-            asked = await question(w)
-            await question_row(w, approval_value(asked).partition(".")[0])
+            event, asked = await asked_and_kept(w, first)
         finally:
             kill(first)
         second = w.start()
@@ -271,11 +278,7 @@ async def test_a_sigterm_while_asking_keeps_the_question_and_the_next_start_goes
     async with world(fake, tmp_path, postgres=False) as w:
         first = w.start(TURN_DRAIN_S="1")
         try:
-            w.llm.call_tools((SLOW, {"seconds": 0.1}))
-            w.llm.reply(ANSWER)
-            event = await w.mention(first, "run the slow thing")
-            asked = await question(w)
-            await question_row(w, approval_value(asked).partition(".")[0])
+            event, asked = await asked_and_kept(w, first)
         finally:
             out_first, _ = _stop(first.process)  # SIGTERM: the drain lets the waiting turn go
         assert first.process.returncode == 0, out_first
