@@ -15,7 +15,8 @@ streamable HTTP shared by both. For every (transport, protocol mode) it times, p
 
 Raw and registry loops alternate order each round and the best round is reported, to keep
 noise from a shared 2-core machine down; then ``--pairs`` pairs of ``--block``-call blocks run
-raw and registry back to back (order alternating), and the median of the pairs' ratios is
+raw and registry back to back (order alternating; a block of ``ConnectionPool.call_tool`` on
+the registry's session between them, for the pool's share), and the median of the pairs' ratios is
 reported with its quartiles: the steadier number, since both blocks of a pair share the
 machine's state of that second; rows still queued by the usage recorder are written
 between loops, so a raw loop never pays for them. Also measured per loop: CPU time of this
@@ -187,8 +188,12 @@ class Case:
     raw_protocol: str = ""
     registry_protocol: str = ""
     rounds: dict[str, list[Loop]] = field(default_factory=lambda: {"raw": [], "registry": []})
+    pool: Call | None = None
+    """``ConnectionPool.call_tool`` on the registry's own session: the pool's share of the cost."""
     pair_ratios: list[float] = field(default_factory=list)
     """Registry/raw throughput of each back-to-back pair of short blocks (``--pairs``)."""
+    pool_pair_ratios: list[float] = field(default_factory=list)
+    """Pool/raw of the same pairs: a pool block runs between their raw and registry blocks."""
 
     @property
     def label(self) -> str:
@@ -311,6 +316,21 @@ def registry_call(services: Services, tool: str, args: dict[str, Any], counter: 
     return call
 
 
+async def pool_call(services: Services, tool: str) -> Call:
+    """``ConnectionPool.call_tool`` on the session behind catalog tool ``tool``, as the
+    registry calls it (no events, the tool's task support), with nothing of the registry's."""
+    registry, pool = services.registry, services.pool
+    entry = next(e for e in await registry.catalog(TEAM, USER) if e.name == tool)
+    opener = registry._opener(TEAM, USER, entry.connection_id)  # the registry's own, peeked
+
+    async def call() -> Any:
+        return await pool.call_tool(
+            entry.connection_id, opener, entry.tool.name, ARGS, task_support=entry.tool.task_support
+        )
+
+    return call
+
+
 def pid_of(call: Call) -> Call:
     async def pid() -> int:
         return int(_text(await call()))
@@ -360,6 +380,7 @@ async def build_cases(
                 mode=mode,
                 raw=raw,
                 registry=registry_call(services, echo, ARGS, counter),
+                pool=await pool_call(services, echo),
                 raw_protocol=client.protocol_version,
                 registry_protocol=protocol,
             )
@@ -376,7 +397,7 @@ async def paired_blocks(case: Case, n: int, *, registry_first: bool) -> None:
     """One raw block and one registry block of ``n`` calls back to back (order alternating
     pair by pair): the machine's slow drift (other jobs on a shared 2-core host) is nearly the
     same for both, so their ratio is steadier than one of best rounds minutes apart."""
-    sides = ("registry", "raw") if registry_first else ("raw", "registry")
+    sides = ("registry", "pool", "raw") if registry_first else ("raw", "pool", "registry")
     seconds = {}
     for side in sides:
         call = getattr(case, side)
@@ -386,6 +407,7 @@ async def paired_blocks(case: Case, n: int, *, registry_first: bool) -> None:
             await call()
         seconds[side] = time.perf_counter() - started
     case.pair_ratios.append(seconds["raw"] / seconds["registry"])
+    case.pool_pair_ratios.append(seconds["raw"] / seconds["pool"])
 
 
 # --- reporting ---------------------------------------------------------------------------------
@@ -415,6 +437,10 @@ def summarize(case: Case) -> dict[str, Any]:
         "ratio_of_medians": round(median_rate["registry"] / median_rate["raw"], 3),
         "paired_ratio": round(statistics.median(case.pair_ratios), 3) if case.pair_ratios else None,
         "paired_ratio_quartiles": _quartiles(case.pair_ratios),
+        "paired_pool_ratio": round(statistics.median(case.pool_pair_ratios), 3)
+        if case.pool_pair_ratios
+        else None,
+        "paired_pool_ratio_quartiles": _quartiles(case.pool_pair_ratios),
         "raw_median_ms": round(statistics.median(loop.median_ms for loop in case.rounds["raw"]), 3),
         "registry_median_ms": round(statistics.median(loop.median_ms for loop in case.rounds["registry"]), 3),
         "overhead_median_ms": None,
@@ -466,10 +492,10 @@ def markdown(summaries: list[dict[str, Any]], calls: int, rounds: int) -> str:
         "(raw and registry interleaved); medians are per-call latencies (median over rounds).",
         "",
         "| Transport | Mode (negotiated) | Raw calls/s | Registry calls/s | Registry/raw | "
-        "Paired registry/raw (median, quartiles) | "
+        "Paired registry/raw (median, quartiles) | Paired pool/raw | "
         "Raw median | Registry median | New per call after the first (raw / registry) | "
         "Usage writes per 1000 calls |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for s in summaries:
         if s["transport"] == "stdio":
@@ -486,10 +512,14 @@ def markdown(summaries: list[dict[str, Any]], calls: int, rounds: int) -> str:
             low, high = s["paired_ratio_quartiles"] or (s["paired_ratio"], s["paired_ratio"])
             paired_mark = "" if s["paired_ratio"] >= TARGET_RATIO else " ⚠"
             paired = f"{s['paired_ratio']:.3f}{paired_mark} ({low:.2f}–{high:.2f})"
+        pool = "–"
+        if s["paired_pool_ratio"] is not None:
+            low, high = s["paired_pool_ratio_quartiles"] or (s["paired_pool_ratio"],) * 2
+            pool = f"{s['paired_pool_ratio']:.3f} ({low:.2f}–{high:.2f})"
         lines.append(
             f"| {'stdio' if s['transport'] == 'stdio' else 'streamable HTTP'} | {s['mode']} "
             f"({s['protocol_registry']}) | {s['raw_calls_per_s']:,.0f} | {s['registry_calls_per_s']:,.0f} | "
-            f"{s['ratio']:.2f}{mark} | {paired} | {s['raw_median_ms']:.2f} ms | "
+            f"{s['ratio']:.2f}{mark} | {paired} | {pool} | {s['raw_median_ms']:.2f} ms | "
             f"{s['registry_median_ms']:.2f} ms | "
             f"{effect} | {s['usage_writes_per_1000_calls']:g} |"
         )

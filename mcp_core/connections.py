@@ -71,6 +71,10 @@ CALL_GRACE_S = 5.0
 """Extra time past a call's timeout before we stop trusting the session at all."""
 
 
+class _AnswerLate(Exception):
+    """A call without a clock of ours was sent, and its answer did not come in time."""
+
+
 class _TaskDeadline(Exception):
     """A call that became a task of the 2026-07-28 extension ran past MCP_TASK_TIMEOUT_S."""
 
@@ -108,6 +112,7 @@ class _Live:
         self.scrub: Callable[[str], str] = functools.partial(scrub, secrets=spec.secret_values)
         self.mid_call = MidCall(spec.name, self.scrub, elicitation_timeout_s)
         """The calls in flight, for what the server says during them (progress, questions)."""
+        self.writes: _CountedWrites | None = None
 
     @property
     def usable(self) -> bool:
@@ -213,8 +218,8 @@ class ConnectionPool:
             started = time.monotonic()
             as_task = takes_tasks(live.client, task_support)
             with live.mid_call.watching(events, timeout) as watch:
-                # Without a watch nothing pauses the call's time, so the SDK's read timeout is
-                # its clock and no scope of our own is entered (each costs ~10 µs a call).
+                # Without a watch nothing pauses the call's time, so one asyncio timeout in
+                # _call_plainly is its clock and no anyio scope is entered (each costs ~10 µs).
                 clock = watch.clock if watch is not None else None
                 if as_task:  # the task's own time, not one request's
                     clock = anyio.CancelScope(deadline=anyio.current_time() + self._task_timeout_s)
@@ -249,6 +254,8 @@ class ConnectionPool:
                     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
                 except _TaskDeadline:
                     clock_ran_out = as_task = True
+                except _AnswerLate:
+                    raise errors.ServerTimeoutError(live.spec.name, _timed_out(tool, timeout)) from None
                 except Exception as exc:
                     self._retire(connection_id, live)
                     raise call_error(exc, live.facts(), tool, timeout) from exc
@@ -281,13 +288,21 @@ class ConnectionPool:
         timeout is a backstop for a hung write.
 
         Raises:
+            _AnswerLate: without ``clock``, the request was sent and its time ran out.
             _TaskDeadline: the task the call became ran out of time without a clock of its own.
         """
         assert live.client is not None
+        assert live.writes is not None
         task_on_outer = False
         result = None
+        # Without a clock of ours the outer timeout is the call's only clock and the SDK is
+        # given none: its deadline is an anyio timer rescheduled on every request (~20-40 µs
+        # a call, and a reference cycle for the collector). Its courtesy cancel still goes out,
+        # for a cancelled request as for a timed-out one.
+        sdk_read_timeout = sdk_timeout if clock is not None else math.inf
+        taken = live.writes.taken
         try:
-            async with asyncio.timeout(sdk_timeout + CALL_GRACE_S) as outer:
+            async with asyncio.timeout(sdk_timeout + (CALL_GRACE_S if clock is not None else 0.0)) as outer:
                 with clock if clock is not None else contextlib.nullcontext():
 
                     def became_task() -> None:
@@ -309,14 +324,16 @@ class ConnectionPool:
                     token = _task_extension.CURRENT.set(task_call)
                     try:
                         result = await live.client.call_tool(
-                            tool, arguments, read_timeout_seconds=sdk_timeout, progress_callback=hear
+                            tool, arguments, read_timeout_seconds=sdk_read_timeout, progress_callback=hear
                         )
                     finally:
                         _task_extension.CURRENT.reset(token)
         except TimeoutError:
             if task_on_outer:
                 raise _TaskDeadline from None
-            raise
+            if clock is None and live.writes.taken > taken:  # sent, and the answer is late
+                raise _AnswerLate from None
+            raise  # the transport never took the request: stuck (caller retires the session)
         return result, task_call.task_id is not None
 
     async def follow_task(
@@ -514,8 +531,9 @@ class ConnectionPool:
                         on_dropped_tool=functools.partial(_dropped_tool, live),
                         on_eof=live.done.set,
                     )
+                    live.writes = _CountedWrites(write)
                     client = Client(
-                        _given_streams(stream, write),
+                        _given_streams(stream, live.writes),
                         read_timeout_seconds=max(spec.call_timeout_s, spec.connect_timeout_s),
                         mode=spec.protocol_mode,
                         message_handler=functools.partial(self._on_message, live),
@@ -619,6 +637,31 @@ def _timed_out(tool: str, timeout: float) -> str:
         f"{tool} did not answer within {timeout:g} s. It may still be running on the server, "
         "so it was not retried."
     )
+
+
+class _CountedWrites:
+    """A session's write stream that counts the messages its transport took. A call whose
+    time ran out before its request was taken found the transport stuck (a server that
+    stopped reading its input), not a slow tool: the session is retired, not kept."""
+
+    __slots__ = ("_inner", "taken")
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.taken = 0
+
+    async def send(self, item: Any) -> None:
+        await self._inner.send(item)
+        self.taken += 1
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+    async def __aenter__(self) -> _CountedWrites:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 @asynccontextmanager

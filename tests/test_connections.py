@@ -11,6 +11,8 @@ Session lifetime (reuse, reaping, the cap, shutdown) is in test_connections_life
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -239,6 +241,27 @@ async def test_a_call_past_its_timeout_raises_not_retried_and_the_session_still_
     assert "slow" in str(info.value)
     assert text_of(await call(in_process_pool, spec, "echo", text="still here")) == "still here"
     assert await call_pid(in_process_pool, spec) == pid
+
+
+async def test_a_server_that_stops_reading_its_input_costs_two_timeouts_then_a_new_session(
+    pool: ConnectionPool,
+) -> None:
+    spec = toy_spec(call_timeout_s=1.0)
+    pid = await call_pid(pool, spec)
+    os.kill(pid, signal.SIGSTOP)  # the server reads nothing more; its stdin pipe fills
+    try:
+        # The transport takes the first request and blocks writing it: a late answer.
+        with pytest.raises(errors.ServerTimeoutError, match="not retried"):
+            await call(pool, spec, "echo", text="x" * 300_000)
+        assert pool.is_live(spec.connection_id)
+        # The next one is never taken: the session is stuck, so it is retired.
+        with pytest.raises(errors.ServerTimeoutError):
+            await call(pool, spec, "echo", text="next")
+        assert not pool.is_live(spec.connection_id)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+    assert text_of(await call(pool, spec, "echo", text="after")) == "after"
+    assert await call_pid(pool, spec) != pid
 
 
 async def test_a_call_timeout_shorter_than_the_servers_start_up_still_lets_the_session_open(
