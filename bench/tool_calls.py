@@ -394,9 +394,10 @@ async def build_cases(
 
 
 async def paired_blocks(case: Case, n: int, *, registry_first: bool) -> None:
-    """One raw block and one registry block of ``n`` calls back to back (order alternating
-    pair by pair): the machine's slow drift (other jobs on a shared 2-core host) is nearly the
-    same for both, so their ratio is steadier than one of best rounds minutes apart."""
+    """One raw block and one registry block of ``n`` calls back to back, a pool block between
+    them (order alternating pair by pair): the machine's slow drift (other jobs on a shared
+    2-core host) is nearly the same for all, so their ratios are steadier than one of best
+    rounds minutes apart."""
     sides = ("registry", "pool", "raw") if registry_first else ("raw", "pool", "registry")
     seconds = {}
     for side in sides:

@@ -285,7 +285,7 @@ class ConnectionPool:
         """One ``tools/call`` (the result, and whether the server made it a task of the
         2026-07-28 extension: then the call's time became the task's). ``clock``: the call's
         pausable deadline, if it has one (None for the result when it ran out); the outer
-        timeout is a backstop for a hung write.
+        timeout is then a backstop for a hung write, and without one it is the call's clock.
 
         Raises:
             _AnswerLate: without ``clock``, the request was sent and its time ran out.
@@ -299,10 +299,13 @@ class ConnectionPool:
         # given none: its deadline is an anyio timer rescheduled on every request (~20-40 µs
         # a call, and a reference cycle for the collector). Its courtesy cancel still goes out,
         # for a cancelled request as for a timed-out one.
-        sdk_read_timeout = sdk_timeout if clock is not None else math.inf
+        if clock is None:
+            sdk_read_timeout, outer_s = math.inf, sdk_timeout
+        else:
+            sdk_read_timeout, outer_s = sdk_timeout, sdk_timeout + CALL_GRACE_S
         taken = live.writes.taken
         try:
-            async with asyncio.timeout(sdk_timeout + (CALL_GRACE_S if clock is not None else 0.0)) as outer:
+            async with asyncio.timeout(outer_s) as outer:
                 with clock if clock is not None else contextlib.nullcontext():
 
                     def became_task() -> None:
