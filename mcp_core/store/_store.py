@@ -35,6 +35,7 @@ from mcp_core.models import (
     normalize_connection_name,
 )
 from mcp_core.store import _installations
+from mcp_core.store._bulk import execute_many
 from mcp_core.store._engine import check_engine, transaction, writer
 from mcp_core.store._rollups import write_rollups
 from mcp_core.store._stats import RollupRows, read_rollups
@@ -338,10 +339,8 @@ class Store:
         async with self._transaction(write=True) as conn:
             # Counters first: on PostgreSQL their row locks hold off a concurrent delete, so
             # the link INSERT_ROWS looks up cannot vanish before commit.
-            if counters:
-                await conn.execute(BUMP_COUNTERS, counters)
-            if inserts:
-                await conn.execute(INSERT_ROWS, inserts)
+            await execute_many(conn, BUMP_COUNTERS, counters)
+            await execute_many(conn, INSERT_ROWS, inserts)
             if turns:
                 await conn.execute(sa.insert(agent_turns), turns)
             await write_rollups(conn, calls, turn_records)
