@@ -83,6 +83,8 @@ MAX_TOOL_PAGES = 100
 CLOSE_ALL_TIMEOUT_S = 15.0
 CLIENT_INFO = types.Implementation(name="slack-mcp-bot", version="0.1.0")
 MODERN_VERSIONS = frozenset({"2026-07-28"})
+_NO_WATCH = contextlib.nullcontext()
+"""A call without events has no watch; entering this costs less than ``watching``'s generator."""
 
 
 @dataclass
@@ -217,7 +219,7 @@ class ConnectionPool:
             assert live.client is not None
             started = time.monotonic()
             as_task = takes_tasks(live.client, task_support)
-            with live.mid_call.watching(events, timeout) as watch:
+            with live.mid_call.watching(events, timeout) if events is not None else _NO_WATCH as watch:
                 # Without a watch nothing pauses the call's time, so one asyncio timeout in
                 # _call_plainly is its clock and no anyio scope is entered (each costs ~10 µs).
                 clock = watch.clock if watch is not None else None
@@ -469,15 +471,8 @@ class ConnectionPool:
 
     # -- sessions ------------------------------------------------------------------------
 
-    @asynccontextmanager
-    async def _borrow(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> AsyncIterator[_Live]:
-        live = await self._session(connection_id, open_spec)
-        live.in_flight += 1
-        try:
-            yield live
-        finally:
-            live.in_flight -= 1
-            live.last_used = time.monotonic()
+    def _borrow(self, connection_id: uuid.UUID, open_spec: SpecFactory) -> _Borrowed:
+        return _Borrowed(self, connection_id, open_spec)
 
     async def _session(self, key: uuid.UUID, open_spec: SpecFactory) -> _Live:
         if self._closed:
@@ -640,6 +635,31 @@ def _timed_out(tool: str, timeout: float) -> str:
         f"{tool} did not answer within {timeout:g} s. It may still be running on the server, "
         "so it was not retried."
     )
+
+
+class _Borrowed:
+    """``async with pool._borrow(...) as live``: the connection's session, counted as in use
+    until the block ends. A class, not an ``asynccontextmanager``: it runs on every call, and
+    the generator and its wrapper cost ~4 µs of it."""
+
+    __slots__ = ("_connection_id", "_live", "_open_spec", "_pool")
+
+    def __init__(self, pool: ConnectionPool, connection_id: uuid.UUID, open_spec: SpecFactory) -> None:
+        self._pool = pool
+        self._connection_id = connection_id
+        self._open_spec = open_spec
+        self._live: _Live | None = None
+
+    async def __aenter__(self) -> _Live:
+        live = self._live = await self._pool._session(self._connection_id, self._open_spec)
+        live.in_flight += 1
+        return live
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        live = self._live
+        assert live is not None
+        live.in_flight -= 1
+        live.last_used = time.monotonic()
 
 
 class _CountedWrites:
