@@ -36,11 +36,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.turn_journal import admin  # the throwaway-database helper both benches use
 from mcp_core.models import NewConnection, UsageRecord
 from mcp_core.store import Store, _rollups, _store, create_engine, migrate
 from mcp_core.store._bulk import execute_many
@@ -127,15 +127,6 @@ async def measure(url: str, reps: int) -> dict[str, Any]:
         row["cpu_ratio"] = round(row["now"]["cpu_ms"] / row["sqlalchemy"]["cpu_ms"], 3)
         result["sizes"][str(size)] = row
     return result
-
-
-async def admin(admin_url: str, statement: str) -> None:
-    dsn = sa.make_url(admin_url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn, timeout=10)
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
