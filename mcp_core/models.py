@@ -290,7 +290,7 @@ class UsageRecord:
     """One tool call for analytics. Never holds arguments, results or secrets.
 
     A plain dataclass, not a pydantic model: one is built on every tool call from values the
-    registry already holds, and validating them cost ~8 µs of that call (``bench/tool_calls.py``)."""
+    registry already holds, and validating them cost ~8 µs of that call (timed in the real loop)."""
 
     team_id: str
     user_id: str

@@ -3,10 +3,12 @@
 ``conn.execute(stmt, rows)`` on SQLite costs three trips to aiosqlite's worker thread per
 statement (cursor, executemany, close) plus SQLAlchemy's per-row parameter handling; a
 usage batch is five or six such statements, and at hundreds of tool calls a second that
-was most of the CPU the registry adds to a call (``bench/tool_calls.py``). On SQLite,
+was the largest single part of the CPU the registry adds to a call. On SQLite,
 :func:`execute_many` compiles the statement once per set of parameter names, turns each row
 into a tuple with the bind types' own processors (the same values SQLAlchemy would send) and
-hands it to the driver's ``executemany``: one trip. Other dialects (asyncpg batches on its
+hands it to the driver's ``executemany``: one trip. The driver's errors are wrapped as
+SQLAlchemy's (``DBAPIError.instance``), so ``transaction`` still turns them into
+``StoreError``. Other dialects (asyncpg batches on its
 own) take SQLAlchemy's path unchanged.
 
 Only for plain INSERT/UPDATE/upsert constructs whose values all come from the rows (no Python
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -39,7 +42,10 @@ async def execute_many(conn: AsyncConnection, stmt: sa.Executable, rows: Sequenc
     sql, as_tuple = _plan(conn.dialect, stmt, tuple(rows[0]))
     params = [as_tuple(row) for row in rows]
     raw = await conn.get_raw_connection()
-    await raw.driver_connection.executemany(sql, params)
+    try:
+        await raw.driver_connection.executemany(sql, params)
+    except sqlite3.Error as exc:  # wrapped as SQLAlchemy wraps it, so callers' handling holds
+        raise sa.exc.DBAPIError.instance(sql, None, exc, sqlite3.Error) from exc
 
 
 @functools.lru_cache(maxsize=64)

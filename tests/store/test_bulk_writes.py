@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_core.errors import StoreError
 from mcp_core.models import UsageRecord
 from mcp_core.store import create_engine, migrate
 from mcp_core.store._bulk import execute_many
@@ -105,3 +106,28 @@ async def test_execute_many_refuses_rows_that_leave_a_parameter_unset(tmp_path) 
                 await execute_many(conn, INSERT_ROWS, [{"team_id": TEAM, "user_id": USER}])
     finally:
         await engine.dispose()
+
+
+async def test_a_batch_the_database_refuses_is_a_store_error_and_writes_nothing(
+    store, engine, connect
+) -> None:
+    connection = await connect()
+    good, bad = (
+        UsageRecord(
+            team_id=TEAM,
+            user_id=USER,
+            connection_id=connection.id,
+            tool_name="echo",
+            latency_ms=latency,
+            success=True,
+            created_at=datetime(2026, 3, 10, 12, tzinfo=UTC),
+        )
+        for latency in (1.0, -1.0)  # the table's CHECK refuses a negative latency
+    )
+
+    with pytest.raises(StoreError):
+        await store.record_usage([good, bad])
+
+    async with engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(tool_usage))).scalar_one() == 0
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(usage_daily))).scalar_one() == 0
