@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from bot.monitoring import SlackHealth
 from bot.oauth_web import start_sign_in_listener
 from bot.runner import sign_in_app, slack_client
+from tests.servers import toy as toy_server
 from tests.slack.agent_harness import (
     OTHER_TEAM,
     TOY_SECRET,
@@ -25,7 +26,6 @@ from tests.slack.agent_harness import (
     approval_value,
     mention,
     turn_done,
-    updates,
 )
 from tests.slack.conftest import TEAM, USER, USER_B, listeners_done
 from tests.support.fake_slack import FakeSlack
@@ -131,13 +131,16 @@ async def test_a_question_waiting_for_its_click_is_an_open_approval_and_a_denied
 async def test_a_stopped_turn_and_the_call_it_cancelled_count_as_stopped(
     tmp_path: Path, fake: FakeSlack
 ) -> None:
+    """The Stop is clicked once the server runs the call: the progress line shows before the
+    turn's journal write, and a Stop inside that write comes before anything was sent."""
     async with agent_bot(tmp_path, fake) as bot:
         await always_allow(bot.services, "slow")
+        slow_before = toy_server.STARTED["slow"]  # the toy runs in this process (InProcessServers)
         bot.llm.call_tools(("toy__slow", {"seconds": 60}))
         await bot.slack.event(mention("take your time"))
         progress_ts = await fake_progress_ts(bot, fake)
         with anyio.fail_after(TURN_S):
-            while not any("`toy__slow` …" in u["text"] for u in updates(fake, progress_ts)):  # noqa: ASYNC110
+            while toy_server.STARTED["slow"] == slow_before:  # noqa: ASYNC110
                 await anyio.sleep(0.02)
             [post] = [body for body, ts in bot.posts.made if ts == progress_ts]
             [stop] = [b for b in post["blocks"] if b.get("block_id") == "stop"]
