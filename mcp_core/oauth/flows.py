@@ -228,10 +228,10 @@ class OAuthFlows:
         return provider
 
     def request_checker(self, server_url: str) -> Any:
-        origin = _origin(server_url)
+        origin = _origin(httpx2.URL(server_url))
 
         async def check(request: httpx2.Request) -> None:
-            if _origin(str(request.url)) != origin:
+            if _origin(request.url) != origin:
                 await self._check_request(request)
 
         return check
@@ -326,6 +326,7 @@ class OAuthFlows:
         await self._http.aclose()
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
+def _origin(url: httpx2.URL) -> tuple[str, str, int | None]:
+    """Parsed as httpx parsed the request it sends (host lowercased, a default port None): one
+    parser for both sides, no string round trip on every request."""
+    return url.scheme, url.host, url.port

@@ -262,9 +262,23 @@ class GrantProvider(OAuthClientProvider):
                     response = yield request
                     if not _asks_again(response):
                         return
+            answered, sent_with = None, request.headers.get("Authorization")
+            if ctx.current_tokens is None:
+                # No grant (most remote servers need no OAuth): the request goes as it is, and
+                # the SDK's flow (a lock and two generators per request, ~30 µs) runs only once
+                # the server asks for a sign-in, fed the answer it would have got itself.
+                answered = yield request
+                if not _asks_again(answered):
+                    return
             inner = super()._auth_flow(request)
-            outgoing = await inner.__anext__()
             try:
+                outgoing = await inner.__anext__()
+                if (
+                    answered is not None
+                    and outgoing is request
+                    and request.headers.get("Authorization") == sent_with
+                ):
+                    outgoing = await inner.asend(answered)  # it would send what was sent: not twice
                 while True:
                     response = yield outgoing
                     outgoing = await inner.asend(response)

@@ -79,6 +79,17 @@ async def test_connecting_asks_for_a_sign_in_and_the_callback_connects(
     assert "scope" in await whoami(services)
 
 
+async def test_a_request_refused_for_want_of_a_sign_in_is_sent_once(
+    services: Services, server: OAuthServer
+) -> None:
+    """Without a grant the request goes out before the SDK's OAuth flow runs; its 401 is what
+    the flow starts from, not a reason to send it again."""
+    outcome = await services.registry.add_connection(TEAM, USER, new_connection(server))
+    assert isinstance(outcome.error, errors.SignInRequiredError)
+    stats = server.stats()
+    assert (stats["mcp_requests"], stats["mcp_unauthorized"]) == (1, 1)
+
+
 async def test_a_sign_in_link_works_once(services: Services, server: OAuthServer) -> None:
     outcome = await services.registry.add_connection(TEAM, USER, new_connection(server))
     assert isinstance(outcome.error, errors.SignInRequiredError)
